@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Set up and run everything with nothing installed but Python 3.11+.
+
+    python3 dev.py run      # create .venv, install, run the main job (example server + load test)
+    python3 dev.py test     # create .venv, install, run the whole test suite
+    python3 dev.py lint     # ruff + mypy --strict
+    python3 dev.py bench    # the benchmark suite (pass --quick for the CI-sized run)
+
+Extra arguments after the command go to the tool it runs (pytest, the benchmark suite ...).
+The virtual environment is (re)installed only when pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".electron-installed"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / ("python.exe" if os.name == "nt" else "python")
+
+
+def _ensure_venv() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"electron needs Python >= 3.11, this is {sys.version.split()[0]}")
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not PY.exists():
+        print(f"dev.py: creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    if STAMP.exists() and STAMP.read_text() == want:
+        return
+    print("dev.py: installing electron[dev] into .venv", flush=True)
+    pip = [str(PY), "-m", "pip", "--disable-pip-version-check", "install", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+    STAMP.write_text(want)
+
+
+def _run(*args: str) -> int:
+    print("+", " ".join(args), flush=True)
+    return subprocess.call(args, cwd=ROOT)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"run", "test", "lint", "bench", "setup"}:
+        print(__doc__)
+        return 2
+    cmd, rest = argv[0], argv[1:]
+    _ensure_venv()
+    py = str(PY)
+    if cmd == "setup":
+        return 0
+    if cmd == "test":
+        return _run(py, "-m", "pytest", *rest)
+    if cmd == "lint":
+        return _run(py, "-m", "ruff", "check", ".") or _run(py, "-m", "mypy", *rest)
+    if cmd == "bench":
+        return _run(py, "-m", "bench", *rest)
+    return _run(py, "-m", "bench.loadtest", "--compare", *rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,428 @@
+"""ArenaOfPools: lends arenas and buffers under a budget, and takes them back."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ._arena import Arena
+from ._buffer import Buffer
+from ._errors import DoubleRelease, ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
+from ._memory import check_size, check_timeout, is_exported, zero
+from ._pools import BufferPool
+from ._stats import Stats
+
+if TYPE_CHECKING:
+    from .aio._scope import ArenaScope
+
+__all__ = ("ArenaOfPools", "Waiter")
+
+_DEFAULT_ARENA_SIZE = 64 << 10
+_TRIM_CHECK_EVERY = 256  # returns between two looks at the clock for the idle trim
+
+
+class Waiter:
+    """A place in an :class:`ArenaOfPools` queue, woken when an arena is handed to it.
+
+    ``wake`` is called with the pool's lock held, from whatever thread gave an arena back,
+    so it must not block; the async layer passes a thread-safe event-loop wake-up.
+    """
+
+    __slots__ = ("arena", "error", "wake")
+
+    def __init__(self, wake: Callable[[], object]) -> None:
+        self.wake = wake
+        self.arena: Arena | None = None
+        self.error: BaseException | None = None
+
+
+class ArenaOfPools:
+    """A thread-safe pool of arenas plus a :class:`BufferPool`, for request-scoped memory.
+
+    Each request takes an arena (:meth:`get_arena`, or ``with``/``async with aop.arena()``),
+    allocates from it and from pooled buffers, and gives everything back in one step. With
+    ``max_arenas`` or ``max_bytes`` set, callers beyond the budget wait first come first
+    served and get :class:`PoolExhausted` after their timeout. Idle memory beyond what
+    recent load needed is released by :meth:`trim`, which also runs every
+    ``trim_interval`` seconds as arenas come back.
+    """
+
+    def __init__(
+        self,
+        *,
+        arena_size: int = _DEFAULT_ARENA_SIZE,
+        pool_size: int = 64,
+        max_arenas: int | None = None,
+        max_bytes: int | None = None,
+        metrics: bool = True,  # record per-arena usage (Stats.arena_used_bytes_*)
+        buffer_pool: BufferPool | None = None,
+        trim_interval: float | None = 30.0,
+    ) -> None:
+        self._arena_size = check_size(arena_size, "arena_size")
+        if self._arena_size == 0:
+            raise InvalidArgument("arena_size", arena_size, "an int > 0")
+        self._pool_size = check_size(pool_size, "pool_size")
+        self._max_arenas = None if max_arenas is None else check_size(max_arenas, "max_arenas")
+        self._max_bytes = None if max_bytes is None else check_size(max_bytes, "max_bytes")
+        if self._max_arenas == 0:
+            raise InvalidArgument("max_arenas", max_arenas, "an int >= 1 or None")
+        if self._max_bytes is not None and self._max_bytes < self._arena_size:
+            raise InvalidArgument("max_bytes", max_bytes, f">= arena_size ({self._arena_size})")
+        self._trim_interval = check_timeout(trim_interval)
+        self.metrics = metrics
+        self._buffers = buffer_pool if buffer_pool is not None else BufferPool()
+        self._lock = threading.Lock()
+        self._free: list[bytearray] = []
+        self._low = 0  # fewest idle arenas since the last trim
+        self._parked: deque[tuple[bytearray, int]] = deque()  # (region, bytes used)
+        self._waiters: deque[Waiter] = deque()
+        self._active = 0
+        self._active_buffers = 0
+        self._buffer_bytes = 0  # capacity of buffers lent out, as counted at get
+        self._created = 0
+        self._reused = 0
+        self._high_water = 0
+        self._quarantine_events = 0
+        self._waits = 0
+        self._timeouts = 0
+        self._trimmed = 0
+        self._returns = 0
+        self._used_total = 0  # bytes used by arenas when they came back (metrics=True)
+        self._used_max = 0
+        self._last_trim = time.monotonic()
+        self._closed = False
+
+    # -- arenas -----------------------------------------------------------------------------
+
+    def _fits_locked(self, nbytes: int) -> bool:
+        if self._max_arenas is not None and self._active >= self._max_arenas:
+            return False
+        if self._max_bytes is None:
+            return True
+        lent = self._active * self._arena_size + self._buffer_bytes
+        return lent + nbytes <= self._max_bytes
+
+    def _limit_text(self) -> str:
+        parts = []
+        if self._max_arenas is not None:
+            parts.append(f"{self._active} of max_arenas={self._max_arenas} arenas lent")
+        if self._max_bytes is not None:
+            lent = self._active * self._arena_size + self._buffer_bytes
+            parts.append(f"{lent} of max_bytes={self._max_bytes} bytes lent")
+        return ", ".join(parts) or "pool closed"
+
+    def _take_region_locked(self) -> bytearray | None:
+        free = self._free
+        if free:
+            region = free.pop()
+            if len(free) < self._low:
+                self._low = len(free)
+            self._reused += 1
+            return region
+        parked = self._parked
+        for _ in range(min(4, len(parked))):
+            region, used = parked.popleft()
+            if is_exported(region):
+                parked.append((region, used))
+                continue
+            # Whatever held it may have written anywhere in it (``view.obj`` is the whole
+            # bytearray), so the whole region is zeroed before reuse.
+            zero(memoryview(region), len(region))
+            self._reused += 1
+            return region
+        return None
+
+    def _lend_locked(self) -> Arena:
+        region = self._take_region_locked()
+        if region is None:
+            region = bytearray(self._arena_size)
+            self._created += 1
+        self._active += 1
+        arena = Arena._adopt(region, self)
+        reserved = self._reserved_locked()
+        if reserved > self._high_water:
+            self._high_water = reserved
+        return arena
+
+    def _reserved_locked(self) -> int:
+        idle = len(self._free) + len(self._parked)
+        return (self._active + idle) * self._arena_size + self._buffer_bytes
+
+    def get_arena(self, timeout: float | None = None) -> Arena:
+        """Lend an arena; wait up to ``timeout`` seconds (``None``: forever) for the budget.
+
+        Waiters are served first come first served. Raises :class:`PoolExhausted` when the
+        budget stays exhausted past ``timeout`` and :class:`PoolClosed` after :meth:`close`.
+        """
+        t = None if timeout is None else check_timeout(timeout)
+        with self._lock:
+            if self._closed:
+                raise PoolClosed()
+            if not self._waiters and self._fits_locked(self._arena_size):
+                return self._lend_locked()
+            if t == 0:
+                self._timeouts += 1
+                raise PoolExhausted("arena", t, self._limit_text())
+            gate = threading.Lock()
+            gate.acquire()
+            waiter = Waiter(gate.release)
+            self._enqueue_locked(waiter)
+        gate.acquire(timeout=-1 if t is None else t)
+        arena = self._finish_wait(waiter, t)
+        return arena
+
+    def _enqueue_locked(self, waiter: Waiter) -> None:
+        self._waiters.append(waiter)
+        self._waits += 1
+
+    def _enqueue(self, waiter: Waiter) -> Arena | None:
+        """Lend an arena now, or queue ``waiter`` and return None (for the async layer)."""
+        with self._lock:
+            if self._closed:
+                raise PoolClosed()
+            if not self._waiters and self._fits_locked(self._arena_size):
+                return self._lend_locked()
+            self._enqueue_locked(waiter)
+            return None
+
+    def _finish_wait(self, waiter: Waiter, timeout: float | None) -> Arena:
+        """After a wait ended (woken, timed out or cancelled): the arena, or the error."""
+        with self._lock:
+            if waiter.arena is None and waiter.error is None:
+                self._waiters.remove(waiter)
+                self._timeouts += 1
+                raise PoolExhausted("arena", timeout, self._limit_text())
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.arena is not None
+        return waiter.arena
+
+    def _abandon(self, waiter: Waiter) -> None:
+        """A waiter gives up (cancelled); an arena already handed to it goes back."""
+        with self._lock:
+            if waiter.arena is None:
+                if waiter.error is None:
+                    self._waiters.remove(waiter)
+                return
+        self.return_arena(waiter.arena)
+
+    def _grant_locked(self) -> None:
+        waiters = self._waiters
+        while waiters and self._fits_locked(self._arena_size):
+            w = waiters.popleft()
+            w.arena = self._lend_locked()
+            w.wake()
+
+    def return_arena(self, arena: Arena) -> None:
+        """Take ``arena`` back. The ``Arena`` object is dead afterwards; its memory is not.
+
+        Every view it handed out is released; memory something still exports is held back
+        until nothing does. Raises :class:`DoubleRelease` for an arena already given back
+        and :class:`ForeignObject` for one this pool did not lend.
+        """
+        if not isinstance(arena, Arena) or arena._owner is not self:
+            raise ForeignObject("arena", self)
+        with self._lock:
+            if arena._mv is None:
+                raise DoubleRelease("arena")
+            used = arena._offset
+            if self.metrics:
+                self._used_total += used
+                if used > self._used_max:
+                    self._used_max = used
+            clean = arena._scrub()
+            arena._on_reset.clear()
+            self._active -= 1
+            region = arena._region
+            if self._closed:
+                pass
+            elif not clean:
+                self._quarantine_events += 1
+                self._parked.append((region, used))
+            elif len(self._free) < self._pool_size:
+                self._free.append(region)
+            if self._waiters:
+                self._grant_locked()
+            self._returns += 1
+            if self._returns % _TRIM_CHECK_EVERY == 0:
+                self._maybe_trim_locked()
+
+    def _close_arena(self, arena: Arena) -> None:
+        self.return_arena(arena)
+
+    def _replace_region(self, old: bytearray, used: int) -> bytearray:
+        """An arena being reset found ``old`` still exported: park it, lend a fresh one."""
+        with self._lock:
+            self._quarantine_events += 1
+            self._parked.append((old, used))
+            region = self._take_region_locked()
+            if region is None:
+                region = bytearray(self._arena_size)
+                self._created += 1
+            return region
+
+    # -- buffers ----------------------------------------------------------------------------
+
+    def get_buffer(self, size_hint: int = 0) -> Buffer:
+        """Lend an empty :class:`Buffer` with ``capacity >= size_hint``.
+
+        Its capacity counts against ``max_bytes``; beyond the budget this raises
+        :class:`PoolExhausted` at once rather than waiting (a buffer is taken from inside
+        a request that already holds an arena, so waiting could deadlock).
+        """
+        if size_hint.__class__ is not int or size_hint < 0:
+            size_hint = check_size(size_hint, "size_hint")
+        with self._lock:
+            if self._closed:
+                raise PoolClosed()
+            if self._max_bytes is not None:
+                lent = self._active * self._arena_size + self._buffer_bytes
+                if lent + max(size_hint, 1) > self._max_bytes:
+                    raise PoolExhausted("buffer", 0, self._limit_text())
+        buf = self._buffers.get(size_hint)
+        buf._owner = self
+        cap = len(buf._region)
+        buf._accounted = cap
+        with self._lock:
+            self._active_buffers += 1
+            self._buffer_bytes += cap
+            reserved = self._reserved_locked()
+            if reserved > self._high_water:
+                self._high_water = reserved
+        return buf
+
+    def return_buffer(self, buf: Buffer) -> None:
+        """Take ``buf`` back; it is dead afterwards. See :meth:`BufferPool.put`."""
+        if not isinstance(buf, Buffer) or buf._owner is not self:
+            raise ForeignObject("buffer", self)
+        buf._owner = self._buffers
+        try:
+            self._buffers.put(buf)
+        except DoubleRelease:
+            buf._owner = self
+            raise
+        with self._lock:
+            self._active_buffers -= 1
+            self._buffer_bytes -= buf._accounted
+            if self._waiters:
+                self._grant_locked()
+
+    def _close_buffer(self, buf: Buffer) -> None:
+        self.return_buffer(buf)
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    def _maybe_trim_locked(self) -> None:
+        if self._trim_interval is None:
+            return
+        now = time.monotonic()
+        if now - self._last_trim >= self._trim_interval:
+            self._trim_locked(now)
+
+    def _trim_locked(self, now: float) -> int:
+        drop = min(self._low, len(self._free))
+        del self._free[:drop]
+        freed = drop * self._arena_size
+        # Parked regions are already unreachable from the pool's side; forget them.
+        freed += len(self._parked) * self._arena_size
+        self._parked.clear()
+        self._low = len(self._free)
+        self._last_trim = now
+        self._trimmed += freed
+        return freed
+
+    def trim(self) -> int:
+        """Release idle memory that went unused since the last trim; return bytes freed."""
+        with self._lock:
+            freed = self._trim_locked(time.monotonic())
+        freed_buffers = self._buffers.trim()
+        with self._lock:
+            self._trimmed += freed_buffers
+        return freed + freed_buffers
+
+    def stats(self) -> Stats:
+        """A consistent snapshot of what this pool holds and has done."""
+        bstats = self._buffers.statistics()
+        with self._lock:
+            return Stats(
+                active_arenas=self._active,
+                pooled_arenas=len(self._free),
+                arenas_created=self._created,
+                arenas_reused=self._reused,
+                active_buffers=self._active_buffers,
+                pooled_buffers=bstats.pooled,
+                buffers_created=bstats.created,
+                bytes_reserved=self._reserved_locked() + bstats.pooled_bytes,
+                bytes_in_use=self._active * self._arena_size + self._buffer_bytes,
+                high_water_bytes=max(self._high_water, self._reserved_locked()),
+                quarantined=len(self._parked),
+                quarantine_events=self._quarantine_events + bstats.quarantined,
+                waiting=len(self._waiters),
+                waits=self._waits,
+                wait_timeouts=self._timeouts,
+                trimmed_bytes=self._trimmed,
+                arena_used_bytes_total=self._used_total,
+                arena_used_bytes_max=self._used_max,
+            )
+
+    def arena(self, *, timeout: float | None = None) -> ArenaScope:
+        """A scope that lends the current task (or thread) an arena until it ends.
+
+        ``async with aop.arena() as a:`` waits asynchronously for the budget;
+        ``with aop.arena() as a:`` blocks the thread. Either way the arena is the current
+        one (:func:`electron.aio.current_arena`) inside the scope and goes back at its end,
+        on success, error or cancellation alike.
+        """
+        from .aio._scope import ArenaScope
+
+        return ArenaScope(self, check_timeout(timeout))
+
+    def close(self) -> None:
+        """Release idle memory, fail every waiter with :class:`PoolClosed`, refuse new gets.
+
+        Arenas and buffers lent out stay usable until they come back. Idempotent.
+        """
+        with self._lock:
+            self._closed = True
+            self._free.clear()
+            self._parked.clear()
+            waiters, self._waiters = self._waiters, deque()
+            for w in waiters:
+                w.error = PoolClosed("closed while waiting for an arena")
+                w.wake()
+        self._buffers.close()
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    @property
+    def arena_size(self) -> int:
+        """Capacity of every arena this pool lends."""
+        return self._arena_size
+
+    @property
+    def max_arenas(self) -> int | None:
+        """How many arenas may be lent at once (``None``: no limit)."""
+        return self._max_arenas
+
+    @property
+    def max_bytes(self) -> int | None:
+        """How many bytes of arenas and buffers may be lent at once (``None``: no limit)."""
+        return self._max_bytes
+
+    def __enter__(self) -> ArenaOfPools:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<ArenaOfPools arena_size={self._arena_size} active={self._active} "
+            f"pooled={len(self._free)} max_arenas={self._max_arenas}>"
+        )

@@ -1,0 +1,127 @@
+"""Every error electron raises, in one tree.
+
+Each error also subclasses the builtin it resembles, so callers can catch either::
+
+    ElectronError
+    ├── InvalidArgument            (ValueError)   a size, timeout or option is out of range
+    ├── InsufficientCapacity       (MemoryError)  an allocation does not fit in an arena
+    ├── PoolExhausted              (TimeoutError) a budget stayed exhausted past the timeout
+    ├── ResourceClosed             (RuntimeError) use of something already given back
+    │   ├── ArenaClosed                           an Arena after close() or return
+    │   ├── BufferClosed                          a Buffer after it went back to its pool
+    │   └── PoolClosed                            an ArenaOfPools after close()
+    ├── DoubleRelease              (RuntimeError) the same object given back twice
+    └── ForeignObject              (ValueError)   an object given to a pool that did not lend it
+
+Messages are built in ``__init__`` from the facts (sizes, capacities, which pool), so every
+raise site states them the same way.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "ArenaClosed",
+    "BufferClosed",
+    "DoubleRelease",
+    "ElectronError",
+    "ForeignObject",
+    "InsufficientCapacity",
+    "InvalidArgument",
+    "PoolClosed",
+    "PoolExhausted",
+    "ResourceClosed",
+)
+
+
+class ElectronError(Exception):
+    """Base class of every error electron raises."""
+
+
+class InvalidArgument(ElectronError, ValueError):
+    """A size, timeout or option was out of range (negative, NaN, too large ...)."""
+
+    def __init__(self, name: str, value: object, expected: str) -> None:
+        self.name = name
+        self.value = value
+        super().__init__(f"{name}={value!r} is invalid: expected {expected}")
+
+
+class InsufficientCapacity(ElectronError, MemoryError):
+    """An allocation does not fit in what is left of an arena; the arena stays usable."""
+
+    def __init__(self, requested: int, available: int, capacity: int) -> None:
+        self.requested = requested
+        self.available = available
+        self.capacity = capacity
+        super().__init__(
+            f"cannot allocate {requested} bytes: {available} of {capacity} bytes left in this "
+            "arena; use try_alloc() to fall back, a larger arena_size, or a pooled Buffer"
+        )
+
+
+class PoolExhausted(ElectronError, TimeoutError):
+    """The pool's budget stayed exhausted for longer than the caller agreed to wait."""
+
+    def __init__(self, what: str, timeout: float | None, limit: str) -> None:
+        self.what = what
+        self.timeout = timeout
+        self.limit = limit
+        waited = "without waiting" if not timeout else f"after waiting {timeout:g}s"
+        super().__init__(
+            f"no {what} available {waited}: {limit}; raise the budget, "
+            "return resources sooner, or wait longer"
+        )
+
+
+class ResourceClosed(ElectronError, RuntimeError):
+    """Something that was closed or given back was used again."""
+
+    kind = "resource"
+
+    def __init__(self, detail: str = "", where: str | None = None) -> None:
+        self.where = where
+        msg = f"this {self.kind} was already closed or given back"
+        if detail:
+            msg += f" ({detail})"
+        if where:
+            msg += f"; it was given back at:\n{where}"
+        super().__init__(msg)
+
+
+class ArenaClosed(ResourceClosed):
+    """An Arena was used after ``close()`` or after it went back to its ArenaOfPools."""
+
+    kind = "arena"
+
+
+class BufferClosed(ResourceClosed):
+    """A Buffer was used after it went back to its pool."""
+
+    kind = "buffer"
+
+
+class PoolClosed(ResourceClosed):
+    """An ArenaOfPools or BufferPool was used after ``close()``."""
+
+    kind = "pool"
+
+
+class DoubleRelease(ElectronError, RuntimeError):
+    """The same object was given back twice; the second release is refused."""
+
+    def __init__(self, kind: str, where: str | None = None) -> None:
+        self.kind = kind
+        self.where = where
+        msg = f"this {kind} was already given back; a second release is refused"
+        if where:
+            msg += f"; it was first given back at:\n{where}"
+        super().__init__(msg)
+
+
+class ForeignObject(ElectronError, ValueError):
+    """An object was given to a pool that did not lend it."""
+
+    def __init__(self, kind: str, pool: object) -> None:
+        self.kind = kind
+        self.pool = pool
+        super().__init__(f"this {kind} was not lent by {pool!r}; give it back to its own pool")
