@@ -22,6 +22,7 @@ __all__ = ("ArenaOfPools", "Waiter")
 
 _DEFAULT_ARENA_SIZE = 64 << 10
 _TRIM_CHECK_EVERY = 256  # returns between two looks at the clock for the idle trim
+_ArenaScope: type[ArenaScope] | None = None  # imported on first use: the core needs no anyio
 
 
 class Waiter:
@@ -177,6 +178,15 @@ class ArenaOfPools:
     def _enqueue_locked(self, waiter: Waiter) -> None:
         self._waiters.append(waiter)
         self._waits += 1
+
+    def _lend_nowait(self) -> Arena | None:
+        """Lend an arena if the budget allows and nobody is queued, else None."""
+        with self._lock:
+            if self._closed:
+                raise PoolClosed()
+            if not self._waiters and self._fits_locked(self._arena_size):
+                return self._lend_locked()
+            return None
 
     def _enqueue(self, waiter: Waiter) -> Arena | None:
         """Lend an arena now, or queue ``waiter`` and return None (for the async layer)."""
@@ -376,9 +386,10 @@ class ArenaOfPools:
         one (:func:`electron.aio.current_arena`) inside the scope and goes back at its end,
         on success, error or cancellation alike.
         """
-        from .aio._scope import ArenaScope
-
-        return ArenaScope(self, check_timeout(timeout))
+        global _ArenaScope
+        if _ArenaScope is None:
+            from .aio._scope import ArenaScope as _ArenaScope
+        return _ArenaScope(self, None if timeout is None else check_timeout(timeout))
 
     def close(self) -> None:
         """Release idle memory, fail every waiter with :class:`PoolClosed`, refuse new gets.
