@@ -1,0 +1,391 @@
+"""BufferPool: size classes, reuse, bounded retention, quarantine, trim and misuse."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import threading
+
+import numpy as np
+import pytest
+
+from electron import (
+    Buffer,
+    BufferClosed,
+    BufferPool,
+    DoubleRelease,
+    ForeignObject,
+    InvalidArgument,
+    PoolClosed,
+)
+
+
+def _is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+@pytest.mark.parametrize("hint", [0, 1, 100, 256, 257, 1000, 4096, 5000, 65536, 1 << 20])
+def test_get_gives_empty_buffer_with_capacity_at_least_hint(hint: int) -> None:
+    pool = BufferPool()
+    buf = pool.get(hint)
+    assert isinstance(buf, Buffer)
+    assert len(buf) == 0
+    assert buf.getvalue() == b""
+    assert buf.capacity >= hint
+    # Size classes are powers of two, so a hint wastes less than half the capacity.
+    assert _is_power_of_two(buf.capacity)
+    assert buf.capacity < 2 * max(hint, 256)
+    pool.put(buf)
+
+
+def test_hints_in_one_size_class_share_pooled_memory() -> None:
+    pool = BufferPool()
+    a = pool.get(300)
+    pool.put(a)
+    b = pool.get(500)  # same class (512) as 300
+    stats = pool.statistics()
+    assert (stats.created, stats.reused) == (1, 1)
+    c = pool.get(600)  # next class: fresh memory
+    assert pool.statistics().created == 2
+    assert c.capacity > b.capacity
+    pool.put(b)
+    pool.put(c)
+
+
+def test_put_then_get_reuses_memory_under_a_new_object() -> None:
+    pool = BufferPool()
+    buf = pool.get(1000)
+    buf.write(b"first use")
+    cap = buf.capacity
+    pool.put(buf)
+    again = pool.get(1000)
+    assert again is not buf
+    assert buf.closed
+    assert not again.closed
+    assert again.capacity == cap
+    assert len(again) == 0
+    assert again.getvalue() == b""
+    assert again.reserve(cap) == bytes(cap), "bytes of the previous use are visible"
+    with pytest.raises(BufferClosed):
+        buf.write(b"x")
+    assert pool.statistics().reused == 1
+    pool.put(again)
+
+
+def test_capacity_kept_across_uses_after_growth() -> None:
+    pool = BufferPool(max_size=1 << 20)
+    buf = pool.get(0)
+    buf.write(b"x" * 10_000)
+    grown = buf.capacity
+    assert grown >= 10_000
+    pool.put(buf)
+    again = pool.get(10_000)
+    assert again.capacity == grown
+    assert pool.statistics().reused == 1
+    pool.put(again)
+
+
+def test_statistics_track_active_pooled_created_reused() -> None:
+    pool = BufferPool()
+    bufs = [pool.get(100) for _ in range(3)]
+    s = pool.statistics()
+    assert (s.active, s.pooled, s.created, s.reused, s.pooled_bytes) == (3, 0, 3, 0, 0)
+    for b in bufs:
+        pool.put(b)
+    s = pool.statistics()
+    assert (s.active, s.pooled, s.pooled_bytes) == (0, 3, 3 * 256)
+    pool.get(100)
+    s = pool.statistics()
+    assert (s.active, s.pooled, s.reused) == (1, 2, 1)
+
+
+# -- bounded retention ------------------------------------------------------------------------
+
+
+def test_max_per_class_bounds_idle_buffers() -> None:
+    pool = BufferPool(max_per_class=2)
+    bufs = [pool.get(100) for _ in range(5)]
+    for b in bufs:
+        pool.put(b)
+    s = pool.statistics()
+    assert s.pooled == 2
+    assert s.dropped == 3
+    assert s.active == 0
+
+
+def test_max_pooled_bytes_bounds_total_retention() -> None:
+    pool = BufferPool(max_pooled_bytes=1024)
+    bufs = [pool.get(256) for _ in range(6)]
+    for b in bufs:
+        pool.put(b)
+    s = pool.statistics()
+    assert s.pooled_bytes <= 1024
+    assert s.pooled == 4
+    assert s.dropped == 2
+
+
+def test_buffer_above_max_size_is_dropped_on_put() -> None:
+    pool = BufferPool(max_size=64 << 10)
+    big = pool.get(100_000)
+    assert big.capacity >= 100_000
+    big.write(b"x" * 100_000)
+    pool.put(big)
+    s = pool.statistics()
+    assert (s.pooled, s.pooled_bytes, s.dropped) == (0, 0, 1)
+    assert pool.get(100_000) is not big
+    assert pool.statistics().created == 2
+
+
+def test_buffer_that_grew_above_max_size_while_lent_is_dropped() -> None:
+    pool = BufferPool(max_size=4096)
+    buf = pool.get(100)
+    buf.write(b"y" * 10_000)
+    pool.put(buf)
+    s = pool.statistics()
+    assert (s.pooled, s.pooled_bytes, s.dropped) == (0, 0, 1)
+
+
+def test_default_pool_drops_a_large_outlier() -> None:
+    pool = BufferPool()
+    outlier = pool.get(16 << 20)
+    pool.put(outlier)
+    assert pool.statistics().pooled_bytes == 0
+
+
+# -- misuse -----------------------------------------------------------------------------------
+
+
+def test_put_twice_is_double_release() -> None:
+    pool = BufferPool()
+    buf = pool.get(100)
+    pool.put(buf)
+    with pytest.raises(DoubleRelease):
+        pool.put(buf)
+    s = pool.statistics()
+    assert (s.active, s.pooled) == (0, 1), "the second put must not pool the memory twice"
+    a, b = pool.get(100), pool.get(100)
+    assert pool.statistics().created == 2, "two gets after a double put share memory"
+    pool.put(a)
+    pool.put(b)
+
+
+def test_put_twice_after_the_memory_was_lent_again_is_still_refused() -> None:
+    pool = BufferPool()
+    buf = pool.get(100)
+    pool.put(buf)
+    other = pool.get(100)  # same memory, new object
+    other.write(b"owner two")
+    with pytest.raises(DoubleRelease):
+        pool.put(buf)
+    assert other.getvalue() == b"owner two"
+    assert pool.statistics().active == 1
+    pool.put(other)
+
+
+def test_buffer_from_another_pool_is_foreign() -> None:
+    a, b = BufferPool(), BufferPool()
+    buf = a.get(10)
+    with pytest.raises(ForeignObject):
+        b.put(buf)
+    assert not buf.closed
+    assert b.statistics().pooled == 0
+    a.put(buf)
+
+
+@pytest.mark.parametrize("thing", [Buffer(10), bytearray(10), b"abc", None])
+def test_objects_not_lent_by_the_pool_are_foreign(thing: object) -> None:
+    pool = BufferPool()
+    with pytest.raises(ForeignObject):
+        pool.put(thing)  # type: ignore[arg-type]
+    assert pool.statistics().pooled == 0
+
+
+@pytest.mark.parametrize(
+    ("hint", "error"),
+    [(-1, InvalidArgument), (1.5, TypeError), ("1", TypeError), (True, TypeError)],
+)
+def test_get_refuses_bad_hints(hint: object, error: type[Exception]) -> None:
+    pool = BufferPool()
+    with pytest.raises(error):
+        pool.get(hint)  # type: ignore[arg-type]
+    assert pool.statistics().active == 0
+    pool.put(pool.get(1))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"min_size": 0},
+        {"min_size": 1024, "max_size": 512},
+        {"max_pooled_bytes": -1},
+        {"max_per_class": -1},
+    ],
+)
+def test_bad_options_are_refused(kwargs: dict[str, int]) -> None:
+    with pytest.raises(InvalidArgument):
+        BufferPool(**kwargs)
+
+
+# -- quarantine -------------------------------------------------------------------------------
+
+
+def _export_numpy(v: memoryview) -> object:
+    return np.frombuffer(v, dtype=np.uint8)
+
+
+def _export_derived(v: memoryview) -> object:
+    return memoryview(v)
+
+
+def _export_ctypes(v: memoryview) -> object:
+    return (ctypes.c_char * len(v)).from_buffer(v)
+
+
+@pytest.mark.parametrize("export", [_export_numpy, _export_derived, _export_ctypes])
+def test_view_still_exported_at_put_is_quarantined(export: object) -> None:
+    pool = BufferPool(max_per_class=4)
+    buf = pool.get(256)
+    buf.write(b"\x42" * 256)
+    held = export(buf.view())  # type: ignore[operator]
+    pool.put(buf)
+    s = pool.statistics()
+    assert s.quarantined == 1
+    assert s.pooled == 0, "memory still exported must not be pooled"
+    nxt = pool.get(256)
+    assert pool.statistics().created == 2
+    r = nxt.reserve(256)
+    assert r == bytes(256)
+    r[:] = b"\x01" * 256
+    # Scribble through the stale export: the new buffer's memory must not change.
+    if isinstance(held, np.ndarray):
+        held[:] = 0xEE
+    elif isinstance(held, memoryview):
+        held[:] = b"\xee" * len(held)
+    else:
+        assert isinstance(held, ctypes.Array)
+        ctypes.memset(ctypes.addressof(held), 0xEE, 256)
+    assert r == b"\x01" * 256
+    pool.put(nxt)
+
+
+def test_reserve_view_exported_at_put_is_quarantined() -> None:
+    pool = BufferPool()
+    buf = pool.get(100)
+    arr = np.frombuffer(buf.reserve(64), dtype=np.uint8)
+    pool.put(buf)
+    assert pool.statistics().quarantined == 1
+    assert pool.statistics().pooled == 0
+    del arr
+
+
+def test_plain_views_do_not_cause_quarantine() -> None:
+    pool = BufferPool()
+    buf = pool.get(100)
+    buf.write(b"abc")
+    v = buf.view()
+    r = buf.reserve(10)
+    pool.put(buf)
+    s = pool.statistics()
+    assert (s.quarantined, s.pooled) == (0, 1)
+    del v, r
+
+
+# -- trim -------------------------------------------------------------------------------------
+
+
+def test_trim_releases_buffers_unused_since_last_trim() -> None:
+    pool = BufferPool()
+    bufs = [pool.get(1000) for _ in range(4)]
+    for b in bufs:
+        pool.put(b)
+    pool.trim()  # a trim only drops what stayed idle for a whole interval
+    # During this interval one buffer is used: it is kept, the three idle ones go.
+    pool.put(pool.get(1000))
+    freed = pool.trim()
+    assert freed == 3 * 1024
+    s = pool.statistics()
+    assert (s.pooled, s.pooled_bytes) == (1, 1024)
+    # Nothing used in the next interval: the last one goes too.
+    assert pool.trim() == 1024
+    s = pool.statistics()
+    assert (s.pooled, s.pooled_bytes) == (0, 0)
+    assert pool.trim() == 0
+
+
+def test_trim_after_burst_returns_memory_to_baseline() -> None:
+    pool = BufferPool()
+    bufs = [pool.get(64 << 10) for _ in range(16)]
+    for b in bufs:
+        b.write(b"z" * (64 << 10))
+    for b in bufs:
+        pool.put(b)
+    del bufs
+    assert pool.statistics().pooled_bytes == 16 * (64 << 10)
+    total = pool.trim() + pool.trim()
+    assert total == 16 * (64 << 10)
+    gc.collect()
+    assert pool.statistics().pooled_bytes == 0
+    # The pool still works after trimming.
+    b = pool.get(64 << 10)
+    assert b.capacity == 64 << 10
+    pool.put(b)
+
+
+def test_clear_releases_every_idle_buffer() -> None:
+    pool = BufferPool()
+    for b in [pool.get(100) for _ in range(3)]:
+        pool.put(b)
+    pool.clear()
+    s = pool.statistics()
+    assert (s.pooled, s.pooled_bytes) == (0, 0)
+
+
+# -- close ------------------------------------------------------------------------------------
+
+
+def test_close_refuses_gets_but_accepts_lent_buffers() -> None:
+    pool = BufferPool()
+    lent = pool.get(100)
+    idle = pool.get(100)
+    pool.put(idle)
+    with pool:
+        pass
+    with pytest.raises(PoolClosed):
+        pool.get(10)
+    assert pool.statistics().pooled == 0
+    lent.write(b"still usable")
+    pool.put(lent)
+    s = pool.statistics()
+    assert (s.active, s.pooled) == (0, 0)
+
+
+# -- threads ----------------------------------------------------------------------------------
+
+
+def test_concurrent_get_put_never_shares_a_buffer() -> None:
+    pool = BufferPool(max_per_class=8)
+    errors: list[str] = []
+    start = threading.Barrier(8)
+
+    def worker(ident: int) -> None:
+        start.wait()
+        tag = bytes([ident + 1]) * 64
+        for _ in range(500):
+            buf = pool.get(512)
+            if len(buf) != 0 or buf.reserve(512) != bytes(512):
+                errors.append("dirty buffer")
+            buf.write(tag)
+            if buf.getvalue() != tag:
+                errors.append("buffer shared between threads")
+            pool.put(buf)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    s = pool.statistics()
+    assert s.active == 0
+    assert s.pooled <= 8
+    assert s.created + s.reused == 8 * 500
