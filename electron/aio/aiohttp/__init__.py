@@ -1,0 +1,36 @@
+"""electron.aio.aiohttp: one arena per aiohttp request, and pooled bodies sent without copying.
+
+``setup(app, aop)`` installs the middleware. Inside a handler ``electron.aio.current_arena()``
+(or :func:`request_arena`) is the request's arena, :func:`request_buffer` and
+:func:`read_body` give pooled buffers that go back with it, and :class:`PooledResponse` sends
+pooled memory without copying. Everything goes back only once the transport no longer
+references it. Needs the ``aiohttp`` extra.
+"""
+
+from __future__ import annotations
+
+from ._flush import wait_flushed as wait_flushed
+from ._keys import AOP_KEY as AOP_KEY
+from ._keys import MIDDLEWARE_KEY as MIDDLEWARE_KEY
+from ._middleware import Middleware as Middleware
+from ._middleware import middleware as middleware
+from ._middleware import setup as setup
+from ._request import read_body as read_body
+from ._request import request_arena as request_arena
+from ._request import request_buffer as request_buffer
+from ._response import PooledResponse as PooledResponse
+from ._stats import MiddlewareStatistics as MiddlewareStatistics
+
+__all__ = (
+    "AOP_KEY",
+    "MIDDLEWARE_KEY",
+    "Middleware",
+    "MiddlewareStatistics",
+    "PooledResponse",
+    "middleware",
+    "read_body",
+    "request_arena",
+    "request_buffer",
+    "setup",
+    "wait_flushed",
+)

@@ -1,0 +1,111 @@
+"""Knowing when a transport no longer references memory that was written to it.
+
+uvloop (and CPython >= 3.12's selector transports) keep a reference to the memory passed to
+``transport.write()`` until the kernel has taken it, so pooled memory may go back to its pool
+only once the transport's write buffer is empty or the connection is lost. Neither event has
+a callback of its own; this module gets one without polling: it lowers the transport's
+write-buffer limits to zero for the length of the wait, so the transport pauses the protocol
+now and resumes it exactly when its buffer is empty (or wakes it when the connection is
+lost), and awaits that through aiohttp's ``writer.drain()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.base_protocol import BaseProtocol
+
+__all__ = ("flushed", "release_after_flush", "wait_flushed")
+
+# id(transport) -> [waiters, low, high]: the limits to restore when the last waiter is done.
+# An entry lives only while a waiter holds the transport, so its id cannot be reused.
+_lowered: dict[int, list[int]] = {}
+# Background flush waits, referenced so that they are not garbage-collected mid-wait.
+_background: set[asyncio.Task[None]] = set()
+_POLL = 0.005  # only for a transport that does not implement write flow control
+
+
+def flushed(writer: AbstractStreamWriter) -> bool:
+    """True when nothing written through ``writer`` is still held by its transport."""
+    transport = writer.transport
+    return transport is None or transport.get_write_buffer_size() == 0
+
+
+def _protocol(writer: AbstractStreamWriter) -> BaseProtocol | None:
+    protocol = getattr(writer, "protocol", None)
+    return protocol if isinstance(protocol, BaseProtocol) else None
+
+
+async def wait_flushed(writer: AbstractStreamWriter) -> bool:
+    """Return once the transport behind ``writer`` holds no unsent bytes or is gone.
+
+    Returns True if it had to wait. Never raises for a lost connection; cancellation
+    propagates (the limits are restored either way).
+    """
+    transport = writer.transport
+    if transport is None or not transport.get_write_buffer_size():
+        return False
+    protocol = _protocol(writer)
+    key = id(transport)
+    entry = _lowered.get(key)
+    if entry is None:
+        low, high = transport.get_write_buffer_limits()
+        entry = _lowered[key] = [0, low, high]
+    entry[0] += 1
+    try:
+        while True:
+            current = writer.transport
+            if current is None or not current.get_write_buffer_size():
+                return True
+            if protocol is None or not protocol.writing_paused:
+                try:
+                    # Pauses the protocol at once (the buffer is not empty) and makes the
+                    # transport resume it only when the buffer is empty.
+                    current.set_write_buffer_limits(high=0, low=0)
+                except RuntimeError:
+                    pass  # closed under us: connection_lost comes next
+                if protocol is None or not protocol.writing_paused:
+                    await asyncio.sleep(_POLL)
+                    continue
+            try:
+                await writer.drain()
+            except ConnectionError:
+                return True
+    finally:
+        entry[0] -= 1
+        if not entry[0]:
+            del _lowered[key]
+            if not transport.is_closing():
+                try:
+                    transport.set_write_buffer_limits(high=entry[2], low=entry[1])
+                except RuntimeError:
+                    pass
+
+
+async def _wait_then(writer: AbstractStreamWriter, release: Callable[[], object]) -> None:
+    try:
+        await wait_flushed(writer)
+    finally:
+        release()
+
+
+def release_after_flush(writer: AbstractStreamWriter, release: Callable[[], object]) -> bool:
+    """Call ``release`` now if the transport holds nothing, else once it has flushed.
+
+    Returns True if the release had to be deferred to a background wait. Without a running
+    event loop ``release`` runs at once (nothing can flush any more).
+    """
+    if flushed(writer):
+        release()
+        return False
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        release()
+        return False
+    task = loop.create_task(_wait_then(writer, release))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return True

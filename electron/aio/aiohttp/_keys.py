@@ -1,0 +1,22 @@
+"""Typed keys under which the middleware stores its state on apps and requests."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..._aop import ArenaOfPools
+
+if TYPE_CHECKING:
+    from ._lease import Lease
+    from ._middleware import Middleware
+
+__all__ = ("AOP_KEY", "LEASE_KEY", "MIDDLEWARE_KEY")
+
+#: The app's :class:`~electron.ArenaOfPools`, stored by :func:`setup`.
+AOP_KEY: web.AppKey[ArenaOfPools] = web.AppKey("electron.aop", ArenaOfPools)
+#: The app's :class:`Middleware` (for its statistics), stored by :func:`setup`.
+MIDDLEWARE_KEY: web.AppKey[Middleware] = web.AppKey("electron.middleware")
+#: The request's lease (arena and pooled buffers); private: use the request helpers.
+LEASE_KEY: web.RequestKey[Lease] = web.RequestKey("electron.lease")

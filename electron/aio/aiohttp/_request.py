@@ -1,0 +1,78 @@
+"""Per-request helpers: the request's arena, pooled buffers and a pooled request body."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..._arena import Arena
+from ..._buffer import Buffer
+from ..._errors import ArenaClosed
+from ..._memory import check_size
+from ._keys import LEASE_KEY
+from ._lease import Lease
+
+__all__ = ("read_body", "request_arena", "request_buffer")
+
+
+def _lease(request: web.BaseRequest) -> Lease:
+    try:
+        lease = request[LEASE_KEY]
+    except KeyError:
+        raise LookupError(
+            "this request has no electron arena: install the middleware with "
+            "electron.aio.aiohttp.setup(app, aop) (or middleware(aop=...)); excluded paths "
+            "get none"
+        ) from None
+    if lease.released:
+        raise ArenaClosed("the request's arena went back when its response was sent")
+    return lease
+
+
+def request_arena(request: web.BaseRequest) -> Arena:
+    """The arena electron's middleware lent ``request``.
+
+    It stays valid until the response has been sent (inside the handler,
+    :func:`electron.aio.current_arena` returns the same arena). Raises :class:`LookupError`
+    for a request the middleware did not handle.
+    """
+    return _lease(request).arena
+
+
+def request_buffer(request: web.BaseRequest, size_hint: int = 0) -> Buffer:
+    """A pooled :class:`~electron.Buffer` that goes back with ``request``'s arena.
+
+    It stays valid until the response has been sent, so it may be the body of a
+    :class:`PooledResponse`. Raises :class:`~electron.PoolExhausted` at once beyond the
+    budget (the middleware answers 503 for it).
+    """
+    return _lease(request).buffer(size_hint)
+
+
+async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Buffer:
+    """Read ``request``'s body into a pooled buffer that goes back with the request.
+
+    At most ``limit`` bytes (default: the middleware's ``body_limit``) are accepted: a
+    declared ``Content-Length`` above it is refused with 413 before anything is read, and a
+    chunked body with 413 as soon as it grows past it.
+    """
+    lease = _lease(request)
+    owner = lease.owner
+    limit = owner.body_limit if limit is None else check_size(limit, "limit")
+    length = request.content_length
+    if length is not None and length > limit:
+        owner._too_large += 1
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
+    buf = lease.buffer(length or 0)
+    content = request.content
+    size = 0
+    while True:
+        # aiohttp hands the body over as bytes chunks; one copy of each into pooled memory
+        # (Buffer.write, which neither zeroes nor registers a view, unlike reserve/commit).
+        chunk = await content.readany()
+        if not chunk:
+            return buf
+        size += len(chunk)
+        if size > limit:
+            owner._too_large += 1
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        buf.write(chunk)

@@ -1,0 +1,140 @@
+"""PooledResponse: a response whose body is pooled memory, sent without copying."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import http_writer, web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.typedefs import LooseHeaders
+
+from ..._buffer import Buffer
+from ._flush import release_after_flush, wait_flushed
+
+if TYPE_CHECKING:
+    from aiohttp.web_request import BaseRequest
+    from typing_extensions import Buffer as BytesLike
+
+    from ._lease import Lease
+
+__all__ = ("PooledResponse",)
+
+# When aiohttp sends the headers and a body in one write it joins them into new bytes on
+# Pythons where it avoids transport.writelines() (< 3.12.9): a copy of the whole body. Above
+# this size the headers go out on their own, so that the body itself is never copied.
+_COALESCE_MAX = 16 << 10
+_JOIN_COPIES: bool = getattr(http_writer, "SKIP_WRITELINES", True)
+
+
+class PooledResponse(web.StreamResponse):
+    """A response whose body is pooled memory, handed to the transport without a copy.
+
+    ``body`` is a :class:`~electron.Buffer` (its written bytes are sent, and the response
+    owns it: it goes back to its pool after sending) or any bytes-like object such as a view
+    from ``arena.alloc()``. The memory is given back only once the transport no longer
+    references it: after the body was written and the transport's write buffer flushed, or
+    the connection was lost. ``on_release`` is called at that moment. Returned from a handler
+    under electron's middleware, the request's arena and buffers go back at the same moment.
+    """
+
+    _send_headers_immediately = False
+
+    def __init__(
+        self,
+        body: Buffer | BytesLike,
+        *,
+        status: int = 200,
+        reason: str | None = None,
+        headers: LooseHeaders | None = None,
+        content_type: str | None = "application/octet-stream",
+        charset: str | None = None,
+        on_release: Callable[[], object] | None = None,
+    ) -> None:
+        super().__init__(status=status, reason=reason, headers=headers)
+        self._buffer: Buffer | None = None
+        self._own_view = False
+        if isinstance(body, Buffer):
+            self._buffer = body
+            view = body.view()  # released when the buffer goes back
+        else:
+            view = memoryview(body)
+            if view.format != "B" or view.ndim != 1:
+                view = view.cast("B")  # raises TypeError for a non-contiguous view
+            self._own_view = True
+        self._view: memoryview | None = view
+        self._on_release = on_release
+        self._lease: Lease | None = None
+        self._writer: AbstractStreamWriter | None = None
+        self._sent = False
+        self._released = False
+        self.content_length = view.nbytes
+        if content_type is not None:
+            self.content_type = content_type
+        if charset is not None:
+            self.charset = charset
+        if _JOIN_COPIES and view.nbytes > _COALESCE_MAX:
+            self._send_headers_immediately = True
+
+    @property
+    def released(self) -> bool:
+        """True once the body's memory was given back (it can no longer be sent)."""
+        return self._released
+
+    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
+        writer = await super().prepare(request)
+        if writer is not None:
+            self._writer = writer
+        return writer
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        if data:
+            raise ValueError("PooledResponse sends its own body; write_eof() takes no data")
+        writer = self._writer
+        if writer is None or self._sent:
+            await super().write_eof()
+            return
+        self._sent = True
+        flushed = False
+        try:
+            view = self._view
+            if view is None:
+                raise RuntimeError("this PooledResponse's body was already given back")
+            if view.nbytes and not self._must_be_empty_body:
+                await self.write(view)
+            await super().write_eof()
+            if await wait_flushed(writer) and self._lease is not None:
+                self._lease.count_flush_wait()
+            flushed = True
+        finally:
+            lease = self._lease
+            if flushed:
+                if lease is not None:
+                    lease.release()
+                else:
+                    self._release_body()
+            elif lease is not None:
+                lease.release_after_flush()
+            else:
+                release_after_flush(writer, self._release_body)
+
+    def _release_body(self) -> None:
+        """Give the body back (called once the transport no longer references it)."""
+        if self._released:
+            return
+        self._released = True
+        self._lease = None
+        view, self._view = self._view, None
+        buf, self._buffer = self._buffer, None
+        on_release, self._on_release = self._on_release, None
+        try:
+            if view is not None and self._own_view:
+                try:
+                    view.release()
+                except BufferError:
+                    pass  # still exported somewhere: the pool quarantines the memory
+            if on_release is not None:
+                on_release()
+        finally:
+            if buf is not None:
+                buf.close()

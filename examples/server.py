@@ -1,0 +1,491 @@
+"""electron's example aiohttp server, and the target of the load test.
+
+Run ``python examples/server.py [--host H] [--port P] [--workers N] [--no-electron]``; it prints
+one line ``electron example server listening on http://HOST:PORT`` once it accepts
+connections (``--port 0`` picks a free port). Routes:
+
+- ``GET /``: ``Hello, World!``
+- ``GET /json``: a small JSON document, serialised straight into pooled memory
+- ``GET /bytes/{n}?seed=K``: n bytes (n <= 8 MiB), byte i = ``(K*31 + i) % 251``, built in
+  pooled memory and sent without copying
+- ``POST /upload``: the body is read into pooled memory (413 over ``--upload-limit``);
+  answers ``{"size": ..., "sha256": ...}``
+- ``GET /render?name=..&items=N``: an HTML page rendered by Jinja2 (autoescaped) into pooled
+  memory
+- ``GET /stats``: the ArenaOfPools' statistics (it does not count itself)
+
+``--no-electron`` serves the same routes with plain allocation: the load test's baseline.
+``--workers N`` runs N processes on one port (SO_REUSEPORT), each with its own ArenaOfPools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import dataclasses
+import errno
+import functools
+import hashlib
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import jinja2
+import msgspec
+from aiohttp import web
+
+import electron
+from electron.aio import aiohttp as electron_aiohttp
+
+__all__ = ("MAX_BYTES", "main", "make_app", "pattern")
+
+#: Largest body ``GET /bytes/{n}`` serves.
+MAX_BYTES = 8 << 20
+#: Largest ``items`` ``GET /render`` accepts.
+MAX_ITEMS = 10_000
+MAX_NAME = 1_000
+DEFAULT_UPLOAD_LIMIT = 16 << 20
+_PERIOD = 251
+_LISTENING = "electron example server listening on http://{host}:{port}"
+
+_TEMPLATE = """<!doctype html>
+<html>
+<head><meta charset="utf-8"><title>Hello, {{ name }}</title></head>
+<body>
+<h1>Hello, {{ name }}!</h1>
+<ul>
+{%- for item in items %}
+<li id="item-{{ item.id }}">{{ item.label }} <em>for {{ name }}</em></li>
+{%- endfor %}
+</ul>
+</body>
+</html>
+"""
+
+
+class _Item(msgspec.Struct):
+    id: int
+    label: str
+
+
+class _Doc(msgspec.Struct):
+    message: str
+    server: str
+    items: list[_Item]
+
+
+_DOC = _Doc("Hello, World!", "electron", [_Item(i, f"item {i}") for i in range(3)])
+_ENCODER = msgspec.json.Encoder()
+_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+_PAGE = _ENV.from_string(_TEMPLATE)
+
+
+@functools.lru_cache(maxsize=_PERIOD)
+def _period(seed: int) -> bytes:
+    """One period of the ``/bytes`` pattern for ``seed``: byte i is ``(seed*31 + i) % 251``."""
+    start = (seed * 31) % _PERIOD
+    base = bytes(range(_PERIOD))
+    return base[start:] + base[:start]
+
+
+def pattern(n: int, seed: int) -> bytes:
+    """The body ``GET /bytes/{n}?seed={seed}`` serves (for clients that check it)."""
+    period = _period(seed % _PERIOD)
+    return (period * (n // _PERIOD + 1))[:n]
+
+
+def _fill(view: memoryview, n: int, seed: int) -> None:
+    """Write the ``/bytes`` pattern into ``view[:n]``: one period, then doubling copies."""
+    period = _period(seed % _PERIOD)
+    k = min(n, _PERIOD)
+    view[:k] = period[:k]
+    while k < n:  # view[:k] holds whole periods, so copying it keeps the pattern going
+        m = min(k, n - k)
+        view[k : k + m] = view[:m]
+        k += m
+
+
+def _fill_buffer(buf: electron.Buffer, n: int, seed: int) -> None:
+    """Like :func:`_fill`, appending to a pooled buffer (no zeroing pass, unlike reserve)."""
+    period = _period(seed % _PERIOD)
+    buf.write(period[: min(n, _PERIOD)])
+    while (k := len(buf)) < n:
+        buf.write(buf.view()[: min(k, n - k)])
+
+
+def _bytes_args(request: web.Request) -> tuple[int, int]:
+    raw_n = request.match_info["n"]
+    raw_seed = request.query.get("seed", "0")
+    try:
+        if len(raw_n) > 12 or len(raw_seed) > 19:
+            raise ValueError
+        n, seed = int(raw_n), int(raw_seed)
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text="n and seed must be integers, e.g. /bytes/1024?seed=7"
+        ) from None
+    if n < 0 or n > MAX_BYTES:
+        raise web.HTTPBadRequest(
+            text=f"n={n} is out of range: /bytes/{{n}} serves 0 to {MAX_BYTES} bytes (8 MiB)"
+        )
+    return n, seed
+
+
+def _render_args(request: web.Request) -> dict[str, Any]:
+    name = request.query.get("name", "World")
+    raw = request.query.get("items", "10")
+    if len(name) > MAX_NAME:
+        raise web.HTTPBadRequest(text=f"name is too long: at most {MAX_NAME} characters")
+    try:
+        if len(raw) > 9:
+            raise ValueError
+        count = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text="items must be an integer") from None
+    if count < 0 or count > MAX_ITEMS:
+        raise web.HTTPBadRequest(text=f"items={count} is out of range: 0 to {MAX_ITEMS}")
+    return {"name": name, "items": [_Item(i, f"item {i}") for i in range(count)]}
+
+
+async def hello(request: web.Request) -> web.StreamResponse:
+    return web.Response(text="Hello, World!")
+
+
+# -- electron: pooled memory ---------------------------------------------------------------
+
+
+class _JsonScratch:
+    """Pooled bytearrays for msgspec's ``encode_into`` (it must be able to resize them).
+
+    A bytearray goes back to the pool only after the response that sent it was flushed
+    (PooledResponse's ``on_release``), and never while anything still exports it.
+    """
+
+    def __init__(self) -> None:
+        self.pool: electron.ObjectPool[bytearray] = electron.ObjectPool(bytearray, max_size=256)
+
+    def response(self, obj: object, status: int = 200) -> electron_aiohttp.PooledResponse:
+        pool = self.pool
+        scratch = pool.get()
+        _ENCODER.encode_into(obj, scratch)
+
+        def give_back() -> None:
+            try:
+                scratch.append(0)  # refused (BufferError) while something exports it
+            except BufferError:
+                pool.discard(scratch)
+                return
+            if len(scratch) > 64 << 10:
+                pool.discard(scratch)
+            else:
+                pool.put(scratch)
+
+        return electron_aiohttp.PooledResponse(
+            scratch, status=status, content_type="application/json", on_release=give_back
+        )
+
+
+def _electron_routes(aop: electron.ArenaOfPools) -> list[web.RouteDef]:
+    scratch = _JsonScratch()
+
+    async def json_doc(request: web.Request) -> web.StreamResponse:
+        return scratch.response(_DOC)
+
+    async def pooled_bytes(request: web.Request) -> web.StreamResponse:
+        n, seed = _bytes_args(request)
+        buf = electron_aiohttp.request_buffer(request, n)
+        _fill_buffer(buf, n, seed)
+        return electron_aiohttp.PooledResponse(buf)
+
+    async def upload(request: web.Request) -> web.StreamResponse:
+        buf = await electron_aiohttp.read_body(request)
+        digest = hashlib.sha256(buf.view()).hexdigest()
+        return scratch.response({"size": len(buf), "sha256": digest})
+
+    async def render(request: web.Request) -> web.StreamResponse:
+        context = _render_args(request)
+        buf = electron_aiohttp.request_buffer(request, 2048 + 64 * len(context["items"]))
+        buf.write_str(_PAGE.render(context))
+        return electron_aiohttp.PooledResponse(buf, content_type="text/html", charset="utf-8")
+
+    async def stats(request: web.Request) -> web.StreamResponse:
+        return scratch.response(aop.stats().as_dict())
+
+    return [
+        web.get("/json", json_doc),
+        web.get("/bytes/{n}", pooled_bytes),
+        web.post("/upload", upload),
+        web.get("/render", render),
+        web.get("/stats", stats),
+    ]
+
+
+# -- baseline: plain allocation ------------------------------------------------------------
+
+
+def _plain_routes() -> list[web.RouteDef]:
+    async def json_doc(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=_ENCODER.encode(_DOC), content_type="application/json")
+
+    async def plain_bytes(request: web.Request) -> web.StreamResponse:
+        n, seed = _bytes_args(request)
+        body = bytearray(n)
+        _fill(memoryview(body), n, seed)
+        return web.Response(body=body)
+
+    async def upload(request: web.Request) -> web.StreamResponse:
+        body = await request.read()  # the app's client_max_size answers 413 over the limit
+        doc = {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+        return web.Response(body=_ENCODER.encode(doc), content_type="application/json")
+
+    async def render(request: web.Request) -> web.StreamResponse:
+        return web.Response(text=_PAGE.render(_render_args(request)), content_type="text/html")
+
+    zeros = {f.name: 0 for f in dataclasses.fields(electron.Stats)}
+
+    async def stats(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=_ENCODER.encode(zeros), content_type="application/json")
+
+    return [
+        web.get("/json", json_doc),
+        web.get("/bytes/{n}", plain_bytes),
+        web.post("/upload", upload),
+        web.get("/render", render),
+        web.get("/stats", stats),
+    ]
+
+
+def make_app(
+    aop: electron.ArenaOfPools | None,
+    *,
+    upload_limit: int = DEFAULT_UPLOAD_LIMIT,
+    acquire_timeout: float = 1.0,
+) -> web.Application:
+    """The example app: with electron's middleware over ``aop``, or plain with ``None``."""
+    app = web.Application(client_max_size=upload_limit)
+    app.router.add_get("/", hello)
+    if aop is None:
+        app.add_routes(_plain_routes())
+    else:
+        electron_aiohttp.setup(
+            app,
+            aop,
+            acquire_timeout=acquire_timeout,
+            body_limit=upload_limit,
+            exclude=("/stats",),
+        )
+        app.add_routes(_electron_routes(aop))
+    return app
+
+
+# -- running it ----------------------------------------------------------------------------
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python examples/server.py", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one (default 8080)")
+    p.add_argument("--workers", type=int, default=1, help="processes sharing the port (default 1)")
+    p.add_argument(
+        "--no-electron", action="store_true", help="plain allocation: the load-test baseline"
+    )
+    p.add_argument(
+        "--upload-limit",
+        type=int,
+        default=DEFAULT_UPLOAD_LIMIT,
+        help=f"largest POST /upload body in bytes (default {DEFAULT_UPLOAD_LIMIT})",
+    )
+    p.add_argument("--arena-size", type=int, default=64 << 10, help="bytes per arena")
+    p.add_argument("--max-arenas", type=int, default=None, help="arenas lent at once (budget)")
+    p.add_argument("--max-bytes", type=int, default=None, help="bytes lent at once (budget)")
+    p.add_argument(
+        "--acquire-timeout",
+        type=float,
+        default=1.0,
+        help="seconds a request waits for the budget before 503 (default 1)",
+    )
+    p.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="event loop (default: uvloop when installed)",
+    )
+    args = p.parse_args(argv)
+    if args.workers < 1:
+        p.error("--workers must be >= 1")
+    if not 0 <= args.port <= 65535:
+        p.error("--port must be in 0..65535")
+    return args
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _announce(host: str, port: int) -> None:
+    print(_LISTENING.format(host=_url_host(host), port=port), flush=True)
+
+
+async def _serve(
+    args: argparse.Namespace, *, reuse_port: bool, ready: Callable[[str, int], None]
+) -> None:
+    aop = None
+    if not args.no_electron:
+        aop = electron.ArenaOfPools(
+            arena_size=args.arena_size, max_arenas=args.max_arenas, max_bytes=args.max_bytes
+        )
+    app = make_app(aop, upload_limit=args.upload_limit, acquire_timeout=args.acquire_timeout)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, args.host, args.port, reuse_port=reuse_port or None)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        ready(host, port)
+        await stop.wait()
+    finally:
+        await runner.cleanup()  # closes the ArenaOfPools (app cleanup)
+
+
+def _run(coro: Coroutine[Any, Any, None], loop_name: str) -> None:
+    if loop_name != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop_name == "uvloop":
+                raise
+        else:
+            uvloop.run(coro)
+            return
+    asyncio.run(coro)
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel send this process SIGTERM when its parent dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
+    """Bind (not listen) a SO_REUSEPORT socket: it fixes the port the workers share."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock, sock.getsockname()[1]
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    reserved, port = _reserve_port(args.host, args.port)
+    args.port = port
+    read_fd, write_fd = os.pipe()
+    parent = os.getpid()
+    children: set[int] = set()
+    for _ in range(args.workers):
+        pid = os.fork()
+        if pid == 0:  # worker
+            code = 0
+            try:
+                os.close(read_fd)
+                reserved.close()
+                _die_with_parent()
+                if os.getppid() != parent:
+                    os._exit(0)
+
+                def ready(host: str, port: int) -> None:
+                    os.write(write_fd, b"r")
+
+                _run(_serve(args, reuse_port=True, ready=ready), args.loop)
+            except BaseException as exc:
+                print(f"worker {os.getpid()} failed: {exc!r}", file=sys.stderr, flush=True)
+                code = 1
+            finally:
+                os._exit(code)
+        children.add(pid)
+    os.close(write_fd)
+
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    started = 0
+    deadline = time.monotonic() + 60
+    while started < args.workers and not stopping:
+        wait = deadline - time.monotonic()
+        try:
+            readable, _, _ = select.select([read_fd], [], [], max(0.0, wait))
+        except InterruptedError:
+            continue
+        if not readable:
+            break
+        got = os.read(read_fd, args.workers)
+        if not got:
+            break  # every worker gone
+        started += len(got)
+    os.close(read_fd)
+    code = 0
+    if started < args.workers and not stopping:
+        print(f"only {started} of {args.workers} workers started", file=sys.stderr, flush=True)
+        stop(signal.SIGTERM, None)
+        code = 1
+    elif not stopping:
+        _announce(args.host, port)
+    reserved.close()
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        children.discard(pid)
+        if not stopping:  # a worker died on its own: take the others down too
+            print(f"worker {pid} exited ({status}); stopping", file=sys.stderr, flush=True)
+            code = 1
+            stop(signal.SIGTERM, None)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server until SIGTERM or SIGINT; return the exit status."""
+    args = _parse(argv)
+    if args.workers > 1:
+        return _run_workers(args)
+    try:
+        _run(_serve(args, reuse_port=False, ready=_announce), args.loop)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(f"port {args.port} is in use: {exc}", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
