@@ -628,6 +628,33 @@ def test_stats_values_are_consistent() -> None:
         assert s.high_water_bytes == peak
 
 
+def test_high_water_covers_everything_reserved_including_pooled_buffers() -> None:
+    # Stats documents high_water_bytes as "the most bytes_reserved has ever been".
+    with ArenaOfPools(arena_size=1024) as aop:
+        aop.return_buffer(aop.get_buffer(0))  # one idle 256-byte buffer
+        arena = aop.get_arena()
+        s = aop.stats()
+        assert s.bytes_reserved == 1024 + 256
+        assert s.high_water_bytes >= s.bytes_reserved
+        aop.return_arena(arena)
+
+
+def test_high_water_never_drops_after_a_quarantine_replacement() -> None:
+    with ArenaOfPools(arena_size=1024, trim_interval=None) as aop:
+        arena = aop.get_arena()
+        held = memoryview(arena.alloc(16))
+        arena.reset()  # the exported region is parked, a second region is lent in its place
+        s = aop.stats()
+        assert s.bytes_reserved == 2048
+        assert s.high_water_bytes >= 2048
+        aop.trim()  # forgets the parked region
+        s = aop.stats()
+        assert s.bytes_reserved == 1024
+        assert s.high_water_bytes >= 2048, "the high-water mark dropped"
+        aop.return_arena(arena)
+        del held
+
+
 def test_metrics_record_arena_usage() -> None:
     with ArenaOfPools(arena_size=SIZE, metrics=True) as aop:
         for n in (100, 1000, 10):
