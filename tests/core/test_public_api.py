@@ -1,0 +1,133 @@
+"""The public API: ``__all__`` is a tuple naming each export once, defined and documented."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import subprocess
+import sys
+import types
+
+import pytest
+
+MODULES = ["electron", "electron.aio"]
+
+
+def _module(name: str) -> types.ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:  # electron.aio needs the optional anyio
+        pytest.skip(f"{name} is not importable here: {exc}")
+
+
+def _exports(name: str) -> list[tuple[str, str]]:
+    try:
+        mod = importlib.import_module(name)
+    except ImportError:
+        return [(name, "<unimportable>")]
+    return [(name, attr) for attr in getattr(mod, "__all__", ())]
+
+
+@pytest.mark.parametrize("modname", MODULES)
+def test_all_is_a_tuple_of_unique_strings(modname: str) -> None:
+    mod = _module(modname)
+    assert isinstance(mod.__all__, tuple)
+    assert all(isinstance(n, str) for n in mod.__all__)
+    dupes = sorted({n for n in mod.__all__ if mod.__all__.count(n) > 1})
+    assert dupes == [], f"exported more than once: {dupes}"
+
+
+@pytest.mark.parametrize("modname", MODULES)
+def test_star_import_gives_exactly_all(modname: str) -> None:
+    mod = _module(modname)
+    namespace: dict[str, object] = {}
+    exec(f"from {modname} import *", namespace)
+    namespace.pop("__builtins__", None)
+    assert set(namespace) == set(mod.__all__)
+
+
+@pytest.mark.parametrize("modname", MODULES)
+def test_every_public_class_and_function_is_in_all(modname: str) -> None:
+    mod = _module(modname)
+    missing = [
+        name
+        for name, obj in vars(mod).items()
+        if not name.startswith("_")
+        and (inspect.isclass(obj) or inspect.isfunction(obj))
+        and getattr(obj, "__module__", "").startswith("electron")
+        and name not in mod.__all__
+    ]
+    assert missing == [], f"public but not in __all__: {missing}"
+
+
+EXPORTS = [e for m in MODULES for e in _exports(m)]
+
+
+@pytest.mark.parametrize(("modname", "attr"), EXPORTS, ids=[f"{m}.{a}" for m, a in EXPORTS])
+def test_export_is_defined_and_documented(modname: str, attr: str) -> None:
+    mod = _module(modname)
+    assert hasattr(mod, attr), f"{modname}.{attr} is in __all__ but not defined"
+    obj = getattr(mod, attr)
+    if inspect.isclass(obj) or inspect.isfunction(obj) or inspect.ismethod(obj):
+        assert obj.__module__.startswith("electron"), f"{attr} is not electron's own"
+        doc = obj.__dict__.get("__doc__") if inspect.isclass(obj) else obj.__doc__
+        assert doc, f"{modname}.{attr} has no docstring of its own"
+        assert doc.strip(), f"{modname}.{attr} has an empty docstring"
+        assert len(doc.strip().splitlines()[0]) > 10, f"{modname}.{attr}: docstring too terse"
+    else:
+        # A constant is documented by a ``#:`` comment right above its definition.
+        source_mod = _defining_module(mod, attr)
+        lines = inspect.getsource(source_mod).splitlines()
+        defs = [i for i, line in enumerate(lines) if line.startswith(f"{attr} =")]
+        assert defs, f"cannot find the definition of {attr}"
+        assert lines[defs[0] - 1].startswith("#:"), f"{attr} needs a '#:' doc comment"
+
+
+def _defining_module(mod: types.ModuleType, attr: str) -> types.ModuleType:
+    for name, candidate in sorted(sys.modules.items()):
+        if (
+            name.startswith(mod.__name__ + ".")
+            and candidate is not None
+            and attr in vars(candidate)
+            and not isinstance(vars(candidate)[attr], types.ModuleType)
+            and f"\n{attr} =" in inspect.getsource(candidate)
+        ):
+            return candidate
+    return mod
+
+
+@pytest.mark.parametrize("modname", MODULES)
+def test_module_is_documented(modname: str) -> None:
+    mod = _module(modname)
+    assert mod.__doc__
+    assert mod.__doc__.strip()
+
+
+def test_public_methods_of_exported_classes_are_documented() -> None:
+    import electron
+
+    undocumented = []
+    for name in electron.__all__:
+        cls = getattr(electron, name)
+        if not inspect.isclass(cls) or issubclass(cls, BaseException):
+            continue
+        for meth_name, member in vars(cls).items():
+            if meth_name.startswith("_"):
+                continue
+            func = member.fget if isinstance(member, property) else member
+            if inspect.isfunction(func) and not (func.__doc__ or "").strip():
+                undocumented.append(f"{name}.{meth_name}")
+    assert undocumented == []
+
+
+def test_import_electron_needs_no_third_party_package() -> None:
+    code = (
+        "import sys, electron\n"
+        "third = {m.split('.')[0] for m in sys.modules} & "
+        "{'anyio', 'aiohttp', 'numpy', 'uvloop', 'trio', 'sniffio', 'rich', 'prometheus_client'}\n"
+        "assert not third, third\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
