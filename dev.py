@@ -7,7 +7,8 @@
     python3 dev.py bench    # the benchmark suite (pass --quick for the CI-sized run)
 
 Extra arguments after the command go to the tool it runs (pytest, the benchmark suite ...).
-The virtual environment is (re)installed only when pyproject.toml changes.
+The virtual environment is (re)installed only when pyproject.toml, setup.py or a compiled
+core module changes (the core is compiled with mypyc when a C compiler is available).
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ PY = BIN / ("python.exe" if os.name == "nt" else "python")
 
 
 def _ensure_venv() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be run by an older python3
         sys.exit(f"electron needs Python >= 3.11, this is {sys.version.split()[0]}")
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    for name in ("pyproject.toml", "setup.py", *sorted(ROOT.glob("electron/_*.py"))):
+        h.update((ROOT / name).read_bytes())
+    want = h.hexdigest()
     if not PY.exists():
         print(f"dev.py: creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)

@@ -9,30 +9,38 @@ middleware.
 
 from __future__ import annotations
 
-from ._aop import ArenaOfPools as ArenaOfPools
-from ._arena import ALIGNMENT as ALIGNMENT
-from ._arena import Arena as Arena
-from ._buffer import Buffer as Buffer
-from ._errors import ArenaClosed as ArenaClosed
-from ._errors import BufferClosed as BufferClosed
-from ._errors import DoubleRelease as DoubleRelease
-from ._errors import ElectronError as ElectronError
-from ._errors import ForeignObject as ForeignObject
-from ._errors import InsufficientCapacity as InsufficientCapacity
-from ._errors import InvalidArgument as InvalidArgument
-from ._errors import PoolClosed as PoolClosed
-from ._errors import PoolExhausted as PoolExhausted
-from ._errors import ResourceClosed as ResourceClosed
-from ._pools import BufferPool as BufferPool
-from ._pools import BufferPoolStatistics as BufferPoolStatistics
-from ._pools import ObjectPool as ObjectPool
-from ._pools import ObjectPoolStatistics as ObjectPoolStatistics
-from ._stats import Stats as Stats
+from pathlib import Path as _Path
+
+from ._loader import select_core as _select_core
+
+#: True when the core runs compiled (mypyc); False for pure Python.
+COMPILED: bool = _select_core(__name__, _Path(__file__).parent)
+
+from ._aop import ArenaOfPools as ArenaOfPools  # noqa: E402
+from ._arena import ALIGNMENT as ALIGNMENT  # noqa: E402
+from ._arena import Arena as Arena  # noqa: E402
+from ._buffer import Buffer as Buffer  # noqa: E402
+from ._errors import ArenaClosed as ArenaClosed  # noqa: E402
+from ._errors import BufferClosed as BufferClosed  # noqa: E402
+from ._errors import DoubleRelease as DoubleRelease  # noqa: E402
+from ._errors import ElectronError as ElectronError  # noqa: E402
+from ._errors import ForeignObject as ForeignObject  # noqa: E402
+from ._errors import InsufficientCapacity as InsufficientCapacity  # noqa: E402
+from ._errors import InvalidArgument as InvalidArgument  # noqa: E402
+from ._errors import PoolClosed as PoolClosed  # noqa: E402
+from ._errors import PoolExhausted as PoolExhausted  # noqa: E402
+from ._errors import ResourceClosed as ResourceClosed  # noqa: E402
+from ._pools import BufferPool as BufferPool  # noqa: E402
+from ._pools import BufferPoolStatistics as BufferPoolStatistics  # noqa: E402
+from ._pools import ObjectPool as ObjectPool  # noqa: E402
+from ._pools import ObjectPoolStatistics as ObjectPoolStatistics  # noqa: E402
+from ._stats import Stats as Stats  # noqa: E402
 
 __version__ = "0.1.0.dev0"
 
 __all__ = (
     "ALIGNMENT",
+    "COMPILED",
     "Arena",
     "ArenaClosed",
     "ArenaOfPools",

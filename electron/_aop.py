@@ -6,9 +6,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-from ._arena import Arena
+from ._arena import Arena, _LentArena
 from ._buffer import Buffer
 from ._errors import DoubleRelease, ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
 from ._memory import check_size, check_timeout, is_exported, zero
@@ -21,8 +21,7 @@ if TYPE_CHECKING:
 __all__ = ("ArenaOfPools", "Waiter")
 
 _DEFAULT_ARENA_SIZE = 64 << 10
-_TRIM_CHECK_EVERY = 256  # returns between two looks at the clock for the idle trim
-_ArenaScope: type[ArenaScope] | None = None  # imported on first use: the core needs no anyio
+_TRIM_CHECK_EVERY: Final = 256  # returns between two looks at the clock (a power of two)
 
 
 class Waiter:
@@ -35,7 +34,7 @@ class Waiter:
     __slots__ = ("arena", "error", "wake")
 
     def __init__(self, wake: Callable[[], object]) -> None:
-        self.wake = wake
+        self.wake: Callable[[], object] = wake
         self.arena: Arena | None = None
         self.error: BaseException | None = None
 
@@ -74,15 +73,14 @@ class ArenaOfPools:
             raise InvalidArgument("max_bytes", max_bytes, f">= arena_size ({self._arena_size})")
         self._trim_interval = check_timeout(trim_interval)
         self.metrics = metrics
-        self._buffers = buffer_pool if buffer_pool is not None else BufferPool()
         self._lock = threading.Lock()
+        self._buffers = buffer_pool if buffer_pool is not None else BufferPool()
+        self._buffers._bind(self)
         self._free: list[bytearray] = []
         self._low = 0  # fewest idle arenas since the last trim
         self._parked: deque[tuple[bytearray, int]] = deque()  # (region, bytes used)
         self._waiters: deque[Waiter] = deque()
         self._active = 0
-        self._active_buffers = 0
-        self._buffer_bytes = 0  # capacity of buffers lent out, as counted at get
         self._created = 0
         self._reused = 0
         self._high_water = 0
@@ -98,12 +96,13 @@ class ArenaOfPools:
 
     # -- arenas -----------------------------------------------------------------------------
 
-    def _fits_locked(self, nbytes: int) -> bool:
-        if self._max_arenas is not None and self._active >= self._max_arenas:
+    def _fits_locked(self, nbytes: int, arena: bool) -> bool:
+        """Whether lending ``nbytes`` more (an arena when ``arena``) stays within budget."""
+        if arena and self._max_arenas is not None and self._active >= self._max_arenas:
             return False
         if self._max_bytes is None:
             return True
-        lent = self._active * self._arena_size + self._buffer_bytes
+        lent = self._active * self._arena_size + self._buffers._active_bytes
         return lent + nbytes <= self._max_bytes
 
     def _limit_text(self) -> str:
@@ -111,9 +110,19 @@ class ArenaOfPools:
         if self._max_arenas is not None:
             parts.append(f"{self._active} of max_arenas={self._max_arenas} arenas lent")
         if self._max_bytes is not None:
-            lent = self._active * self._arena_size + self._buffer_bytes
+            lent = self._active * self._arena_size + self._buffers._active_bytes
             parts.append(f"{lent} of max_bytes={self._max_bytes} bytes lent")
-        return ", ".join(parts) or "pool closed"
+        return ", ".join(parts) or "no budget"
+
+    def _note_reserved_locked(self) -> None:
+        reserved = self._reserved_locked()
+        if reserved > self._high_water:
+            self._high_water = reserved
+
+    def _reserved_locked(self) -> int:
+        idle = len(self._free) + len(self._parked)
+        buffers = self._buffers._active_bytes + self._buffers._pooled_bytes
+        return (self._active + idle) * self._arena_size + buffers
 
     def _take_region_locked(self) -> bytearray | None:
         free = self._free
@@ -137,20 +146,27 @@ class ArenaOfPools:
         return None
 
     def _lend_locked(self) -> Arena:
+        """Lend an arena; the caller holds the lock and checked the budget."""
         region = self._take_region_locked()
-        if region is None:
-            region = bytearray(self._arena_size)
-            self._created += 1
         self._active += 1
-        arena = Arena._adopt(region, self)
-        reserved = self._reserved_locked()
-        if reserved > self._high_water:
-            self._high_water = reserved
-        return arena
+        if region is None:
+            self._created += 1
+            region = bytearray(self._arena_size)
+            self._note_reserved_locked()
+        return _LentArena(region, self)
 
-    def _reserved_locked(self) -> int:
-        idle = len(self._free) + len(self._parked)
-        return (self._active + idle) * self._arena_size + self._buffer_bytes
+    def _lend_nowait(self) -> Arena | None:
+        """Lend an arena if the budget allows and nobody is queued, else None."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._closed:
+                raise PoolClosed()
+            if self._waiters or not self._fits_locked(self._arena_size, True):
+                return None
+            return self._lend_locked()
+        finally:
+            lock.release()
 
     def get_arena(self, timeout: float | None = None) -> Arena:
         """Lend an arena; wait up to ``timeout`` seconds (``None``: forever) for the budget.
@@ -159,47 +175,41 @@ class ArenaOfPools:
         budget stays exhausted past ``timeout`` and :class:`PoolClosed` after :meth:`close`.
         """
         t = None if timeout is None else check_timeout(timeout)
-        with self._lock:
+        arena = self._lend_nowait()
+        if arena is not None:
+            return arena
+        gate = threading.Lock()
+        gate.acquire()
+        waiter = Waiter(gate.release)
+        arena = self._enqueue(waiter, t)
+        if arena is not None:
+            return arena
+        gate.acquire(True, -1 if t is None else t)
+        return self._finish_wait(waiter, t)
+
+    def _enqueue(self, waiter: Waiter, timeout: float | None) -> Arena | None:
+        """Lend an arena now, or queue ``waiter`` and return None.
+
+        With ``timeout == 0`` nothing is queued: :class:`PoolExhausted` is raised instead.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._closed:
                 raise PoolClosed()
-            if not self._waiters and self._fits_locked(self._arena_size):
+            if not self._waiters and self._fits_locked(self._arena_size, True):
                 return self._lend_locked()
-            if t == 0:
+            if timeout == 0:
                 self._timeouts += 1
-                raise PoolExhausted("arena", t, self._limit_text())
-            gate = threading.Lock()
-            gate.acquire()
-            waiter = Waiter(gate.release)
-            self._enqueue_locked(waiter)
-        gate.acquire(timeout=-1 if t is None else t)
-        arena = self._finish_wait(waiter, t)
-        return arena
-
-    def _enqueue_locked(self, waiter: Waiter) -> None:
-        self._waiters.append(waiter)
-        self._waits += 1
-
-    def _lend_nowait(self) -> Arena | None:
-        """Lend an arena if the budget allows and nobody is queued, else None."""
-        with self._lock:
-            if self._closed:
-                raise PoolClosed()
-            if not self._waiters and self._fits_locked(self._arena_size):
-                return self._lend_locked()
+                raise PoolExhausted("arena", timeout, self._limit_text())
+            self._waiters.append(waiter)
+            self._waits += 1
             return None
-
-    def _enqueue(self, waiter: Waiter) -> Arena | None:
-        """Lend an arena now, or queue ``waiter`` and return None (for the async layer)."""
-        with self._lock:
-            if self._closed:
-                raise PoolClosed()
-            if not self._waiters and self._fits_locked(self._arena_size):
-                return self._lend_locked()
-            self._enqueue_locked(waiter)
-            return None
+        finally:
+            lock.release()
 
     def _finish_wait(self, waiter: Waiter, timeout: float | None) -> Arena:
-        """After a wait ended (woken, timed out or cancelled): the arena, or the error."""
+        """After a wait ended (woken or timed out): the arena handed over, or the error."""
         with self._lock:
             if waiter.arena is None and waiter.error is None:
                 self._waiters.remove(waiter)
@@ -213,15 +223,17 @@ class ArenaOfPools:
     def _abandon(self, waiter: Waiter) -> None:
         """A waiter gives up (cancelled); an arena already handed to it goes back."""
         with self._lock:
-            if waiter.arena is None:
+            arena = waiter.arena
+            if arena is None:
                 if waiter.error is None:
                     self._waiters.remove(waiter)
                 return
-        self.return_arena(waiter.arena)
+        self.return_arena(arena)
 
     def _grant_locked(self) -> None:
+        """Hand arenas to the longest waiters while the budget allows (FIFO)."""
         waiters = self._waiters
-        while waiters and self._fits_locked(self._arena_size):
+        while waiters and self._fits_locked(self._arena_size, True):
             w = waiters.popleft()
             w.arena = self._lend_locked()
             w.wake()
@@ -229,39 +241,42 @@ class ArenaOfPools:
     def return_arena(self, arena: Arena) -> None:
         """Take ``arena`` back. The ``Arena`` object is dead afterwards; its memory is not.
 
-        Every view it handed out is released; memory something still exports is held back
-        until nothing does. Raises :class:`DoubleRelease` for an arena already given back
-        and :class:`ForeignObject` for one this pool did not lend.
+        Every view it handed out is released and what it used is zeroed; memory something
+        still exports is held back until nothing does. Raises :class:`DoubleRelease` for an
+        arena already given back and :class:`ForeignObject` for one this pool did not lend.
         """
-        if not isinstance(arena, Arena) or arena._owner is not self:
+        if not isinstance(arena, Arena):
+            raise TypeError(f"expected an Arena, not {type(arena).__name__}")
+        if arena._owner is not self:
             raise ForeignObject("arena", self)
-        with self._lock:
-            if arena._mv is None:
+        lock = self._lock
+        lock.acquire()
+        try:
+            mv = arena._mv
+            if mv is None:
                 raise DoubleRelease("arena")
             used = arena._offset
             if self.metrics:
                 self._used_total += used
                 if used > self._used_max:
                     self._used_max = used
-            clean = arena._scrub()
-            arena._on_reset.clear()
+            clean = arena._scrub(mv)
+            arena._hooks = None
             self._active -= 1
-            region = arena._region
             if self._closed:
                 pass
             elif not clean:
                 self._quarantine_events += 1
-                self._parked.append((region, used))
+                self._parked.append((arena._region, used))
             elif len(self._free) < self._pool_size:
-                self._free.append(region)
+                self._free.append(arena._region)
             if self._waiters:
                 self._grant_locked()
             self._returns += 1
-            if self._returns % _TRIM_CHECK_EVERY == 0:
+            if self._returns & (_TRIM_CHECK_EVERY - 1) == 0:
                 self._maybe_trim_locked()
-
-    def _close_arena(self, arena: Arena) -> None:
-        self.return_arena(arena)
+        finally:
+            lock.release()
 
     def _replace_region(self, old: bytearray, used: int) -> bytearray:
         """An arena being reset found ``old`` still exported: park it, lend a fresh one."""
@@ -270,8 +285,9 @@ class ArenaOfPools:
             self._parked.append((old, used))
             region = self._take_region_locked()
             if region is None:
-                region = bytearray(self._arena_size)
                 self._created += 1
+                region = bytearray(self._arena_size)
+                self._note_reserved_locked()
             return region
 
     # -- buffers ----------------------------------------------------------------------------
@@ -280,48 +296,15 @@ class ArenaOfPools:
         """Lend an empty :class:`Buffer` with ``capacity >= size_hint``.
 
         Its capacity counts against ``max_bytes``; beyond the budget this raises
-        :class:`PoolExhausted` at once rather than waiting (a buffer is taken from inside
-        a request that already holds an arena, so waiting could deadlock).
+        :class:`PoolExhausted` at once rather than waiting (a buffer is taken from inside a
+        request that already holds an arena, so waiting could deadlock). A buffer that grows
+        past its capacity is counted, never refused.
         """
-        if size_hint.__class__ is not int or size_hint < 0:
-            size_hint = check_size(size_hint, "size_hint")
-        with self._lock:
-            if self._closed:
-                raise PoolClosed()
-            if self._max_bytes is not None:
-                lent = self._active * self._arena_size + self._buffer_bytes
-                if lent + max(size_hint, 1) > self._max_bytes:
-                    raise PoolExhausted("buffer", 0, self._limit_text())
-        buf = self._buffers.get(size_hint)
-        buf._owner = self
-        cap = len(buf._region)
-        buf._accounted = cap
-        with self._lock:
-            self._active_buffers += 1
-            self._buffer_bytes += cap
-            reserved = self._reserved_locked()
-            if reserved > self._high_water:
-                self._high_water = reserved
-        return buf
+        return self._buffers.get(size_hint)
 
     def return_buffer(self, buf: Buffer) -> None:
         """Take ``buf`` back; it is dead afterwards. See :meth:`BufferPool.put`."""
-        if not isinstance(buf, Buffer) or buf._owner is not self:
-            raise ForeignObject("buffer", self)
-        buf._owner = self._buffers
-        try:
-            self._buffers.put(buf)
-        except DoubleRelease:
-            buf._owner = self
-            raise
-        with self._lock:
-            self._active_buffers -= 1
-            self._buffer_bytes -= buf._accounted
-            if self._waiters:
-                self._grant_locked()
-
-    def _close_buffer(self, buf: Buffer) -> None:
-        self.return_buffer(buf)
+        self._buffers.put(buf)
 
     # -- maintenance ------------------------------------------------------------------------
 
@@ -355,18 +338,18 @@ class ArenaOfPools:
 
     def stats(self) -> Stats:
         """A consistent snapshot of what this pool holds and has done."""
-        bstats = self._buffers.statistics()
         with self._lock:
+            bstats = self._buffers._statistics_locked()
             return Stats(
                 active_arenas=self._active,
                 pooled_arenas=len(self._free),
                 arenas_created=self._created,
                 arenas_reused=self._reused,
-                active_buffers=self._active_buffers,
+                active_buffers=bstats.active,
                 pooled_buffers=bstats.pooled,
                 buffers_created=bstats.created,
-                bytes_reserved=self._reserved_locked() + bstats.pooled_bytes,
-                bytes_in_use=self._active * self._arena_size + self._buffer_bytes,
+                bytes_reserved=self._reserved_locked(),
+                bytes_in_use=self._active * self._arena_size + self._buffers._active_bytes,
                 high_water_bytes=max(self._high_water, self._reserved_locked()),
                 quarantined=len(self._parked),
                 quarantine_events=self._quarantine_events + bstats.quarantined,
@@ -386,10 +369,9 @@ class ArenaOfPools:
         one (:func:`electron.aio.current_arena`) inside the scope and goes back at its end,
         on success, error or cancellation alike.
         """
-        global _ArenaScope
-        if _ArenaScope is None:
-            from .aio._scope import ArenaScope as _ArenaScope
-        return _ArenaScope(self, None if timeout is None else check_timeout(timeout))
+        from .aio._scope import ArenaScope  # here, so that the core itself needs no anyio
+
+        return ArenaScope(self, None if timeout is None else check_timeout(timeout))
 
     def close(self) -> None:
         """Release idle memory, fail every waiter with :class:`PoolClosed`, refuse new gets.

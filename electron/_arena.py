@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from ._errors import ArenaClosed, InsufficientCapacity, InvalidArgument
-from ._memory import check_size, is_exported, release_all, zero
+from ._memory import MAX_SIZE, check_size, is_exported, release_all, zero
+
+if TYPE_CHECKING:
+    from ._aop import ArenaOfPools
 
 __all__ = ("ALIGNMENT", "Arena")
 
 T = TypeVar("T")
 
 #: Every allocation starts at an offset that is a multiple of this many bytes.
-ALIGNMENT = 16
+ALIGNMENT: Final = 16
 
 # The metaclasses of ctypes' data types: instances of these live in arena memory.
-_CTYPES_META: tuple[type, ...] = (
+_CTYPES_META: Final[tuple[type, ...]] = (
     type(ctypes.Structure),
     type(ctypes.Union),
     type(ctypes.Array),
@@ -26,104 +29,87 @@ _CTYPES_META: tuple[type, ...] = (
 )
 
 
-class _RegionOwner(Protocol):
-    """What an arena needs from the pool that lent it its region (ArenaOfPools)."""
-
-    def _replace_region(self, old: bytearray, used: int) -> bytearray: ...
-
-    def _close_arena(self, arena: Arena) -> None: ...
-
-
 class Arena:
     """A fixed-capacity region that hands out zero-filled, 16-byte-aligned memory.
 
     Everything allocated from an arena lives until :meth:`reset` or :meth:`close`, which
     release every view it handed out at once. Memory that something still exports (a numpy
-    array, a derived memoryview) is never handed out again: the arena replaces that region
-    and counts it as quarantined. An arena belongs to one task or thread at a time; the
-    pools that lend arenas are thread-safe.
+    array, a derived memoryview, a ctypes object) is never handed out again while it is
+    reachable: the arena replaces that region and counts it as quarantined. An arena belongs
+    to one task or thread at a time; the pools that lend arenas are thread-safe.
     """
 
     __slots__ = (
-        "__weakref__",
         "_cap",
         "_generation",
+        "_hooks",
         "_mv",
         "_objects",
         "_offset",
-        "_on_reset",
         "_owner",
         "_quarantined",
         "_region",
         "_views",
     )
 
-    _region: bytearray
-    _mv: memoryview | None
-    _owner: _RegionOwner | None
-
     def __init__(self, capacity: int) -> None:
         cap = check_size(capacity, "capacity")
         if cap == 0:
             raise InvalidArgument("capacity", capacity, "an int > 0")
-        self._init(bytearray(cap), None)
-
-    def _init(self, region: bytearray, owner: _RegionOwner | None) -> None:
+        region = bytearray(cap)
         self._region = region
-        self._cap = len(region)
-        self._mv = memoryview(region)
+        self._cap = cap
+        self._mv: memoryview | None = memoryview(region)
         self._offset = 0
-        self._views: list[memoryview] = []
-        self._objects: list[object] = []
-        self._on_reset: list[Callable[[], object]] = []
-        self._owner = owner
+        self._views: list[memoryview] | None = None
+        self._objects: list[object] | None = None
+        self._hooks: list[Callable[[], object]] | None = None
+        self._owner: ArenaOfPools | None = None
         self._generation = 0
         self._quarantined = 0
 
-    @classmethod
-    def _adopt(cls, region: bytearray, owner: _RegionOwner) -> Arena:
-        """A new handle over a zeroed ``region`` lent by ``owner``."""
-        self = cls.__new__(cls)
-        self._init(region, owner)
-        return self
-
     # -- allocation -------------------------------------------------------------------------
 
-    def _reserve(self, n: object, align: int = ALIGNMENT) -> tuple[memoryview, int, int]:
-        """Bump the offset for ``n`` bytes; return (base view, start, end) or end == -1."""
+    def _slice(self, n: int, align: int) -> memoryview | None:
+        """Bump the offset for ``n`` bytes and return their view, or None if they don't fit."""
         mv = self._mv
         if mv is None:
             raise ArenaClosed()
-        if n.__class__ is not int or cast(int, n) < 0:
-            n = check_size(n)
         start = (self._offset + align - 1) & -align
-        end = start + cast(int, n)
+        end = start + n
         if end > self._cap:
-            return mv, start, -1
+            return None
         self._offset = end
-        return mv, start, end
+        v = mv[start:end]
+        views = self._views
+        if views is None:
+            self._views = [v]
+        else:
+            views.append(v)
+        return v
+
+    def _no_room(self, n: int, align: int) -> InsufficientCapacity:
+        start = (self._offset + align - 1) & -align
+        return InsufficientCapacity(n, max(0, self._cap - start), self._cap)
 
     def alloc(self, n: int) -> memoryview:
         """Return a writable, zero-filled view of exactly ``n`` bytes.
 
-        Raises :class:`InsufficientCapacity` when ``n`` bytes do not fit; the arena is
+        Raises :class:`InsufficientCapacity` when ``n`` bytes do not fit; the arena is then
         unchanged and stays usable.
         """
-        mv, start, end = self._reserve(n)
-        if end < 0:
-            raise InsufficientCapacity(cast(int, n), max(0, self._cap - start), self._cap)
-        v = mv[start:end]
-        self._views.append(v)
+        if type(n) is not int or n < 0 or n > MAX_SIZE:
+            n = check_size(n)
+        v = self._slice(n, ALIGNMENT)
+        if v is None:
+            raise self._no_room(n, ALIGNMENT)
         return v
 
     def try_alloc(self, n: int) -> memoryview | None:
         """Like :meth:`alloc`, but return ``None`` when ``n`` bytes do not fit."""
-        mv, start, end = self._reserve(n)
-        if end < 0:
-            return None
-        v = mv[start:end]
-        self._views.append(v)
-        return v
+        if type(n) is not int or n < 0 or n > MAX_SIZE:
+            n = check_size(n)
+        return self._slice(n, ALIGNMENT)
 
     def new(self, cls: type[T], /, *args: Any, **kwargs: Any) -> T:
         """Create an instance of ``cls`` whose lifetime is this arena's.
@@ -132,20 +118,25 @@ class Arena:
         memory, zeroed and aligned, then initialised with ``args``/``kwargs``. Any other class
         is constructed normally and held by the arena until :meth:`reset` or :meth:`close`.
         """
+        if self._mv is None:
+            raise ArenaClosed()
         if isinstance(cls, _CTYPES_META):
-            ctype = cast(Any, cls)
-            size = ctypes.sizeof(ctype)
-            mv, start, end = self._reserve(size, max(ALIGNMENT, ctypes.alignment(ctype)))
-            if end < 0:
-                raise InsufficientCapacity(size, max(0, self._cap - start), self._cap)
-            obj = ctype.from_buffer(mv, start)
+            ctype: Any = cls
+            size: int = ctypes.sizeof(ctype)
+            align = max(ALIGNMENT, ctypes.alignment(ctype))
+            v = self._slice(size, align)
+            if v is None:
+                raise self._no_room(size, align)
+            obj = ctype.from_buffer(v)
             if args or kwargs:
                 obj.__init__(*args, **kwargs)
             return cast(T, obj)
-        if self._mv is None:
-            raise ArenaClosed()
         inst = cls(*args, **kwargs)
-        self._objects.append(inst)
+        objects = self._objects
+        if objects is None:
+            self._objects = [inst]
+        else:
+            objects.append(inst)
         return inst
 
     # -- lifetime ---------------------------------------------------------------------------
@@ -158,19 +149,27 @@ class Arena:
         """
         if self._mv is None:
             raise ArenaClosed()
-        self._on_reset.append(callback)
+        if self._hooks is None:
+            self._hooks = [callback]
+        else:
+            self._hooks.append(callback)
 
-    def _scrub(self) -> bool:
-        """Drop objects, release views, zero what was used and release the base view.
+    def _scrub(self, mv: memoryview) -> bool:
+        """Drop objects, release views, zero what was used and release the base view ``mv``.
 
-        Returns True when no export of the region survives (it may be reused).
+        Afterwards the arena is closed. Returns True when no export of the region survives,
+        i.e. the region may be handed out again.
         """
-        for cb in self._on_reset:
-            cb()
-        self._objects.clear()
-        clean = release_all(self._views)
-        mv = self._mv
-        assert mv is not None
+        hooks = self._hooks
+        if hooks is not None:
+            for hook in hooks:
+                hook()
+        self._objects = None
+        clean = True
+        views = self._views
+        if views is not None:
+            clean = release_all(views)
+            self._views = None
         used = self._offset
         if used:
             zero(mv, used)
@@ -184,13 +183,15 @@ class Arena:
         Views handed out become released (using one raises ``ValueError``); objects are
         dropped. A region that something still exports is replaced, never reused.
         """
-        if self._mv is None:
+        mv = self._mv
+        if mv is None:
             raise ArenaClosed()
         used = self._offset
-        if not self._scrub():
+        if not self._scrub(mv):
             self._quarantined += 1
-            if self._owner is not None:
-                self._region = self._owner._replace_region(self._region, used)
+            owner = self._owner
+            if owner is not None:
+                self._region = owner._replace_region(self._region, used)
             else:
                 self._region = bytearray(self._cap)
         self._mv = memoryview(self._region)
@@ -202,13 +203,15 @@ class Arena:
 
         An arena lent by an :class:`ArenaOfPools` goes back to it.
         """
-        if self._mv is None:
+        mv = self._mv
+        if mv is None:
             return
-        if self._owner is not None:
-            self._owner._close_arena(self)
+        owner = self._owner
+        if owner is not None:
+            owner.return_arena(self)
             return
-        self._scrub()
-        self._on_reset.clear()
+        self._scrub(mv)
+        self._hooks = None
 
     def __enter__(self) -> Arena:
         if self._mv is None:
@@ -257,3 +260,21 @@ class Arena:
     def __repr__(self) -> str:
         state = "closed" if self._mv is None else f"used={self._offset}"
         return f"<Arena capacity={self._cap} {state}>"
+
+
+class _LentArena(Arena):
+    """An arena over a region lent by an :class:`ArenaOfPools` (a new object per loan)."""
+
+    __slots__ = ()
+
+    def __init__(self, region: bytearray, owner: ArenaOfPools) -> None:
+        self._region = region
+        self._cap = len(region)
+        self._mv = memoryview(region)
+        self._offset = 0
+        self._views = None
+        self._objects = None
+        self._hooks = None
+        self._owner = owner
+        self._generation = 0
+        self._quarantined = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from ._errors import BufferClosed
 from ._memory import check_size, is_exported, release_all, zero
@@ -10,11 +10,9 @@ from ._memory import check_size, is_exported, release_all, zero
 if TYPE_CHECKING:
     from typing_extensions import Buffer as BytesLike
 
+    from ._pools import BufferPool
+
 __all__ = ("Buffer",)
-
-
-class _BufferOwner(Protocol):
-    def _close_buffer(self, buf: Buffer) -> None: ...
 
 
 def _as_bytes(data: BytesLike) -> memoryview:
@@ -36,36 +34,36 @@ class Buffer:
     next caller under a new ``Buffer``. Bytes beyond what was written are never exposed.
     """
 
-    __slots__ = ("__weakref__", "_accounted", "_len", "_mv", "_owner", "_region", "_views")
-
-    _mv: memoryview | None
-    _owner: _BufferOwner | None
+    __slots__ = ("_len", "_mv", "_owner", "_region", "_views")
 
     def __init__(self, capacity: int = 0) -> None:
-        self._init(bytearray(check_size(capacity, "capacity")), None)
-
-    def _init(self, region: bytearray, owner: _BufferOwner | None) -> None:
+        region = bytearray(check_size(capacity, "capacity"))
         self._region = region
-        self._mv = memoryview(region)
+        self._mv: memoryview | None = memoryview(region)
         self._len = 0
-        self._views: list[memoryview] = []
-        self._owner = owner
-        self._accounted = 0
+        self._views: list[memoryview] | None = None
+        self._owner: BufferPool | None = None
 
-    @classmethod
-    def _adopt(cls, region: bytearray, owner: _BufferOwner) -> Buffer:
-        self = cls.__new__(cls)
-        self._init(region, owner)
-        return self
+    def _track(self, v: memoryview) -> None:
+        views = self._views
+        if views is None:
+            self._views = [v]
+        else:
+            views.append(v)
 
     def _grow(self, need: int) -> memoryview:
         old = self._mv
         assert old is not None
         new_cap = max(need, 2 * len(self._region), 64)
         new_cap = 1 << (new_cap - 1).bit_length()
+        owner = self._owner
+        if owner is not None:
+            owner._grew(new_cap - len(self._region))
         region = bytearray(new_cap)
         mv = memoryview(region)
         mv[: self._len] = old[: self._len]
+        # The old region stays alive (unexported once ``old`` is released) only through the
+        # views this buffer handed out; those are released when the buffer goes back.
         old.release()
         self._region = region
         self._mv = mv
@@ -76,7 +74,7 @@ class Buffer:
         mv = self._mv
         if mv is None:
             raise BufferClosed()
-        cls = data.__class__
+        cls = type(data)
         if cls is not bytes and cls is not bytearray:
             data = _as_bytes(data)
         n = len(data)  # type: ignore[arg-type]
@@ -107,7 +105,7 @@ class Buffer:
             mv = self._grow(start + n)
         v = mv[start : start + n]
         zero(v, n)
-        self._views.append(v)
+        self._track(v)
         return v
 
     def commit(self, n: int) -> None:
@@ -132,7 +130,7 @@ class Buffer:
         if mv is None:
             raise BufferClosed()
         v = mv[: self._len]
-        self._views.append(v)
+        self._track(v)
         return v
 
     def clear(self) -> None:
@@ -145,16 +143,19 @@ class Buffer:
         """Give a pooled buffer back to its pool, or drop a standalone one. Idempotent."""
         if self._mv is None:
             return
-        if self._owner is not None:
-            self._owner._close_buffer(self)
+        owner = self._owner
+        if owner is not None:
+            owner.put(self)
         else:
-            self._detach()
+            self._detach(self._mv)
 
-    def _detach(self) -> bool:
-        """Kill this handle; return True when its region can be reused safely."""
-        clean = release_all(self._views)
-        mv = self._mv
-        assert mv is not None
+    def _detach(self, mv: memoryview) -> bool:
+        """Kill this handle (``mv`` is its base view); True when its region can be reused."""
+        clean = True
+        views = self._views
+        if views is not None:
+            clean = release_all(views)
+            self._views = None
         mv.release()
         self._mv = None
         return clean and not is_exported(self._region)
@@ -185,3 +186,16 @@ class Buffer:
     def __repr__(self) -> str:
         state = "closed" if self._mv is None else f"len={self._len}"
         return f"<Buffer capacity={len(self._region)} {state}>"
+
+
+class _LentBuffer(Buffer):
+    """A buffer over a region lent by a :class:`BufferPool` (a new object per loan)."""
+
+    __slots__ = ()
+
+    def __init__(self, region: bytearray, owner: BufferPool) -> None:
+        self._region = region
+        self._mv = memoryview(region)
+        self._len = 0
+        self._views = None
+        self._owner = owner

@@ -3,30 +3,33 @@
 from __future__ import annotations
 
 import math
-import operator
+from typing import Final
 
 from ._errors import InvalidArgument
 
-__all__ = ("ZERO_CHUNK", "check_size", "check_timeout", "is_exported", "release_all", "zero")
+__all__ = ("MAX_SIZE", "check_size", "check_timeout", "is_exported", "release_all", "zero")
 
-ZERO_CHUNK = 1 << 16
-_ZEROS = memoryview(bytes(ZERO_CHUNK))
+_ZERO_CHUNK: Final = 1 << 16
+_ZEROS: Final = memoryview(bytes(_ZERO_CHUNK))
 #: Largest size accepted anywhere; larger requests are input errors, not allocation attempts.
-MAX_SIZE = 1 << 40
+MAX_SIZE: Final = 1 << 40
 
 
 def check_size(value: object, name: str = "n") -> int:
-    """Return ``value`` as a non-negative ``int`` or raise a typed error."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, not bool")
-    n = operator.index(value)  # type: ignore[arg-type]  # raises TypeError for non-ints
-    if n < 0 or n > MAX_SIZE:
+    """Return ``value`` if it is an ``int`` in ``[0, MAX_SIZE]``, else raise a typed error.
+
+    Non-integers (floats, strings, None) raise :class:`TypeError`; negative or huge values
+    raise :class:`~electron.InvalidArgument`.
+    """
+    if not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 0 or value > MAX_SIZE:
         raise InvalidArgument(name, value, f"an int in [0, {MAX_SIZE}]")
-    return n
+    return int(value)
 
 
 def check_timeout(timeout: object) -> float | None:
-    """Return ``timeout`` as a finite non-negative float, or ``None`` for 'wait forever'."""
+    """Return ``timeout`` as a finite float >= 0, or ``None`` for 'wait forever' (or inf)."""
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
@@ -40,8 +43,8 @@ def check_timeout(timeout: object) -> float | None:
 def is_exported(region: bytearray) -> bool:
     """True when something still holds a buffer export of ``region`` (a view, numpy, ctypes).
 
-    A bytearray with live exports refuses to resize; shrinking and regrowing by one byte
-    never reallocates, so this costs well under a microsecond.
+    A bytearray with live exports refuses to resize; shrinking and regrowing it by one byte
+    never reallocates, so the probe costs well under a microsecond.
     """
     try:
         del region[-1]
@@ -52,22 +55,20 @@ def is_exported(region: bytearray) -> bool:
 
 
 def release_all(views: list[memoryview]) -> bool:
-    """Release every view in ``views`` (and clear the list); False if one is still exported."""
+    """Release every view in ``views``; False if one is still exported (numpy, C code)."""
     clean = True
     for v in views:
         try:
             v.release()
-        except BufferError:  # something (numpy, a C extension) holds a buffer of this view
+        except BufferError:
             clean = False
-    views.clear()
     return clean
 
 
 def zero(mv: memoryview, n: int) -> None:
     """Fill the first ``n`` bytes of the writable byte view ``mv`` with zeros."""
-    if n <= ZERO_CHUNK:
-        mv[:n] = _ZEROS[:n]
-        return
-    for start in range(0, n, ZERO_CHUNK):
-        end = min(start + ZERO_CHUNK, n)
+    start = 0
+    while start < n:
+        end = min(start + _ZERO_CHUNK, n)
         mv[start:end] = _ZEROS[: end - start]
+        start = end

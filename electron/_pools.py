@@ -8,11 +8,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from ._buffer import Buffer
-from ._errors import DoubleRelease, ForeignObject, InvalidArgument, PoolClosed
-from ._memory import check_size
+from ._buffer import Buffer, _LentBuffer
+from ._errors import DoubleRelease, ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
+from ._memory import MAX_SIZE, check_size
 
 if TYPE_CHECKING:
+    from ._aop import ArenaOfPools
     from ._arena import Arena
 
 __all__ = ("BufferPool", "BufferPoolStatistics", "ObjectPool", "ObjectPoolStatistics")
@@ -25,6 +26,7 @@ class BufferPoolStatistics:
     """A snapshot of a :class:`BufferPool`."""
 
     active: int  #: buffers lent out now
+    active_bytes: int  #: capacity of the buffers lent out now
     pooled: int  #: idle buffers kept for reuse
     pooled_bytes: int  #: bytes held by idle buffers
     created: int  #: buffers whose memory was allocated fresh
@@ -63,6 +65,8 @@ class BufferPool:
         self._low: dict[int, int] = {}  # fewest idle buffers per class since the last trim
         self._pooled_bytes = 0
         self._active = 0
+        self._active_bytes = 0
+        self._budget: ArenaOfPools | None = None
         self._created = 0
         self._reused = 0
         self._dropped = 0
@@ -72,17 +76,34 @@ class BufferPool:
     def _class_of(self, size: int) -> int:
         return self._min if size <= self._min else 1 << (size - 1).bit_length()
 
+    def _bind(self, budget: ArenaOfPools) -> None:
+        """Share ``budget``'s lock and count lent bytes against its ``max_bytes``."""
+        if self._budget is not None:
+            raise InvalidArgument("buffer_pool", self, "a BufferPool not used by another pool")
+        self._budget = budget
+        self._lock = budget._lock
+
     def get(self, size_hint: int = 0) -> Buffer:
-        """An empty :class:`Buffer` with ``capacity >= size_hint``."""
-        if size_hint.__class__ is not int or size_hint < 0:
+        """An empty :class:`Buffer` with ``capacity >= size_hint``.
+
+        Bound to an :class:`ArenaOfPools` with ``max_bytes``, raises :class:`PoolExhausted`
+        at once when the buffer would not fit in the budget.
+        """
+        if type(size_hint) is not int or size_hint < 0 or size_hint > MAX_SIZE:
             size_hint = check_size(size_hint, "size_hint")
         size = self._class_of(size_hint)
         if size > self._max:
             size = max(size_hint, 1)  # unpooled: exact size, dropped on put
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._closed:
                 raise PoolClosed()
+            budget = self._budget
+            if budget is not None and not budget._fits_locked(size, False):
+                raise PoolExhausted("buffer", 0, budget._limit_text())
             self._active += 1
+            self._active_bytes += size
             free = self._free.get(size)
             if free:
                 region = free.pop()
@@ -90,9 +111,16 @@ class BufferPool:
                 self._reused += 1
                 if len(free) < self._low[size]:
                     self._low[size] = len(free)
-                return Buffer._adopt(region, self)
-            self._created += 1
-        return Buffer._adopt(bytearray(size), self)
+            else:
+                region = None
+                self._created += 1
+                if budget is not None:
+                    budget._note_reserved_locked()
+        finally:
+            lock.release()
+        if region is None:
+            region = bytearray(size)
+        return _LentBuffer(region, self)
 
     def put(self, buf: Buffer) -> None:
         """Take ``buf`` back: its views are released and the object is dead after this.
@@ -100,37 +128,57 @@ class BufferPool:
         Raises :class:`DoubleRelease` for a buffer already given back and
         :class:`ForeignObject` for one this pool did not lend.
         """
-        if not isinstance(buf, Buffer) or buf._owner is not self:
+        if not isinstance(buf, Buffer):
+            raise TypeError(f"expected a Buffer, not {type(buf).__name__}")
+        if buf._owner is not self:
             raise ForeignObject("buffer", self)
-        with self._lock:
-            if buf._mv is None:
+        lock = self._lock
+        lock.acquire()
+        try:
+            mv = buf._mv
+            if mv is None:
                 raise DoubleRelease("buffer")
-            clean = buf._detach()
-            self._active -= 1
+            clean = buf._detach(mv)
             region = buf._region
             size = len(region)
+            self._active -= 1
+            self._active_bytes -= size
             if not clean:
                 self._quarantined += 1
-                return
-            if (
+            elif (
                 self._closed
                 or size > self._max
                 or size != self._class_of(size)
                 or self._pooled_bytes + size > self._max_bytes
             ):
                 self._dropped += 1
-                return
-            free = self._free.setdefault(size, [])
-            if len(free) >= self._max_per_class:
-                self._dropped += 1
-                return
-            if size not in self._low:
-                self._low[size] = 0
-            free.append(region)
-            self._pooled_bytes += size
+            else:
+                free = self._free.get(size)
+                if free is None:
+                    free = self._free[size] = []
+                    self._low[size] = 0
+                if len(free) >= self._max_per_class:
+                    self._dropped += 1
+                else:
+                    free.append(region)
+                    self._pooled_bytes += size
+            budget = self._budget
+            if budget is not None and budget._waiters:
+                budget._grant_locked()
+        finally:
+            lock.release()
 
-    def _close_buffer(self, buf: Buffer) -> None:
-        self.put(buf)
+    def _grew(self, delta: int) -> None:
+        """A lent buffer grew by ``delta`` bytes (counted, never refused: writes don't fail)."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._active_bytes += delta
+            budget = self._budget
+            if budget is not None:
+                budget._note_reserved_locked()
+        finally:
+            lock.release()
 
     def trim(self) -> int:
         """Release idle buffers that went unused since the last trim; return bytes freed."""
@@ -163,15 +211,19 @@ class BufferPool:
     def statistics(self) -> BufferPoolStatistics:
         """A consistent snapshot of this pool's counters."""
         with self._lock:
-            return BufferPoolStatistics(
-                active=self._active,
-                pooled=sum(len(f) for f in self._free.values()),
-                pooled_bytes=self._pooled_bytes,
-                created=self._created,
-                reused=self._reused,
-                dropped=self._dropped,
-                quarantined=self._quarantined,
-            )
+            return self._statistics_locked()
+
+    def _statistics_locked(self) -> BufferPoolStatistics:
+        return BufferPoolStatistics(
+            active=self._active,
+            active_bytes=self._active_bytes,
+            pooled=sum(len(f) for f in self._free.values()),
+            pooled_bytes=self._pooled_bytes,
+            created=self._created,
+            reused=self._reused,
+            dropped=self._dropped,
+            quarantined=self._quarantined,
+        )
 
     def __enter__(self) -> BufferPool:
         return self
