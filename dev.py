@@ -2,7 +2,8 @@
 """Set up and run everything with nothing installed but Python 3.11+.
 
     python3 dev.py run      # create .venv, install, run the main job (example server + load test)
-    python3 dev.py test     # create .venv, install, run the whole test suite
+    python3 dev.py test     # create .venv, install, run the whole test suite (compiled core,
+                            # then the core and aio tests again on the pure-Python core)
     python3 dev.py lint     # ruff + mypy --strict
     python3 dev.py bench    # the benchmark suite (pass --quick for the CI-sized run)
 
@@ -61,7 +62,12 @@ def main(argv: list[str]) -> int:
     if cmd == "setup":
         return 0
     if cmd == "test":
-        return _run(py, "-m", "pytest", *rest)
+        status = _run(py, "-m", "pytest", *rest)
+        if status or rest:
+            return status
+        # The core is compiled (mypyc) when possible: run its tests on the pure-Python build too.
+        os.environ["ELECTRON_PURE_PYTHON"] = "1"
+        return _run(py, "-m", "pytest", "-q", "tests/core", "tests/aio")
     if cmd == "lint":
         return _run(py, "-m", "ruff", "check", ".") or _run(py, "-m", "mypy", *rest)
     if cmd == "bench":
