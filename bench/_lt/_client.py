@@ -405,24 +405,34 @@ class ClientPool:
     round runs. Use as a context manager so the workers are always stopped.
     """
 
-    def __init__(self, n: int, *, use_uvloop: bool = True) -> None:
-        ctx = mp.get_context("spawn")  # never fork a parent that runs threads
-        self.n = n
-        self.live: Any = ctx.Array("q", n * SLOTS, lock=False)
+    def __init__(self, n: int, *, use_uvloop: bool = True, max_n: int | None = None) -> None:
+        self._ctx = mp.get_context("spawn")  # never fork a parent that runs threads
+        self._uvloop = use_uvloop
+        self.max_n = max(n, max_n or n)
+        self.n = 0
+        self.live: Any = self._ctx.Array("q", self.max_n * SLOTS, lock=False)
         self._conns: list[Connection] = []
         self._procs: list[Any] = []
-        for i in range(n):
-            parent, child = ctx.Pipe()
-            p = ctx.Process(target=_worker_main, args=(i, child, self.live, use_uvloop),
-                            name=f"loadtest-client-{i}", daemon=True)
+        self.grow(n)
+
+    def grow(self, k: int = 1) -> int:
+        """Start ``k`` more workers (up to ``max_n``); returns how many there are now."""
+        new = range(self.n, min(self.n + k, self.max_n))
+        for i in new:
+            parent, child = self._ctx.Pipe()
+            p = self._ctx.Process(target=_worker_main, args=(i, child, self.live, self._uvloop),
+                                  name=f"loadtest-client-{i}", daemon=True)
             p.start()
             child.close()
             self._conns.append(parent)
             self._procs.append(p)
-        for i, conn in enumerate(self._conns):  # imports done: rounds can start on time
+        for i in new:  # imports done: rounds can start on time
+            conn = self._conns[i]
             if not conn.poll(60) or conn.recv() != "ready":
                 self.close()
                 raise RuntimeError(f"client process {i} did not start")
+        self.n = len(self._procs)
+        return self.n
 
     @property
     def pids(self) -> list[int]:

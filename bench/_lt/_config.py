@@ -79,6 +79,7 @@ class Config:
     upload_size: int = 16384
     timeout: float = 30.0
     procs: int = 0  # 0: automatic
+    procs_auto: bool = False  # chosen automatically: may grow while a client is saturated
     workers: int = 1
     compare: bool = False
     url: str | None = None
@@ -136,6 +137,7 @@ class Config:
             v = getattr(self, f.name)
             out[f.name] = str(v) if isinstance(v, Path) else v
         out["bucket_s"] = self.bucket
+        out["burst_windows"] = [list(w) for w in self.burst_windows]
         out["mix_routes"] = [
             {"route": r.name, "kind": r.kind, "weight": r.weight, "size": r.size}
             for r in parse_mix(self.mix, self.upload_size)
@@ -165,7 +167,8 @@ def resolve(scenario: str, overrides: dict[str, Any]) -> Config:
         given["duration"] = 300.0  # a count-bounded run keeps a time bound too
     cfg = replace(cfg, **given)
     if cfg.procs <= 0:
-        cfg = replace(cfg, procs=auto_procs(cfg.workers if cfg.url is None else 0))
+        cfg = replace(cfg, procs=auto_procs(cfg.workers if cfg.url is None else 0),
+                      procs_auto=True)
     _validate(cfg)
     return cfg
 

@@ -45,6 +45,17 @@ def plot_scenario(sc: dict[str, Any], path: Path, machine: str = "") -> Path:
             for ax in axes:
                 ax.axvline(end, color=color, alpha=0.15, lw=1)
     cfg = sc["config"]
+    first = next(iter(sc["servers"].values()))
+    windows = cfg.get("burst_windows") or []
+    start = 0.0
+    for r in first["rounds"]:
+        for a, b in windows:
+            for ax in axes:
+                ax.axvspan(start + a, start + b, color="grey", alpha=0.12, lw=0)
+        start += r["wall_s"]
+    if windows:
+        ax_rps.text(0.01, 0.97, "shaded: burst windows", transform=ax_rps.transAxes,
+                    fontsize=8, va="top", color="dimgrey")
     title = (f"{sc['scenario']}: {cfg['concurrency']} clients"
              + (f" + {cfg['slow_readers']} slow readers" if cfg["slow_readers"] else "")
              + (f", bursts x{cfg['burst_factor']}" if cfg["burst_factor"] > 1 else "")
@@ -56,7 +67,7 @@ def plot_scenario(sc: dict[str, Any], path: Path, machine: str = "") -> Path:
     ax_rss.set_xlabel("seconds of load on each server (rounds joined end to end)")
     for ax in axes:
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     ax_rps.set_ylim(bottom=0)
     ax_p99.set_ylim(bottom=0)
     lo, hi = ax_rss.get_ylim()

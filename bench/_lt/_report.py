@@ -216,6 +216,17 @@ def _scenario(sc: dict[str, Any], png: str | None) -> list[str]:
         out += ["Per round (alternating, so both servers see the same machine noise):", "",
                 "| Round | electron req/s | baseline req/s | ratio |", "|---|---|---|---|",
                 *rows, ""]
+    if any(s["phases"] for s in servers):
+        out += ["Burst windows against calm periods:", "",
+                "| Server | calm req/s | calm p99 (ms) | burst req/s | burst p99 (ms) |",
+                "|---|---|---|---|---|"]
+        for s in servers:
+            ph = s["phases"]
+            if ph:
+                out.append(f"| {s['label']} | {_n(ph['calm']['rps'])} | "
+                           f"{_ms(ph['calm']['p99_ms'])} | {_n(ph['burst']['rps'])} | "
+                           f"{_ms(ph['burst']['p99_ms'])} |")
+        out.append("")
     # Per-route.
     for s in servers:
         out += [f"Per route, {s['label']}:", "",
@@ -341,12 +352,12 @@ def _recommendations(report: dict[str, Any]) -> list[str]:
                         f"({_x(r)} throughput, {_x(c['p99_ratio'])} p99)"
                         + (": profile the middleware's per-request path."
                            if r < 0.97 else "."))
-        recs.extend(
-            f"`{sc['scenario']}` {s['label']}: throughput varied {s['rps_cv_pct']:.0f}% "
-            "between rounds; the machine is noisy, use more --rounds or a longer --duration "
-            "before trusting small differences."
-            for s in _servers(sc) if s["rps_cv_pct"] and s["rps_cv_pct"] > 10
-        )
+        noisy = [f"{s['rps_cv_pct']:.0f}% ({s['label']})" for s in _servers(sc)
+                 if s["rps_cv_pct"] and s["rps_cv_pct"] > 10]
+        if noisy:
+            recs.append(f"`{sc['scenario']}`: throughput varied {', '.join(noisy)} between "
+                        "rounds; the machine is noisy, so use more --rounds or a longer "
+                        "--duration before trusting differences of that size.")
     if any(s["client"]["saturated"] for sc in scs for s in _servers(sc)):
         recs.append("A client process was saturated: give the load generator more cores "
                     "(--procs) so the server, not the client, sets the pace.")

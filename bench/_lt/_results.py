@@ -38,8 +38,22 @@ def _merge_routes(results: list[JobResult]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _timeline(sd: ServerData, bucket: float, duration: float) -> list[dict[str, float]]:
+class _Phase:
+    __slots__ = ("hist", "ok", "seconds")
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.seconds = 0.0
+        self.hist = LatencyHistogram(2)
+
+
+def _timeline(sd: ServerData, bucket: float, duration: float,
+              windows: tuple[tuple[float, float], ...] = ()
+              ) -> tuple[list[dict[str, float]], dict[str, dict[str, float]]]:
+    """Points of (end time, req/s, p99, errors) over load time, and per-phase figures
+    (``burst`` and ``calm``) when the scenario has burst windows."""
     points: list[dict[str, float]] = []
+    phases = {name: _Phase() for name in ("calm", "burst")}
     offset = 0.0
     for rd in sd.rounds:
         wall = max((r.wall_s for r in rd.results), default=rd.end_at - rd.start_at)
@@ -63,8 +77,21 @@ def _timeline(sd: ServerData, bucket: float, duration: float) -> list[dict[str, 
                 "p99_ms": round(hists[j].percentile(99) / 1e3, 3),
                 "errors": err[j],
             })
+            if windows:
+                mid = j * bucket + min(width, bucket) / 2
+                ph = phases["burst" if any(a <= mid < b for a, b in windows) else "calm"]
+                ph.ok += ok[j]
+                ph.seconds += width
+                ph.hist.merge(hists[j])
         offset += wall
-    return points
+    out: dict[str, dict[str, float]] = {}
+    if windows:
+        for name, ph in phases.items():
+            out[name] = {"seconds": round(ph.seconds, 2),
+                         "rps": round(ph.ok / ph.seconds, 1) if ph.seconds else 0.0,
+                         "p50_ms": round(ph.hist.percentile(50) / 1e3, 3),
+                         "p99_ms": round(ph.hist.percentile(99) / 1e3, 3)}
+    return points, out
 
 
 def _rss(sd: ServerData, total_load: float) -> tuple[list[dict[str, float]], dict[str, Any]]:
@@ -188,7 +215,7 @@ def _server_summary(data: RunData, sd: ServerData) -> dict[str, Any]:
     server_cores = (server_cpu or 0.0) / 100
     other_cores = (max(0.0, machine_busy / 100 * cores - client_cores - server_cores)
                    if machine_busy is not None else None)
-    timeline = _timeline(sd, cfg.bucket, cfg.round_duration)
+    timeline, phases = _timeline(sd, cfg.bucket, cfg.round_duration, cfg.burst_windows)
     rss_series, rss = _rss(sd, duration)
     attempts = ok + errors
     return {
@@ -220,6 +247,7 @@ def _server_summary(data: RunData, sd: ServerData) -> dict[str, Any]:
         "rounds": rounds,
         "rps_cv_pct": _cv([float(r["rps"] or 0.0) for r in rounds]),
         "timeline": timeline,
+        "phases": phases,
         "rss_timeline": rss_series,
         "rss_mib": rss,
         "server_cpu_pct": server_cpu,
@@ -373,6 +401,15 @@ def _issues(data: RunData, servers: dict[str, dict[str, Any]]) -> list[dict[str,
             issues.append(_issue(f"{label}: arenas came back {s['settle_s']:.1f} s after the "
                                  "load ended", "Low", "memory stays lent out after requests end",
                                  "check connections that close late (slow readers, keep-alive)"))
+    busy = [s for s in servers.values() if s["machine"]["cpu_bound"]]
+    if busy:
+        m = busy[0]["machine"]
+        issues.append(_issue(
+            f"the machine was CPU-bound ({m['busy_pct']:.0f}% of {m['cores']} cores busy; other "
+            f"processes used {m['other_cores'] or 0:.2f} cores)", "Low",
+            "client, server and unrelated work competed for the cores: absolute rates are "
+            "low and noisy; the alternating rounds keep the electron/baseline ratios fair",
+            "run on an otherwise idle machine with more cores than server workers + clients"))
     return issues
 
 

@@ -7,6 +7,7 @@ and take turns (ABBA order: e b b e e b ...), so slow drifts of a shared machine
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,7 +218,8 @@ def execute(cfg: Config, outdir: Path, ui: ProgressSink) -> RunData:
             sd.stats_before = fetch_stats(srv.url, max(1, cfg.workers * 2))
             sd.json_reference = _json_reference(srv.url)
         tries = max(1, cfg.workers * 3)
-        with ClientPool(cfg.procs, use_uvloop=cfg.client_uvloop) as pool, Sampler(
+        max_procs = min(cfg.concurrency, 8, os.cpu_count() or 1) if cfg.procs_auto else cfg.procs
+        with ClientPool(cfg.procs, use_uvloop=cfg.client_uvloop, max_n=max_procs) as pool, Sampler(
             {label: s.pid for label, s in servers.items()}
         ) as sampler:
             data.client_pids = pool.pids
@@ -245,15 +247,28 @@ def execute(cfg: Config, outdir: Path, ui: ProgressSink) -> RunData:
     return data
 
 
+def _should_grow(rd: RoundData, pool: ClientPool) -> bool:
+    """One more client process helps when one is saturated and the machine has idle CPU."""
+    busiest = max((r.cpu_s / r.wall_s for r in rd.results if r.wall_s), default=0.0)
+    idle_cpu = rd.machine_busy_pct is not None and rd.machine_busy_pct < 90.0
+    return busiest >= 0.9 and idle_cpu and pool.n < pool.max_n
+
+
 def _rounds(cfg: Config, drv: _Driver, servers: dict[str, ServerProcess | RemoteServer],
             data: RunData) -> None:
     if cfg.warmup > 0:
         for label, srv in servers.items():
             sd = data.servers[label]
-            jobs = drv.jobs(srv.url, cfg.warmup, None, record=False,
-                            json_reference=sd.json_reference,
-                            start_at=time.monotonic() + 0.05)
-            sd.warmup = drv.run(label, f"{label} warm-up", srv, jobs).results
+            while True:
+                jobs = drv.jobs(srv.url, cfg.warmup, None, record=False,
+                                json_reference=sd.json_reference,
+                                start_at=time.monotonic() + 0.05)
+                rd = drv.run(label, f"{label} warm-up", srv, jobs)
+                sd.warmup = rd.results
+                if not _should_grow(rd, drv.pool):
+                    break
+                cfg.procs = drv.pool.grow(1)
+                drv.ui.log(f"a client process was saturated: now {cfg.procs} client processes")
     for label in servers:
         data.servers[label].rss_after_warmup = drv.sampler.sample_now().get(label)
     labels = list(servers)
