@@ -483,12 +483,6 @@ def test_huge_but_valid_size_is_insufficient_capacity() -> None:
     assert len(arena.alloc(128)) == 128
 
 
-def test_numpy_integer_sizes_are_accepted() -> None:
-    arena = Arena(128)
-    v = arena.alloc(np.int64(24))  # type: ignore[arg-type]
-    assert len(v) == 24
-
-
 @pytest.mark.parametrize(
     ("capacity", "error"),
     [(0, InvalidArgument), (1 << 41, InvalidArgument), (1 << 80, InvalidArgument), *BAD_SIZES],

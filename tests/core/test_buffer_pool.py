@@ -192,10 +192,19 @@ def test_buffer_from_another_pool_is_foreign() -> None:
     a.put(buf)
 
 
-@pytest.mark.parametrize("thing", [Buffer(10), bytearray(10), b"abc", None])
-def test_objects_not_lent_by_the_pool_are_foreign(thing: object) -> None:
+def test_standalone_buffer_is_foreign() -> None:
     pool = BufferPool()
+    buf = Buffer(10)
     with pytest.raises(ForeignObject):
+        pool.put(buf)
+    assert not buf.closed
+    assert pool.statistics().pooled == 0
+
+
+@pytest.mark.parametrize("thing", [bytearray(10), b"abc", None], ids=["bytearray", "bytes", "None"])
+def test_non_buffers_are_refused(thing: object) -> None:
+    pool = BufferPool()
+    with pytest.raises((ForeignObject, TypeError)):
         pool.put(thing)  # type: ignore[arg-type]
     assert pool.statistics().pooled == 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import subprocess
 import sys
 import types
@@ -78,9 +79,14 @@ def test_export_is_defined_and_documented(modname: str, attr: str) -> None:
         # A constant is documented by a ``#:`` comment right above its definition.
         source_mod = _defining_module(mod, attr)
         lines = inspect.getsource(source_mod).splitlines()
-        defs = [i for i, line in enumerate(lines) if line.startswith(f"{attr} =")]
+        defs = [i for i, line in enumerate(lines) if _defines(line, attr)]
         assert defs, f"cannot find the definition of {attr}"
         assert lines[defs[0] - 1].startswith("#:"), f"{attr} needs a '#:' doc comment"
+
+
+def _defines(line: str, attr: str) -> bool:
+    """True for a module-level ``attr = ...`` or ``attr: T = ...`` line."""
+    return re.match(rf"{re.escape(attr)}\s*(:[^=]*)?=", line) is not None
 
 
 def _defining_module(mod: types.ModuleType, attr: str) -> types.ModuleType:
@@ -90,7 +96,7 @@ def _defining_module(mod: types.ModuleType, attr: str) -> types.ModuleType:
             and candidate is not None
             and attr in vars(candidate)
             and not isinstance(vars(candidate)[attr], types.ModuleType)
-            and f"\n{attr} =" in inspect.getsource(candidate)
+            and any(_defines(line, attr) for line in inspect.getsource(candidate).splitlines())
         ):
             return candidate
     return mod
