@@ -7,6 +7,12 @@ a callback of its own; this module gets one without polling: it lowers the trans
 write-buffer limits to zero for the length of the wait, so the transport pauses the protocol
 now and resumes it exactly when its buffer is empty (or wakes it when the connection is
 lost), and awaits that through aiohttp's ``writer.drain()``.
+
+uvloop adds one twist: libuv counts a write as flushed (``get_write_buffer_size() == 0``) as
+soon as the kernel took the bytes, but uvloop releases its buffer export of the memory only in
+the write's completion callback, which libuv may run on the next loop iteration. Reusing the
+memory then would be safe (the kernel has its own copy), but the pool would see it still
+exported and quarantine it; so on uvloop the release waits for one more loop iteration.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections.abc import Callable
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.base_protocol import BaseProtocol
 
-__all__ = ("flushed", "release_after_flush", "wait_flushed")
+__all__ = ("release_after_flush", "wait_flushed")
 
 # id(transport) -> [waiters, low, high]: the limits to restore when the last waiter is done.
 # An entry lives only while a waiter holds the transport, so its id cannot be reused.
@@ -27,10 +33,9 @@ _background: set[asyncio.Task[None]] = set()
 _POLL = 0.005  # only for a transport that does not implement write flow control
 
 
-def flushed(writer: AbstractStreamWriter) -> bool:
-    """True when nothing written through ``writer`` is still held by its transport."""
-    transport = writer.transport
-    return transport is None or transport.get_write_buffer_size() == 0
+def _settles_later(transport: object) -> bool:
+    """True for uvloop transports (see the module docstring)."""
+    return type(transport).__module__.startswith("uvloop")
 
 
 def _protocol(writer: AbstractStreamWriter) -> BaseProtocol | None:
@@ -39,14 +44,26 @@ def _protocol(writer: AbstractStreamWriter) -> BaseProtocol | None:
 
 
 async def wait_flushed(writer: AbstractStreamWriter) -> bool:
-    """Return once the transport behind ``writer`` holds no unsent bytes or is gone.
+    """Return once the transport behind ``writer`` no longer references what was written.
 
-    Returns True if it had to wait. Never raises for a lost connection; cancellation
-    propagates (the limits are restored either way).
+    That is: its write buffer is empty (and, on uvloop, the write's completion has run) or
+    the connection is lost. Returns True if the buffer was not empty. Never raises for a lost
+    connection; cancellation propagates.
     """
     transport = writer.transport
-    if transport is None or not transport.get_write_buffer_size():
+    if transport is None:
         return False
+    waited = False
+    if transport.get_write_buffer_size():
+        waited = True
+        await _wait_empty(writer, transport)
+    current = writer.transport
+    if current is not None and _settles_later(current):
+        await asyncio.sleep(0)
+    return waited
+
+
+async def _wait_empty(writer: AbstractStreamWriter, transport: asyncio.WriteTransport) -> None:
     protocol = _protocol(writer)
     key = id(transport)
     entry = _lowered.get(key)
@@ -58,7 +75,7 @@ async def wait_flushed(writer: AbstractStreamWriter) -> bool:
         while True:
             current = writer.transport
             if current is None or not current.get_write_buffer_size():
-                return True
+                return
             if protocol is None or not protocol.writing_paused:
                 try:
                     # Pauses the protocol at once (the buffer is not empty) and makes the
@@ -72,7 +89,7 @@ async def wait_flushed(writer: AbstractStreamWriter) -> bool:
             try:
                 await writer.drain()
             except ConnectionError:
-                return True
+                return
     finally:
         entry[0] -= 1
         if not entry[0]:
@@ -97,13 +114,20 @@ def release_after_flush(writer: AbstractStreamWriter, release: Callable[[], obje
     Returns True if the release had to be deferred to a background wait. Without a running
     event loop ``release`` runs at once (nothing can flush any more).
     """
-    if flushed(writer):
-        release()
-        return False
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         release()
+        return False
+    transport = writer.transport
+    if transport is None:
+        release()
+        return False
+    if not transport.get_write_buffer_size():
+        if _settles_later(transport):
+            loop.call_soon(release)  # after libuv's pending write callbacks
+        else:
+            release()
         return False
     task = loop.create_task(_wait_then(writer, release))
     _background.add(task)

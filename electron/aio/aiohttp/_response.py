@@ -20,11 +20,14 @@ if TYPE_CHECKING:
 
 __all__ = ("PooledResponse",)
 
-# When aiohttp sends the headers and a body in one write it joins them into new bytes on
-# Pythons where it avoids transport.writelines() (< 3.12.9): a copy of the whole body. Above
-# this size the headers go out on their own, so that the body itself is never copied.
+# When aiohttp sends the buffered headers and the body in one write it joins them into new
+# bytes on Pythons where it avoids transport.writelines() (< 3.12.9): a copy of the body.
+# Above this size the headers go out on their own, so that the body is never copied; below
+# it the copy is cheaper than a second write, and the memory can go back at once.
 _COALESCE_MAX = 16 << 10
-_JOIN_COPIES: bool = getattr(http_writer, "SKIP_WRITELINES", True)
+_JOIN_COPIES: bool = bool(getattr(http_writer, "SKIP_WRITELINES", False)) and hasattr(
+    web.StreamResponse, "_send_headers_immediately"
+)
 
 
 class PooledResponse(web.StreamResponse):
@@ -73,7 +76,9 @@ class PooledResponse(web.StreamResponse):
             self.content_type = content_type
         if charset is not None:
             self.charset = charset
-        if _JOIN_COPIES and view.nbytes > _COALESCE_MAX:
+        # True when aiohttp will copy the body (joined with the headers) as it writes it.
+        self._copied = _JOIN_COPIES and view.nbytes <= _COALESCE_MAX
+        if _JOIN_COPIES and not self._copied:
             self._send_headers_immediately = True
 
     @property
@@ -103,7 +108,7 @@ class PooledResponse(web.StreamResponse):
             if view.nbytes and not self._must_be_empty_body:
                 await self.write(view)
             await super().write_eof()
-            if await wait_flushed(writer) and self._lease is not None:
+            if not self._copied and await wait_flushed(writer) and self._lease is not None:
                 self._lease.count_flush_wait()
             flushed = True
         finally:

@@ -1,0 +1,553 @@
+"""electron.aio.aiohttp's middleware, helpers and PooledResponse against a live aiohttp server."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gc
+import hashlib
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+import electron
+from electron.aio import current_arena
+from electron.aio.aiohttp import (
+    AOP_KEY,
+    MIDDLEWARE_KEY,
+    Middleware,
+    MiddlewareStatistics,
+    PooledResponse,
+    middleware,
+    read_body,
+    request_arena,
+    request_buffer,
+    setup,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="asyncio+uvloop"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    """aiohttp runs on asyncio only: the stock loop and uvloop (zero-copy writes)."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def serve(app: web.Application, *, handler_cancellation: bool = False) -> AsyncIterator[str]:
+    """Run ``app`` on a free loopback port for the block; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=handler_cancellation)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Wait (polling every 10 ms) until ``predicate()`` holds; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.01)
+
+
+def pattern(n: int, seed: int = 0) -> bytes:
+    return bytes((seed * 31 + i) % 251 for i in range(min(n, 251))) * (n // 251 + 1)
+
+
+def body_of(n: int, seed: int = 0) -> bytes:
+    return pattern(n, seed)[:n]
+
+
+def all_back(aop: electron.ArenaOfPools) -> Callable[[], bool]:
+    def check() -> bool:
+        s = aop.stats()
+        return s.active_arenas == 0 and s.active_buffers == 0
+
+    return check
+
+
+def mw_of(app: web.Application) -> Middleware:
+    return app[MIDDLEWARE_KEY]
+
+
+async def test_handler_gets_the_request_arena_and_it_goes_back(
+    aop: electron.ArenaOfPools,
+) -> None:
+    app = web.Application()
+    mw = setup(app, aop)
+    seen: list[electron.Arena] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        arena = current_arena()
+        assert request_arena(request) is arena
+        seen.append(arena)
+        view = arena.alloc(5)
+        view[:] = b"hello"
+        assert aop.stats().active_arenas == 1
+        return web.Response(body=bytes(view))
+
+    app.router.add_get("/", handler)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.get(url + "/") as resp:
+                assert resp.status == 200
+                assert await resp.read() == b"hello"
+    assert aop.stats().active_arenas == 0
+    assert all(a.closed for a in seen)
+    stats = mw.statistics()
+    # A bytes body cannot reference pooled memory: the arena went back when the handler
+    # returned, without waiting for the write.
+    assert (stats.requests, stats.in_flight, stats.deferred) == (3, 0, 0)
+    with pytest.raises(LookupError):
+        current_arena()
+
+
+async def test_pooled_response_sends_buffer_and_arena_memory_intact(
+    aop: electron.ArenaOfPools,
+) -> None:
+    """aiohttp writes the body after the middleware returned: the memory must still be ours."""
+    app = web.Application()
+    mw = setup(app, aop)
+
+    async def from_buffer(request: web.Request) -> web.StreamResponse:
+        n = int(request.match_info["n"])
+        buf = request_buffer(request, n)
+        buf.write(body_of(n, 7))
+        return PooledResponse(buf)
+
+    async def from_arena(request: web.Request) -> web.StreamResponse:
+        n = int(request.match_info["n"])
+        view = request_arena(request).alloc(n)
+        view[:] = body_of(n, 3)
+        return PooledResponse(view, content_type="text/plain", charset="utf-8")
+
+    app.router.add_get("/buf/{n}", from_buffer)
+    app.router.add_get("/arena/{n}", from_arena)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        for n in (0, 1, 100, 8000, 100_000, 3 << 20):
+            async with session.get(f"{url}/buf/{n}") as resp:
+                assert resp.status == 200
+                assert resp.content_type == "application/octet-stream"
+                assert await resp.read() == body_of(n, 7)
+        for n in (0, 10, 8000, 16000):
+            async with session.get(f"{url}/arena/{n}") as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
+                assert await resp.read() == body_of(n, 3)
+        async with session.head(f"{url}/buf/1000") as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Length"] == "1000"
+            assert await resp.read() == b""
+    await eventually(all_back(aop), "arenas and buffers back")
+    assert aop.stats().quarantine_events == 0
+    assert mw.statistics().deferred == 11
+
+
+async def test_streamed_response_of_arena_memory(aop: electron.ArenaOfPools) -> None:
+    """A handler that writes arena memory itself (StreamResponse) defers the release too."""
+    app = web.Application()
+    setup(app, aop)
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.content_length = 3 * 4000
+        await resp.prepare(request)
+        arena = request_arena(request)
+        for seed in range(3):
+            view = arena.alloc(4000)
+            view[:] = body_of(4000, seed)
+            await resp.write(view)
+        return resp
+
+    async def stream_then_fail(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.content_length = 8000
+        await resp.prepare(request)
+        view = request_arena(request).alloc(4000)
+        view[:] = body_of(4000)
+        await resp.write(view)
+        raise RuntimeError("failed half way")
+
+    app.router.add_get("/stream", stream)
+    app.router.add_get("/fail", stream_then_fail)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/stream") as resp:
+            assert await resp.read() == b"".join(body_of(4000, s) for s in range(3))
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async with session.get(f"{url}/fail") as resp:
+                await resp.read()
+    await eventually(all_back(aop), "arenas back")
+
+
+async def test_handler_errors_return_the_arena(aop: electron.ArenaOfPools) -> None:
+    app = web.Application()
+    mw = setup(app, aop)
+
+    async def boom(request: web.Request) -> web.StreamResponse:
+        request_buffer(request, 1000).write(b"x" * 1000)
+        request_arena(request).alloc(100)
+        raise RuntimeError("handler bug")
+
+    async def missing(request: web.Request) -> web.StreamResponse:
+        request_buffer(request, 10)
+        raise web.HTTPNotFound(text="no such thing")
+
+    app.router.add_get("/boom", boom)
+    app.router.add_get("/missing", missing)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.get(f"{url}/boom") as resp:
+                assert resp.status == 500
+            async with session.get(f"{url}/missing") as resp:
+                assert resp.status == 404
+                assert await resp.text() == "no such thing"
+            async with session.get(f"{url}/nowhere") as resp:
+                assert resp.status == 404
+    assert aop.stats().active_arenas == 0
+    assert aop.stats().active_buffers == 0
+    stats = mw.statistics()
+    assert stats.errors == 3  # HTTP exceptions are answers, not errors
+    assert stats.requests == 9
+    assert stats.in_flight == 0
+
+
+async def test_budget_exhausted_answers_503_with_retry_after() -> None:
+    aop = electron.ArenaOfPools(arena_size=4096, max_arenas=1)
+    app = web.Application()
+    mw = setup(app, aop, acquire_timeout=0.05, retry_after=7)
+    release = asyncio.Event()
+
+    async def hold(request: web.Request) -> web.StreamResponse:
+        await release.wait()
+        return web.Response(text="held")
+
+    async def quick(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="quick")
+
+    app.router.add_get("/hold", hold)
+    app.router.add_get("/quick", quick)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        holder = asyncio.ensure_future(session.get(f"{url}/hold"))
+        await eventually(lambda: mw.statistics().in_flight == 1, "the holder has the arena")
+        for _ in range(2):
+            async with session.get(f"{url}/quick") as resp:
+                assert resp.status == 503
+                assert resp.headers["Retry-After"] == "7"
+        assert mw.statistics().rejected == 2
+        assert aop.stats().wait_timeouts == 2
+        release.set()
+        async with await holder as resp:
+            assert await resp.text() == "held"
+        async with session.get(f"{url}/quick") as resp:
+            assert resp.status == 200
+
+        # A request that waits within acquire_timeout is served once the arena comes back.
+        release.clear()
+        mw.acquire_timeout = 30.0
+        holder = asyncio.ensure_future(session.get(f"{url}/hold"))
+        await eventually(lambda: mw.statistics().in_flight == 1, "the holder has the arena")
+        waiter = asyncio.ensure_future(session.get(f"{url}/quick"))
+        await eventually(lambda: aop.stats().waiting == 1, "the second request waits")
+        release.set()
+        async with await holder as resp:
+            assert resp.status == 200
+        async with await waiter as resp:
+            assert await resp.text() == "quick"
+    assert aop.stats().active_arenas == 0
+    assert mw.statistics().rejected == 2
+    assert aop.closed  # setup() closes it at cleanup
+
+
+async def test_buffer_beyond_the_budget_answers_503() -> None:
+    budget = electron.ArenaOfPools(arena_size=4096, max_bytes=64 << 10)
+    app = web.Application()
+    mw = setup(app, budget)
+
+    async def greedy(request: web.Request) -> web.StreamResponse:
+        request_buffer(request, 1 << 20)
+        return web.Response(text="unreachable")
+
+    app.router.add_get("/greedy", greedy)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/greedy") as resp:
+            assert resp.status == 503
+            assert resp.headers["Retry-After"] == "1"
+    assert mw.statistics().rejected == 1
+    assert budget.stats().active_arenas == 0
+
+
+async def test_read_body_into_pooled_memory_with_a_limit(aop: electron.ArenaOfPools) -> None:
+    app = web.Application()
+    mw = setup(app, aop, body_limit=1000)
+
+    async def upload(request: web.Request) -> web.StreamResponse:
+        buf = await read_body(request)
+        return web.json_response(
+            {"size": len(buf), "sha256": hashlib.sha256(buf.view()).hexdigest()}
+        )
+
+    async def tiny(request: web.Request) -> web.StreamResponse:
+        buf = await read_body(request, limit=10)
+        return web.Response(body=buf.getvalue())
+
+    async def chunks(data: bytes) -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 100):
+            yield data[i : i + 100]
+
+    app.router.add_post("/upload", upload)
+    app.router.add_post("/tiny", tiny)
+    data = bytes(range(256)) * 4
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        for body in (b"", data[:1000], data[:999]):
+            async with session.post(f"{url}/upload", data=body) as resp:
+                assert resp.status == 200
+                assert await resp.json() == {
+                    "size": len(body),
+                    "sha256": hashlib.sha256(body).hexdigest(),
+                }
+        async with session.post(f"{url}/upload", data=chunks(data[:900])) as resp:
+            assert (await resp.json())["size"] == 900
+        async with session.post(f"{url}/upload", data=data[:1001]) as resp:
+            assert resp.status == 413
+        async with session.post(f"{url}/upload", data=chunks(data * 3)) as resp:
+            assert resp.status == 413
+        async with session.post(f"{url}/tiny", data=b"0123456789") as resp:
+            assert await resp.read() == b"0123456789"
+        async with session.post(f"{url}/tiny", data=b"0123456789A") as resp:
+            assert resp.status == 413
+
+        # A declared length over the limit is refused before a byte of the body is sent.
+        port = int(url.rsplit(":", 1)[1])
+        loop = asyncio.get_running_loop()
+        with socket.socket() as sock:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, ("127.0.0.1", port))
+            head = b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n"
+            await loop.sock_sendall(sock, head)
+            answer = await asyncio.wait_for(loop.sock_recv(sock, 4096), 30)
+            assert answer.startswith(b"HTTP/1.1 413 ")
+    await eventually(all_back(aop), "buffers back")
+    assert mw.statistics().too_large == 4
+
+
+async def test_composes_with_other_middlewares(aop: electron.ArenaOfPools) -> None:
+    seen: list[str] = []
+
+    @web.middleware
+    async def outer(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        seen.append("outer")
+        resp = await handler(request)
+        resp.headers["X-Outer"] = "1"
+        return resp
+
+    @web.middleware
+    async def errors_as_json(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        arena = current_arena()  # the request's arena is visible to inner middlewares
+        assert request_arena(request) is arena
+        try:
+            return await handler(request)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=500)
+
+    mw = middleware(aop=aop)
+    app = web.Application(middlewares=[outer, mw, errors_as_json])
+
+    async def ok(request: web.Request) -> web.StreamResponse:
+        buf = request_buffer(request)
+        buf.write(b"composed")
+        return PooledResponse(buf)
+
+    async def bad(request: web.Request) -> web.StreamResponse:
+        raise ValueError("bad input")
+
+    app.router.add_get("/ok", ok)
+    app.router.add_get("/bad", bad)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/ok") as resp:
+            assert resp.headers["X-Outer"] == "1"
+            assert await resp.read() == b"composed"
+        async with session.get(f"{url}/bad") as resp:
+            assert resp.status == 500
+            assert await resp.json() == {"error": "bad input"}
+    await eventually(all_back(aop), "arenas back")
+    assert seen == ["outer", "outer"]
+    assert mw.statistics().errors == 0  # the inner middleware answered
+
+
+async def test_inside_a_middleware_that_runs_the_handler_in_another_task(
+    aop: electron.ArenaOfPools,
+) -> None:
+    """Not in aiohttp's own task (asyncio.wait_for / shield), memory still goes back safely."""
+
+    @web.middleware
+    async def shielded(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        return await asyncio.shield(asyncio.ensure_future(handler(request)))
+
+    app = web.Application(middlewares=[shielded, middleware(aop=aop)])
+
+    async def pooled(request: web.Request) -> web.StreamResponse:
+        buf = request_buffer(request, 50_000)
+        buf.write(body_of(50_000, 1))
+        return PooledResponse(buf)
+
+    async def view_body(request: web.Request) -> web.StreamResponse:
+        view = request_arena(request).alloc(3000)
+        view[:] = body_of(3000, 2)
+        return web.Response(body=view)  # a memoryview body: written after the handler
+
+    app.router.add_get("/pooled", pooled)
+    app.router.add_get("/view", view_body)
+    async with serve(app) as url:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(3):
+                async with session.get(f"{url}/pooled") as resp:
+                    assert await resp.read() == body_of(50_000, 1)
+                async with session.get(f"{url}/view") as resp:
+                    assert await resp.read() == body_of(3000, 2)
+
+        def back() -> bool:
+            gc.collect()
+            return all_back(aop)()
+
+        await eventually(back, "arenas back once aiohttp dropped the requests")
+
+
+@pytest.mark.parametrize("handler_cancellation", [True, False], ids=["cancel-on", "cancel-off"])
+async def test_client_gone_while_handler_runs(
+    aop: electron.ArenaOfPools, handler_cancellation: bool
+) -> None:
+    app = web.Application()
+    mw = setup(app, aop)
+    started = asyncio.Event()
+    proceed = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        buf = request_buffer(request, 200_000)
+        buf.write(body_of(200_000))
+        started.set()
+        await proceed.wait()
+        return PooledResponse(buf)
+
+    app.router.add_get("/slow", slow)
+    async with serve(app, handler_cancellation=handler_cancellation) as url:
+        async with aiohttp.ClientSession() as session:
+            client = asyncio.ensure_future(session.get(f"{url}/slow"))
+            await started.wait()
+            client.cancel()  # the client drops the connection
+            with pytest.raises(asyncio.CancelledError):
+                await client
+        if handler_cancellation:
+            await eventually(lambda: mw.statistics().cancelled == 1, "handler cancelled")
+        else:
+            await asyncio.sleep(0.05)
+            assert aop.stats().active_arenas == 1  # still running, still holding it
+            proceed.set()
+        await eventually(all_back(aop), "arena and buffer back")
+        assert mw.statistics().in_flight == 0
+
+
+async def test_helpers_need_the_middleware(aop: electron.ArenaOfPools) -> None:
+    app = web.Application()
+    setup(app, aop, exclude=("/free",))
+    errors: list[BaseException] = []
+
+    async def free(request: web.Request) -> web.StreamResponse:
+        assert aop.stats().active_arenas == 0  # excluded: no arena taken
+        for helper in (request_arena, request_buffer):
+            try:
+                helper(request)
+            except LookupError as exc:
+                errors.append(exc)
+        try:
+            await read_body(request)
+        except LookupError as exc:
+            errors.append(exc)
+        return web.Response(text="free")
+
+    app.router.add_get("/free", free)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/free") as resp:
+            assert await resp.text() == "free"
+    assert len(errors) == 3
+    assert "setup(app, aop)" in str(errors[0])
+
+
+async def test_setup_installs_outermost_and_closes_on_cleanup() -> None:
+    aop = electron.ArenaOfPools(arena_size=4096)
+
+    @web.middleware
+    async def other(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        return await handler(request)
+
+    app = web.Application(middlewares=[other])
+    mw = setup(app, aop)
+    assert app.middlewares[0] is mw
+    assert app[AOP_KEY] is aop
+    assert app[MIDDLEWARE_KEY] is mw
+    assert mw_of(app) is mw
+    async def hi(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="hi")
+
+    app.router.add_get("/", hi)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        async with session.get(url + "/") as resp:
+            assert await resp.text() == "hi"
+        assert not aop.closed
+    assert aop.closed
+
+
+async def test_pooled_response_without_the_middleware(aop: electron.ArenaOfPools) -> None:
+    """On its own a PooledResponse gives its buffer back (and calls on_release) once sent."""
+    released: list[int] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        buf = aop.get_buffer(300_000)
+        buf.write(body_of(300_000, 5))
+        return PooledResponse(buf, on_release=lambda: released.append(1))
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        for _ in range(2):
+            async with session.get(url + "/") as resp:
+                assert await resp.read() == body_of(300_000, 5)
+    await eventually(all_back(aop), "buffers back")
+    assert released == [1, 1]
+    assert aop.stats().quarantine_events == 0
+
+
+def test_statistics_is_a_frozen_snapshot(aop: electron.ArenaOfPools) -> None:
+    stats = middleware(aop=aop).statistics()
+    assert isinstance(stats, MiddlewareStatistics)
+    assert set(stats.as_dict()) == {f.name for f in dataclasses.fields(MiddlewareStatistics)}
+    assert all(v == 0 for v in stats.as_dict().values())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.requests = 1  # type: ignore[misc]
+
+
+def test_options_are_checked(aop: electron.ArenaOfPools) -> None:
+    with pytest.raises(TypeError):
+        middleware(aop=object())  # type: ignore[arg-type]
+    with pytest.raises(electron.InvalidArgument):
+        middleware(aop=aop, acquire_timeout=-1)
+    with pytest.raises(electron.InvalidArgument):
+        middleware(aop=aop, body_limit=-5)
+    with pytest.raises(TypeError):
+        PooledResponse("text")  # type: ignore[arg-type]
+    assert middleware(aop=aop).__middleware_version__ == 1
