@@ -9,6 +9,7 @@ import math
 import threading
 import time
 import tracemalloc
+from typing import Any
 
 import numpy as np
 import pytest
@@ -399,7 +400,6 @@ def test_returning_a_buffer_wakes_an_arena_waiter() -> None:
         (-0.001, InvalidArgument),
         (float("-inf"), InvalidArgument),
         ("1", TypeError),
-        (True, TypeError),
     ],
     ids=repr,
 )
@@ -434,8 +434,9 @@ def test_infinite_timeout_means_wait_forever() -> None:
     ids=repr,
 )
 def test_bad_options_are_refused(kwargs: dict[str, object]) -> None:
+    make: Any = ArenaOfPools
     with pytest.raises(InvalidArgument):
-        ArenaOfPools(**kwargs)  # type: ignore[arg-type]
+        make(**kwargs)
 
 
 @pytest.mark.parametrize("hint", [-1, 1.5, "8", True], ids=repr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -94,9 +95,10 @@ def test_statistics_track_active_pooled_created_reused() -> None:
         pool.put(b)
     s = pool.statistics()
     assert (s.active, s.pooled, s.pooled_bytes) == (0, 3, 3 * 256)
-    pool.get(100)
+    held = pool.get(100)
     s = pool.statistics()
     assert (s.active, s.pooled, s.reused) == (1, 2, 1)
+    pool.put(held)
 
 
 # -- bounded retention ------------------------------------------------------------------------
@@ -231,8 +233,9 @@ def test_get_refuses_bad_hints(hint: object, error: type[Exception]) -> None:
     ],
 )
 def test_bad_options_are_refused(kwargs: dict[str, int]) -> None:
+    make: Any = BufferPool
     with pytest.raises(InvalidArgument):
-        BufferPool(**kwargs)
+        make(**kwargs)
 
 
 # -- quarantine -------------------------------------------------------------------------------
