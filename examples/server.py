@@ -86,6 +86,11 @@ _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
 _PAGE = _ENV.from_string(_TEMPLATE)
 
 
+def _pid_header() -> dict[str, str]:
+    """/stats says which worker process answered (``--workers``)."""
+    return {"X-Server-Pid": str(os.getpid())}
+
+
 @functools.lru_cache(maxsize=_PERIOD)
 def _period(seed: int) -> bytes:
     """One period of the ``/bytes`` pattern for ``seed``: byte i is ``(seed*31 + i) % 251``."""
@@ -170,7 +175,9 @@ class _JsonScratch:
     def __init__(self) -> None:
         self.pool: electron.ObjectPool[bytearray] = electron.ObjectPool(bytearray, max_size=256)
 
-    def response(self, obj: object, status: int = 200) -> electron_aiohttp.PooledResponse:
+    def response(
+        self, obj: object, headers: dict[str, str] | None = None
+    ) -> electron_aiohttp.PooledResponse:
         pool = self.pool
         scratch = pool.get()
         _ENCODER.encode_into(obj, scratch)
@@ -187,7 +194,7 @@ class _JsonScratch:
                 pool.put(scratch)
 
         return electron_aiohttp.PooledResponse(
-            scratch, status=status, content_type="application/json", on_release=give_back
+            scratch, headers=headers, content_type="application/json", on_release=give_back
         )
 
 
@@ -215,7 +222,7 @@ def _electron_routes(aop: electron.ArenaOfPools) -> list[web.RouteDef]:
         return electron_aiohttp.PooledResponse(buf, content_type="text/html", charset="utf-8")
 
     async def stats(request: web.Request) -> web.StreamResponse:
-        return scratch.response(aop.stats().as_dict())
+        return scratch.response(aop.stats().as_dict(), headers=_pid_header())
 
     return [
         web.get("/json", json_doc),
@@ -250,7 +257,9 @@ def _plain_routes() -> list[web.RouteDef]:
     zeros = {f.name: 0 for f in dataclasses.fields(electron.Stats)}
 
     async def stats(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=_ENCODER.encode(zeros), content_type="application/json")
+        return web.Response(
+            body=_ENCODER.encode(zeros), content_type="application/json", headers=_pid_header()
+        )
 
     return [
         web.get("/json", json_doc),

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 import electron
 from electron.aio import current_arena
@@ -57,9 +58,9 @@ async def serve(app: web.Application, *, handler_cancellation: bool = False) -> 
         await runner.cleanup()
 
 
-async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Wait (polling every 10 ms) until ``predicate()`` holds; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
+async def eventually(predicate: Callable[[], bool], what: str, within: float = 20.0) -> None:
+    """Wait (polling every 10 ms) until ``predicate()`` holds; fail after ``within`` s."""
+    deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for: {what}")
@@ -284,10 +285,13 @@ async def test_buffer_beyond_the_budget_answers_503() -> None:
         return web.Response(text="unreachable")
 
     app.router.add_get("/greedy", greedy)
-    async with serve(app) as url, aiohttp.ClientSession() as session:
-        async with session.get(f"{url}/greedy") as resp:
-            assert resp.status == 503
-            assert resp.headers["Retry-After"] == "1"
+    async with (
+        serve(app) as url,
+        aiohttp.ClientSession() as session,
+        session.get(f"{url}/greedy") as resp,
+    ):
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "1"
     assert mw.statistics().rejected == 1
     assert budget.stats().active_arenas == 0
 
@@ -350,14 +354,14 @@ async def test_composes_with_other_middlewares(aop: electron.ArenaOfPools) -> No
     seen: list[str] = []
 
     @web.middleware
-    async def outer(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def outer(request: web.Request, handler: Handler) -> web.StreamResponse:
         seen.append("outer")
         resp = await handler(request)
         resp.headers["X-Outer"] = "1"
         return resp
 
     @web.middleware
-    async def errors_as_json(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
         arena = current_arena()  # the request's arena is visible to inner middlewares
         assert request_arena(request) is arena
         try:
@@ -396,7 +400,7 @@ async def test_inside_a_middleware_that_runs_the_handler_in_another_task(
     """Not in aiohttp's own task (asyncio.wait_for / shield), memory still goes back safely."""
 
     @web.middleware
-    async def shielded(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def shielded(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await asyncio.shield(asyncio.ensure_future(handler(request)))
 
     app = web.Application(middlewares=[shielded, middleware(aop=aop)])
@@ -481,9 +485,12 @@ async def test_helpers_need_the_middleware(aop: electron.ArenaOfPools) -> None:
         return web.Response(text="free")
 
     app.router.add_get("/free", free)
-    async with serve(app) as url, aiohttp.ClientSession() as session:
-        async with session.get(f"{url}/free") as resp:
-            assert await resp.text() == "free"
+    async with (
+        serve(app) as url,
+        aiohttp.ClientSession() as session,
+        session.get(f"{url}/free") as resp,
+    ):
+        assert await resp.text() == "free"
     assert len(errors) == 3
     assert "setup(app, aop)" in str(errors[0])
 
@@ -492,7 +499,7 @@ async def test_setup_installs_outermost_and_closes_on_cleanup() -> None:
     aop = electron.ArenaOfPools(arena_size=4096)
 
     @web.middleware
-    async def other(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    async def other(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
 
     app = web.Application(middlewares=[other])
@@ -501,6 +508,7 @@ async def test_setup_installs_outermost_and_closes_on_cleanup() -> None:
     assert app[AOP_KEY] is aop
     assert app[MIDDLEWARE_KEY] is mw
     assert mw_of(app) is mw
+
     async def hi(request: web.Request) -> web.StreamResponse:
         return web.Response(text="hi")
 

@@ -49,7 +49,8 @@ def load_example() -> ModuleType:
     name = "electron_example_server"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, EXAMPLE)
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -81,9 +82,9 @@ def shrink_send_buffer(app: web.Application, size: int = 4096) -> None:
     app.on_response_prepare.append(shrink)
 
 
-async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Wait (polling every 10 ms) until ``predicate()`` holds; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
+async def eventually(predicate: Callable[[], bool], what: str, within: float = 20.0) -> None:
+    """Wait (polling every 10 ms) until ``predicate()`` holds; fail after ``within`` s."""
+    deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for: {what}")
@@ -241,9 +242,11 @@ async def test_aborted_downloads_and_stalled_readers_give_everything_back(
         # ... until it goes away.
         stalled.close()
         await eventually(lambda: aop.stats().active_arenas == 0, "arenas back after aborts")
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{port}/stats") as resp:
-                stats = await resp.json()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/stats") as resp,
+        ):
+            stats = await resp.json()
     assert stats["active_arenas"] == 0
     assert stats["active_buffers"] == 0
     assert mw.statistics().in_flight == 0
@@ -261,4 +264,3 @@ async def test_setup_on_a_plain_app_keeps_the_hello_world_path_undeferred() -> N
                 assert await resp.text() == "Hello, World!"
     assert mw.statistics().deferred == 0
     assert mw.statistics().requests == 20
-
