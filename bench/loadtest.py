@@ -24,9 +24,14 @@ from typing import Any
 from bench._harness import machine_info
 from bench._lt._config import SCENARIOS, Config, resolve
 from bench._lt._mix import DEFAULT_MIX, ROUTE_HELP, parse_mix
-from bench._lt._plot import plot_scenario
 from bench._lt._progress import make_progress
-from bench._lt._report import SUMMARY_HEADER, render_markdown, write_json, write_markdown
+from bench._lt._report import (
+    SUMMARY_HEADER,
+    assemble,
+    render_markdown,
+    write_json,
+    write_markdown,
+)
 from bench._lt._results import summarize
 from bench._lt._runner import execute
 from bench._lt._server import ServerError
@@ -168,18 +173,11 @@ def run(configs: list[Config], outdir: Path, progress: str = "auto",
             scenarios.append(summarize(data, SCENARIOS[cfg.scenario].description))
     finally:
         ui.close()
-    report: dict[str, Any] = {
-        "tool": "bench.loadtest",
-        "format": 1,
-        "title": _title(configs),
-        "command": command,
-        "machine": machine,
-        "started": started,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "passed": all(sc["passed"] for sc in scenarios),
-        "scenarios": scenarios,
-        "files": {"markdown": "report.md", "json": "report.json", "png": {}},
-    }
+    report = assemble(title=_title(configs), command=command, machine=machine,
+                      started=started, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                      scenarios=scenarios)
+    from bench._lt._plot import plot_scenario  # here: matplotlib is slow to import
+
     mach = f"{machine['cpu']}, {machine['cores']} cores, Python {machine['python']}"
     for sc in scenarios:
         name = f"loadtest-{sc['scenario']}.png"

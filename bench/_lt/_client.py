@@ -405,7 +405,8 @@ class ClientPool:
     round runs. Use as a context manager so the workers are always stopped.
     """
 
-    def __init__(self, n: int, *, use_uvloop: bool = True, max_n: int | None = None) -> None:
+    def __init__(self, n: int, *, use_uvloop: bool = True, max_n: int | None = None,
+                 wait: bool = True) -> None:
         self._ctx = mp.get_context("spawn")  # never fork a parent that runs threads
         self._uvloop = use_uvloop
         self.max_n = max(n, max_n or n)
@@ -413,12 +414,17 @@ class ClientPool:
         self.live: Any = self._ctx.Array("q", self.max_n * SLOTS, lock=False)
         self._conns: list[Connection] = []
         self._procs: list[Any] = []
-        self.grow(n)
+        self._ready = 0
+        self._closed = False
+        self.grow(n, wait=wait)
 
-    def grow(self, k: int = 1) -> int:
-        """Start ``k`` more workers (up to ``max_n``); returns how many there are now."""
-        new = range(self.n, min(self.n + k, self.max_n))
-        for i in new:
+    def grow(self, k: int = 1, *, wait: bool = True) -> int:
+        """Start ``k`` more workers (up to ``max_n``); returns how many there are now.
+
+        With ``wait=False`` the workers import in the background; call :meth:`wait_ready`
+        before the first round.
+        """
+        for i in range(len(self._procs), min(len(self._procs) + k, self.max_n)):
             parent, child = self._ctx.Pipe()
             p = self._ctx.Process(target=_worker_main, args=(i, child, self.live, self._uvloop),
                                   name=f"loadtest-client-{i}", daemon=True)
@@ -426,13 +432,23 @@ class ClientPool:
             child.close()
             self._conns.append(parent)
             self._procs.append(p)
-        for i in new:  # imports done: rounds can start on time
+        self.n = len(self._procs)
+        if wait:
+            self.wait_ready()
+        return self.n
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until every started worker has finished importing (rounds start on time)."""
+        for i in range(self._ready, len(self._conns)):
             conn = self._conns[i]
-            if not conn.poll(60) or conn.recv() != "ready":
+            try:
+                ok = conn.poll(timeout) and conn.recv() == "ready"
+            except (EOFError, OSError):
+                ok = False
+            if not ok:
                 self.close()
                 raise RuntimeError(f"client process {i} did not start")
-        self.n = len(self._procs)
-        return self.n
+        self._ready = len(self._conns)
 
     @property
     def pids(self) -> list[int]:
@@ -476,6 +492,10 @@ class ClientPool:
         return [results[i] for i in range(self.n)]
 
     def close(self) -> None:
+        """Stop every worker (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         for conn in self._conns:
             with contextlib.suppress(OSError):
                 conn.send(None)

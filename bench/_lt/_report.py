@@ -14,7 +14,9 @@ from typing import Any
 __all__ = (
     "SECTIONS",
     "SUMMARY_HEADER",
+    "assemble",
     "render_markdown",
+    "summary_table",
     "write_json",
     "write_markdown",
 )
@@ -148,7 +150,8 @@ def _coverage(report: dict[str, Any]) -> list[str]:
     return out
 
 
-def _summary_table(report: dict[str, Any]) -> list[str]:
+def summary_table(report: dict[str, Any]) -> list[str]:
+    """The "Summary Table" subsection (heading, table, note) as markdown lines."""
     out = ["### Summary Table", "", SUMMARY_HEADER,
            "|" + "|".join(["---"] * (SUMMARY_HEADER.count("|") - 1)) + "|"]
     for sc in report["scenarios"]:
@@ -171,9 +174,12 @@ def _summary_table(report: dict[str, Any]) -> list[str]:
             out.append(f"| {sc['scenario']} | **electron ÷ baseline** "
                        f"| **{_x(c['throughput_ratio'])}** | {_x(c['p50_ratio'])} "
                        f"| {_x(c['p99_ratio'])} | {p999} | | | | | | |")
-    out += ["", "Ratios are electron ÷ baseline: above 1 is better for throughput, below 1 is "
-            "better for latency. Latency is measured by the client from sending the request "
-            "to the last body byte (closed loop: each client waits for its response).", ""]
+    out.append("")
+    if any(sc["comparison"] for sc in report["scenarios"]):
+        out.append("Ratios are electron ÷ baseline: above 1 is better for throughput, below 1 "
+                   "is better for latency. ")
+    out += ["Latency is measured by the client from sending the request to the last body "
+            "byte (closed loop: each client waits for its response).", ""]
     return out
 
 
@@ -399,6 +405,26 @@ def _machine(report: dict[str, Any]) -> list[str]:
             f"- Command: `{report['command']}`", ""]
 
 
+def assemble(*, title: str, command: str, machine: dict[str, Any], started: str,
+             finished: str, scenarios: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report.json document: run metadata plus each scenario's ``summarize`` output.
+
+    ``passed`` is true only when every scenario met every gating target.
+    """
+    return {
+        "tool": "bench.loadtest",
+        "format": 1,
+        "title": title,
+        "command": command,
+        "machine": machine,
+        "started": started,
+        "finished": finished,
+        "passed": bool(scenarios) and all(sc["passed"] for sc in scenarios),
+        "scenarios": scenarios,
+        "files": {"markdown": "report.md", "json": "report.json", "png": {}},
+    }
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The whole report.md text for ``report`` (the dict that report.json holds)."""
     pngs: dict[str, str] = report.get("files", {}).get("png", {})
@@ -406,7 +432,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += _summary(report)
     lines += _coverage(report)
     lines += ["## Results", ""]
-    lines += _summary_table(report)
+    lines += summary_table(report)
     for sc in report["scenarios"]:
         lines += _scenario(sc, pngs.get(sc["scenario"]))
     lines += _issues(report)

@@ -206,29 +206,35 @@ def execute(cfg: Config, outdir: Path, ui: ProgressSink) -> RunData:
     t_start = time.monotonic()
     data = RunData(cfg, {}, started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     servers = _servers(cfg, outdir)
+    max_procs = min(cfg.concurrency, 8, os.cpu_count() or 1) if cfg.procs_auto else cfg.procs
+    # The client processes import while the servers boot: both take about a second.
+    pool = ClientPool(cfg.procs, use_uvloop=cfg.client_uvloop, max_n=max_procs, wait=False)
     try:
         for label, srv in servers.items():
-            sd = data.servers[label] = ServerData(label, srv.electron)
+            data.servers[label] = ServerData(label, srv.electron)
             if isinstance(srv, ServerProcess):
                 ui.log(f"starting {label} server: {' '.join(srv.cmd)}")
-                srv.start()
+                srv.launch()
+        for label, srv in servers.items():
+            sd = data.servers[label]
+            if isinstance(srv, ServerProcess):
+                srv.wait_listening()
                 sd.command = " ".join(srv.cmd)
             sd.url, sd.pid = srv.url, srv.pid
             ui.log(f"{label} server at {srv.url}")
             sd.stats_before = fetch_stats(srv.url, max(1, cfg.workers * 2))
             sd.json_reference = _json_reference(srv.url)
+        pool.wait_ready()
+        data.client_pids = pool.pids
         tries = max(1, cfg.workers * 3)
-        max_procs = min(cfg.concurrency, 8, os.cpu_count() or 1) if cfg.procs_auto else cfg.procs
-        with ClientPool(cfg.procs, use_uvloop=cfg.client_uvloop, max_n=max_procs) as pool, Sampler(
-            {label: s.pid for label, s in servers.items()}
-        ) as sampler:
-            data.client_pids = pool.pids
+        with Sampler({label: s.pid for label, s in servers.items()}) as sampler:
             drv = _Driver(cfg, pool, sampler, ui)
             try:
                 _rounds(cfg, drv, servers, data)
             except ServerError as exc:
                 data.aborted = str(exc)
                 ui.log(f"ABORTED: {exc}")
+            pool.close()
             for label, srv in servers.items():
                 sd = data.servers[label]
                 if srv.alive():
@@ -236,6 +242,10 @@ def execute(cfg: Config, outdir: Path, ui: ProgressSink) -> RunData:
                 sd.rss_end = sampler.sample_now().get(label)
                 sd.samples = list(sampler.samples[label])
     finally:
+        pool.close()
+        for srv in servers.values():
+            if isinstance(srv, ServerProcess):
+                srv.interrupt()  # all at once: they shut down in parallel
         for label, srv in servers.items():
             if isinstance(srv, ServerProcess):
                 code = srv.stop()

@@ -127,6 +127,12 @@ class ServerProcess:
         return self.popen.pid if self.popen else None
 
     def start(self, timeout: float = 30.0) -> str:
+        """Launch the server and wait for its ``listening on`` line; returns its URL."""
+        self.launch()
+        return self.wait_listening(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting (servers can then boot in parallel)."""
         if not self.script.exists():
             raise ServerError(f"{self.script} does not exist")
         self._log = open(self.log_path, "wb") if self.log_path else None  # noqa: SIM115
@@ -139,6 +145,10 @@ class ServerProcess:
             env=env,
             start_new_session=True,
         )
+
+    def wait_listening(self, timeout: float = 30.0) -> str:
+        """Wait for the ``listening on http://HOST:PORT`` line; returns the URL."""
+        assert self.popen is not None
         assert self.popen.stdout is not None
         out = self.popen.stdout
         first = b""
@@ -180,6 +190,12 @@ class ServerProcess:
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
+
+    def interrupt(self) -> None:
+        """Ask the server to stop (SIGINT to its process group) without waiting."""
+        if self.popen is not None and self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, signal.SIGINT)
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """Stop the server (and its children); returns its exit code."""
