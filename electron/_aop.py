@@ -11,6 +11,15 @@ from typing import TYPE_CHECKING, Final
 from ._arena import Arena, _LentArena
 from ._buffer import Buffer
 from ._errors import DoubleRelease, ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
+from ._leaks import (
+    POISON,
+    SAMPLE_EVERY,
+    TRACKER,
+    LeakDetection,
+    capture,
+    level_from,
+    report_leak,
+)
 from ._memory import check_size, check_timeout, is_exported, zero
 from ._pools import BufferPool
 from ._stats import Stats
@@ -60,6 +69,7 @@ class ArenaOfPools:
         metrics: bool = True,  # record per-arena usage (Stats.arena_used_bytes_*)
         buffer_pool: BufferPool | None = None,
         trim_interval: float | None = 30.0,
+        leak_detection: LeakDetection | None = None,
     ) -> None:
         self._arena_size = check_size(arena_size, "arena_size")
         if self._arena_size == 0:
@@ -73,6 +83,11 @@ class ArenaOfPools:
             raise InvalidArgument("max_bytes", max_bytes, f">= arena_size ({self._arena_size})")
         self._trim_interval = check_timeout(trim_interval)
         self.metrics = metrics
+        self._leak_level = level_from(leak_detection)
+        self._loans = 0
+        self._leaks_detected = 0
+        # (region, used, clean) of arenas collected without a return; see _collect_leaked.
+        self._leaks: deque[tuple[bytearray, int, bool]] = deque()
         self._lock = threading.Lock()
         self._buffers = buffer_pool if buffer_pool is not None else BufferPool()
         self._buffers._bind(self)
@@ -93,6 +108,8 @@ class ArenaOfPools:
         self._used_max = 0
         self._last_trim = time.monotonic()
         self._closed = False
+        if TRACKER.enabled:
+            TRACKER.pools.append(self)
 
     # -- arenas -----------------------------------------------------------------------------
 
@@ -164,9 +181,20 @@ class ArenaOfPools:
                 raise PoolClosed()
             if self._waiters or not self._fits_locked(self._arena_size, True):
                 return None
-            return self._lend_locked()
+            arena = self._lend_locked()
         finally:
             lock.release()
+        return self._after_loan(arena)
+
+    def _after_loan(self, arena: Arena) -> Arena:
+        """Work done outside the lock for every loan: draining leaks, tracing."""
+        if self._leaks:
+            self._drain_leaks()
+        if self._leak_level:
+            self._loans += 1
+            if self._leak_level == 2 or self._loans % SAMPLE_EVERY == 0:
+                arena._trace = capture(self._leak_level)
+        return arena
 
     def get_arena(self, timeout: float | None = None) -> Arena:
         """Lend an arena; wait up to ``timeout`` seconds (``None``: forever) for the budget.
@@ -198,15 +226,17 @@ class ArenaOfPools:
             if self._closed:
                 raise PoolClosed()
             if not self._waiters and self._fits_locked(self._arena_size, True):
-                return self._lend_locked()
-            if timeout == 0:
+                arena = self._lend_locked()
+            elif timeout == 0:
                 self._timeouts += 1
                 raise PoolExhausted("arena", timeout, self._limit_text())
-            self._waiters.append(waiter)
-            self._waits += 1
-            return None
+            else:
+                self._waiters.append(waiter)
+                self._waits += 1
+                return None
         finally:
             lock.release()
+        return self._after_loan(arena)
 
     def _finish_wait(self, waiter: Waiter, timeout: float | None) -> Arena:
         """After a wait ended (woken or timed out): the arena handed over, or the error."""
@@ -218,7 +248,7 @@ class ArenaOfPools:
         if waiter.error is not None:
             raise waiter.error
         assert waiter.arena is not None
-        return waiter.arena
+        return self._after_loan(waiter.arena)
 
     def _abandon(self, waiter: Waiter) -> None:
         """A waiter gives up (cancelled); an arena already handed to it goes back."""
@@ -254,35 +284,79 @@ class ArenaOfPools:
         try:
             mv = arena._mv
             if mv is None:
-                raise DoubleRelease("arena")
+                raise DoubleRelease("arena", arena._trace)
             used = arena._offset
-            if self.metrics:
-                self._used_total += used
-                if used > self._used_max:
-                    self._used_max = used
             clean = arena._scrub(mv)
             arena._hooks = None
-            self._active -= 1
-            if self._closed:
-                pass
-            elif not clean:
-                self._quarantine_events += 1
-                self._parked.append((arena._region, used))
-            elif len(self._free) < self._pool_size:
-                self._free.append(arena._region)
-            if self._waiters:
-                self._grant_locked()
-            self._returns += 1
-            if self._returns & (_TRIM_CHECK_EVERY - 1) == 0:
-                self._maybe_trim_locked()
+            self._take_back_locked(arena._region, used, clean)
+            traced = arena._trace is not None or self._leak_level == 2
         finally:
             lock.release()
+        if self._leaks:
+            self._drain_leaks()
+        if traced:
+            arena._trace = capture(self._leak_level)
+
+    def _take_back_locked(self, region: bytearray, used: int, clean: bool) -> None:
+        """Account for an arena's ``region`` coming back; keep, park or drop it."""
+        if self.metrics:
+            self._used_total += used
+            if used > self._used_max:
+                self._used_max = used
+        self._active -= 1
+        if self._closed:
+            pass
+        elif not clean:
+            self._park_locked(region, used)
+        elif len(self._free) < self._pool_size:
+            self._free.append(region)
+        if self._waiters:
+            self._grant_locked()
+        self._returns += 1
+        if self._returns & (_TRIM_CHECK_EVERY - 1) == 0:
+            self._maybe_trim_locked()
+
+    def _park_locked(self, region: bytearray, used: int) -> None:
+        """Hold back ``region``: something still exports it. Poisoned in paranoid mode."""
+        self._quarantine_events += 1
+        if self._leak_level == 2:
+            memoryview(region)[:] = bytes((POISON,)) * len(region)
+        self._parked.append((region, used))
+
+    def _collect_leaked(self, arena: Arena, mv: memoryview) -> None:
+        """``arena`` is being garbage-collected without a return: reclaim it, report if traced.
+
+        Called from ``__del__``, which may run while this very thread holds the lock (a
+        collection can start at any allocation), so the region is queued and drained by
+        whoever holds the lock next, or right here if it is free.
+        """
+        used = arena._offset
+        arena._hooks = None  # user callbacks may take locks of their own; the arena is gone
+        clean = arena._scrub(mv)
+        self._leaks.append((arena._region, used, clean))
+        if self._lock.acquire(False):
+            try:
+                self._drain_leaks_locked()
+            finally:
+                self._lock.release()
+        if arena._trace is not None or self._leak_level == 2:
+            report_leak("arena", arena._trace)
+
+    def _drain_leaks_locked(self) -> None:
+        leaks = self._leaks
+        while leaks:
+            region, used, clean = leaks.popleft()
+            self._leaks_detected += 1
+            self._take_back_locked(region, used, clean)
+
+    def _drain_leaks(self) -> None:
+        with self._lock:
+            self._drain_leaks_locked()
 
     def _replace_region(self, old: bytearray, used: int) -> bytearray:
         """An arena being reset found ``old`` still exported: park it, lend a fresh one."""
         with self._lock:
-            self._quarantine_events += 1
-            self._parked.append((old, used))
+            self._park_locked(old, used)
             region = self._take_region_locked()
             if region is None:
                 self._created += 1
@@ -291,6 +365,12 @@ class ArenaOfPools:
             return region
 
     # -- buffers ----------------------------------------------------------------------------
+
+    @property
+    def leak_detection(self) -> LeakDetection:
+        """The leak detection level: ``"off"``, ``"simple"`` or ``"paranoid"``."""
+        levels: tuple[LeakDetection, ...] = ("off", "simple", "paranoid")
+        return levels[self._leak_level]
 
     def get_buffer(self, size_hint: int = 0) -> Buffer:
         """Lend an empty :class:`Buffer` with ``capacity >= size_hint``.
@@ -339,6 +419,8 @@ class ArenaOfPools:
     def stats(self) -> Stats:
         """A consistent snapshot of what this pool holds and has done."""
         with self._lock:
+            self._drain_leaks_locked()
+            self._buffers._drain_leaks_locked()
             bstats = self._buffers._statistics_locked()
             return Stats(
                 active_arenas=self._active,
@@ -359,6 +441,7 @@ class ArenaOfPools:
                 trimmed_bytes=self._trimmed,
                 arena_used_bytes_total=self._used_total,
                 arena_used_bytes_max=self._used_max,
+                leaks_detected=self._leaks_detected + bstats.leaks_detected,
             )
 
     def arena(self, *, timeout: float | None = None) -> ArenaScope:

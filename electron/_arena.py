@@ -49,6 +49,7 @@ class Arena:
         "_owner",
         "_quarantined",
         "_region",
+        "_trace",
         "_views",
     )
 
@@ -67,6 +68,10 @@ class Arena:
         self._owner: ArenaOfPools | None = None
         self._generation = 0
         self._quarantined = 0
+        self._trace: str | None = None  # where it was taken, then where given back (tracing)
+
+    def _closed_error(self) -> ArenaClosed:
+        return ArenaClosed(where=self._trace)
 
     # -- allocation -------------------------------------------------------------------------
 
@@ -74,7 +79,7 @@ class Arena:
         """Bump the offset for ``n`` bytes and return their view, or None if they don't fit."""
         mv = self._mv
         if mv is None:
-            raise ArenaClosed()
+            raise self._closed_error()
         start = (self._offset + align - 1) & -align
         end = start + n
         if end > self._cap:
@@ -119,7 +124,7 @@ class Arena:
         is constructed normally and held by the arena until :meth:`reset` or :meth:`close`.
         """
         if self._mv is None:
-            raise ArenaClosed()
+            raise self._closed_error()
         if isinstance(cls, _CTYPES_META):
             ctype: Any = cls
             size: int = ctypes.sizeof(ctype)
@@ -148,7 +153,7 @@ class Arena:
         reclaimed (see ``ObjectPool(arena=...)``).
         """
         if self._mv is None:
-            raise ArenaClosed()
+            raise self._closed_error()
         if self._hooks is None:
             self._hooks = [callback]
         else:
@@ -185,7 +190,7 @@ class Arena:
         """
         mv = self._mv
         if mv is None:
-            raise ArenaClosed()
+            raise self._closed_error()
         used = self._offset
         if not self._scrub(mv):
             self._quarantined += 1
@@ -215,7 +220,7 @@ class Arena:
 
     def __enter__(self) -> Arena:
         if self._mv is None:
-            raise ArenaClosed()
+            raise self._closed_error()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -232,14 +237,14 @@ class Arena:
     def used(self) -> int:
         """Bytes handed out since the last reset, alignment padding included."""
         if self._mv is None:
-            raise ArenaClosed()
+            raise self._closed_error()
         return self._offset
 
     @property
     def available(self) -> int:
         """Bytes still available for one aligned allocation."""
         if self._mv is None:
-            raise ArenaClosed()
+            raise self._closed_error()
         return max(0, self._cap - ((self._offset + ALIGNMENT - 1) & -ALIGNMENT))
 
     @property
@@ -278,3 +283,10 @@ class _LentArena(Arena):
         self._owner = owner
         self._generation = 0
         self._quarantined = 0
+        self._trace = None
+
+    def __del__(self) -> None:
+        mv = self._mv
+        owner = self._owner
+        if mv is not None and owner is not None:
+            owner._collect_leaked(self, mv)

@@ -34,7 +34,7 @@ class Buffer:
     next caller under a new ``Buffer``. Bytes beyond what was written are never exposed.
     """
 
-    __slots__ = ("_len", "_mv", "_owner", "_region", "_views")
+    __slots__ = ("_len", "_mv", "_owner", "_region", "_trace", "_views")
 
     def __init__(self, capacity: int = 0) -> None:
         region = bytearray(check_size(capacity, "capacity"))
@@ -43,6 +43,10 @@ class Buffer:
         self._len = 0
         self._views: list[memoryview] | None = None
         self._owner: BufferPool | None = None
+        self._trace: str | None = None  # where it was taken, then where given back (tracing)
+
+    def _closed_error(self) -> BufferClosed:
+        return BufferClosed(where=self._trace)
 
     def _track(self, v: memoryview) -> None:
         views = self._views
@@ -73,7 +77,7 @@ class Buffer:
         """Append the bytes of ``data`` (any bytes-like object); return how many."""
         mv = self._mv
         if mv is None:
-            raise BufferClosed()
+            raise self._closed_error()
         cls = type(data)
         if cls is not bytes and cls is not bytearray:
             data = _as_bytes(data)
@@ -98,7 +102,7 @@ class Buffer:
         """
         mv = self._mv
         if mv is None:
-            raise BufferClosed()
+            raise self._closed_error()
         n = check_size(n)
         start = self._len
         if start + n > len(mv):
@@ -111,7 +115,7 @@ class Buffer:
     def commit(self, n: int) -> None:
         """Count ``n`` more bytes, filled through a :meth:`reserve` view, as written."""
         if self._mv is None:
-            raise BufferClosed()
+            raise self._closed_error()
         n = check_size(n)
         if self._len + n > len(self._region):
             raise ValueError(f"commit({n}) goes past the capacity {len(self._region)}")
@@ -121,14 +125,14 @@ class Buffer:
         """A copy of the written bytes."""
         mv = self._mv
         if mv is None:
-            raise BufferClosed()
+            raise self._closed_error()
         return mv[: self._len].tobytes()
 
     def view(self) -> memoryview:
         """The written bytes, without copying; released when the buffer goes back."""
         mv = self._mv
         if mv is None:
-            raise BufferClosed()
+            raise self._closed_error()
         v = mv[: self._len]
         self._track(v)
         return v
@@ -136,7 +140,7 @@ class Buffer:
     def clear(self) -> None:
         """Forget the written bytes, keeping the capacity."""
         if self._mv is None:
-            raise BufferClosed()
+            raise self._closed_error()
         self._len = 0
 
     def close(self) -> None:
@@ -162,7 +166,7 @@ class Buffer:
 
     def __len__(self) -> int:
         if self._mv is None:
-            raise BufferClosed()
+            raise self._closed_error()
         return self._len
 
     @property
@@ -177,7 +181,7 @@ class Buffer:
 
     def __enter__(self) -> Buffer:
         if self._mv is None:
-            raise BufferClosed()
+            raise self._closed_error()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -199,3 +203,10 @@ class _LentBuffer(Buffer):
         self._len = 0
         self._views = None
         self._owner = owner
+        self._trace = None
+
+    def __del__(self) -> None:
+        mv = self._mv
+        owner = self._owner
+        if mv is not None and owner is not None:
+            owner._collect_leaked(self, mv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ._buffer import Buffer, _LentBuffer
 from ._errors import DoubleRelease, ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
+from ._leaks import SAMPLE_EVERY, LeakDetection, capture, level_from, report_leak
 from ._memory import MAX_SIZE, check_size
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ class BufferPoolStatistics:
     reused: int  #: gets served from the pool
     dropped: int  #: buffers not kept on put (too large, pool full, trimmed)
     quarantined: int  #: buffers not reused because something still exported their memory
+    leaks_detected: int  #: buffers garbage-collected without being given back (reclaimed)
 
 
 class BufferPool:
@@ -51,6 +54,7 @@ class BufferPool:
         max_size: int = 8 << 20,
         max_pooled_bytes: int = 64 << 20,
         max_per_class: int = 64,
+        leak_detection: LeakDetection | None = None,
     ) -> None:
         min_size = check_size(min_size, "min_size")
         max_size = check_size(max_size, "max_size")
@@ -72,6 +76,12 @@ class BufferPool:
         self._dropped = 0
         self._quarantined = 0
         self._closed = False
+        self._leak_level = level_from(leak_detection)
+        self._loans = 0
+        self._leaks_detected = 0
+        # (region, clean) of buffers collected without a put: their __del__ cannot take the
+        # lock (it may run while this very thread holds it), so whoever holds it next drains.
+        self._leaks: deque[tuple[bytearray, bool]] = deque()
 
     def _class_of(self, size: int) -> int:
         return self._min if size <= self._min else 1 << (size - 1).bit_length()
@@ -82,6 +92,7 @@ class BufferPool:
             raise InvalidArgument("buffer_pool", self, "a BufferPool not used by another pool")
         self._budget = budget
         self._lock = budget._lock
+        self._leak_level = budget._leak_level
 
     def get(self, size_hint: int = 0) -> Buffer:
         """An empty :class:`Buffer` with ``capacity >= size_hint``.
@@ -118,9 +129,19 @@ class BufferPool:
                     budget._note_reserved_locked()
         finally:
             lock.release()
+        if self._leaks:
+            self._drain_leaks()
         if region is None:
             region = bytearray(size)
-        return _LentBuffer(region, self)
+        buf = _LentBuffer(region, self)
+        if self._leak_level:
+            self._trace_loan(buf)
+        return buf
+
+    def _trace_loan(self, buf: Buffer) -> None:
+        self._loans += 1
+        if self._leak_level == 2 or self._loans % SAMPLE_EVERY == 0:
+            buf._trace = capture(self._leak_level)
 
     def put(self, buf: Buffer) -> None:
         """Take ``buf`` back: its views are released and the object is dead after this.
@@ -137,36 +158,67 @@ class BufferPool:
         try:
             mv = buf._mv
             if mv is None:
-                raise DoubleRelease("buffer")
+                raise DoubleRelease("buffer", buf._trace)
             clean = buf._detach(mv)
-            region = buf._region
-            size = len(region)
-            self._active -= 1
-            self._active_bytes -= size
-            if not clean:
-                self._quarantined += 1
-            elif (
-                self._closed
-                or size > self._max
-                or size != self._class_of(size)
-                or self._pooled_bytes + size > self._max_bytes
-            ):
-                self._dropped += 1
-            else:
-                free = self._free.get(size)
-                if free is None:
-                    free = self._free[size] = []
-                    self._low[size] = 0
-                if len(free) >= self._max_per_class:
-                    self._dropped += 1
-                else:
-                    free.append(region)
-                    self._pooled_bytes += size
-            budget = self._budget
-            if budget is not None and budget._waiters:
-                budget._grant_locked()
+            self._take_back_locked(buf._region, clean)
+            traced = buf._trace is not None or self._leak_level == 2
         finally:
             lock.release()
+        if self._leaks:
+            self._drain_leaks()
+        if traced:
+            buf._trace = capture(self._leak_level)
+
+    def _take_back_locked(self, region: bytearray, clean: bool) -> None:
+        """Account for a buffer's ``region`` coming back; keep it if it may be reused."""
+        size = len(region)
+        self._active -= 1
+        self._active_bytes -= size
+        if not clean:
+            self._quarantined += 1
+        elif (
+            self._closed
+            or size > self._max
+            or size != self._class_of(size)
+            or self._pooled_bytes + size > self._max_bytes
+        ):
+            self._dropped += 1
+        else:
+            free = self._free.get(size)
+            if free is None:
+                free = self._free[size] = []
+                self._low[size] = 0
+            if len(free) >= self._max_per_class:
+                self._dropped += 1
+            else:
+                free.append(region)
+                self._pooled_bytes += size
+        budget = self._budget
+        if budget is not None and budget._waiters:
+            budget._grant_locked()
+
+    def _collect_leaked(self, buf: Buffer, mv: memoryview) -> None:
+        """``buf`` is being garbage-collected without a put: reclaim it, report it if traced."""
+        clean = buf._detach(mv)
+        self._leaks.append((buf._region, clean))
+        if self._lock.acquire(False):
+            try:
+                self._drain_leaks_locked()
+            finally:
+                self._lock.release()
+        if buf._trace is not None or self._leak_level == 2:
+            report_leak("buffer", buf._trace)
+
+    def _drain_leaks_locked(self) -> None:
+        leaks = self._leaks
+        while leaks:
+            region, clean = leaks.popleft()
+            self._leaks_detected += 1
+            self._take_back_locked(region, clean)
+
+    def _drain_leaks(self) -> None:
+        with self._lock:
+            self._drain_leaks_locked()
 
     def _grew(self, delta: int) -> None:
         """A lent buffer grew by ``delta`` bytes (counted, never refused: writes don't fail)."""
@@ -211,6 +263,7 @@ class BufferPool:
     def statistics(self) -> BufferPoolStatistics:
         """A consistent snapshot of this pool's counters."""
         with self._lock:
+            self._drain_leaks_locked()
             return self._statistics_locked()
 
     def _statistics_locked(self) -> BufferPoolStatistics:
@@ -223,6 +276,7 @@ class BufferPool:
             reused=self._reused,
             dropped=self._dropped,
             quarantined=self._quarantined,
+            leaks_detected=self._leaks_detected,
         )
 
     def __enter__(self) -> BufferPool:
