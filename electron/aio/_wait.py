@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 from anyio.lowlevel import current_token
@@ -11,7 +12,10 @@ from anyio.lowlevel import current_token
 from .._aop import ArenaOfPools, Waiter
 from .._arena import Arena
 
-__all__ = ("acquire_arena",)
+# ASYNC109 is silenced on purpose below: ``timeout`` bounds the wait for the *budget* and
+# ends in PoolExhausted (like the sync get_arena), which a cancel scope cannot express.
+
+__all__ = ("acquire_arena", "wait_for_arena")
 
 
 def _waker(event: anyio.Event) -> Callable[[], None]:
@@ -21,10 +25,12 @@ def _waker(event: anyio.Event) -> Callable[[], None]:
     the loop to do it (``call_soon_threadsafe`` on asyncio, ``run_sync_soon`` on trio).
     """
     loop_thread = threading.get_ident()
-    native = current_token().native_token
-    schedule: Callable[[Callable[[], object]], object] = getattr(
-        native, "call_soon_threadsafe", None
-    ) or native.run_sync_soon  # type: ignore[attr-defined]
+    native: Any = current_token().native_token  # an asyncio loop or a trio.lowlevel.TrioToken
+    schedule: Callable[[Callable[[], object]], object] = (
+        native.call_soon_threadsafe
+        if hasattr(native, "call_soon_threadsafe")
+        else native.run_sync_soon
+    )
 
     def wake() -> None:
         if threading.get_ident() == loop_thread:
@@ -38,21 +44,28 @@ def _waker(event: anyio.Event) -> Callable[[], None]:
     return wake
 
 
-async def acquire_arena(aop: ArenaOfPools, timeout: float | None) -> Arena:
+async def acquire_arena(aop: ArenaOfPools, timeout: float | None) -> Arena:  # noqa: ASYNC109
     """Take an arena from ``aop``, waiting fairly (FIFO) for up to ``timeout`` seconds.
 
-    Raises :class:`~electron.PoolExhausted` on timeout. If the waiting task is cancelled,
-    an arena handed to it in the meantime goes straight back to the pool (the next waiter
-    gets it), so no cancellation pattern loses an arena.
+    ``timeout=None`` waits forever, ``0`` not at all. Raises :class:`~electron.PoolExhausted`
+    on timeout and :class:`~electron.PoolClosed` if the pool is (or gets) closed. If the
+    waiting task is cancelled, an arena handed to it in the meantime goes straight back to
+    the pool (the next waiter gets it), so no cancellation pattern loses an arena. The
+    caller owns the arena and gives it back with ``aop.return_arena``.
     """
     arena = aop._lend_nowait()
     if arena is not None:
         return arena
+    return await wait_for_arena(aop, timeout)
+
+
+async def wait_for_arena(aop: ArenaOfPools, timeout: float | None) -> Arena:  # noqa: ASYNC109
+    """The slow half of :func:`acquire_arena`: queue up and wait (no first try)."""
     if timeout == 0:
-        return aop.get_arena(0)  # raises PoolExhausted with the budget in the message
+        return aop.get_arena(0)  # lends if the queue emptied meanwhile, else PoolExhausted
     event = anyio.Event()
     waiter = Waiter(_waker(event))
-    arena = aop._enqueue(waiter)
+    arena = aop._enqueue(waiter, timeout)
     if arena is not None:
         return arena
     try:
