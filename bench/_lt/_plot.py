@@ -67,7 +67,11 @@ def plot_scenario(sc: dict[str, Any], path: Path, machine: str = "") -> Path:
     ax_rss.set_xlabel("seconds of load on each server (rounds joined end to end)")
     for ax in axes:
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="best", fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=8)
+    if not any(s["rss_timeline"] for s in sc["servers"].values()):
+        ax_rss.text(0.5, 0.5, "RSS not measured (--url without --server-pid)",
+                    transform=ax_rss.transAxes, ha="center", va="center", color="dimgrey")
     ax_rps.set_ylim(bottom=0)
     ax_p99.set_ylim(bottom=0)
     lo, hi = ax_rss.get_ylim()

@@ -27,6 +27,7 @@ __all__ = ("PlainProgress", "ProgressSink", "RichProgress", "make_progress")
 
 
 class ProgressSink(Protocol):
+    def plan(self, seconds: float) -> None: ...
     def phase(self, label: str, seconds: float) -> None: ...
     def update(self, ok: int, errors: int) -> None: ...
     def done(self, summary: str) -> None: ...
@@ -52,9 +53,11 @@ class _Rate:
 class _StatsColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         f = task.fields
-        text = Text(f"{f.get('ok', 0):>9,} done  {f.get('rate', 0.0):>8,.0f} req/s  ")
+        if "ok" not in f:
+            return Text("")
+        text = Text(f"{f['ok']:>8,} done {f.get('rate', 0.0):>7,.0f}/s ")
         errors = int(f.get("errors", 0))
-        text.append(f"{errors:,} errors", style="bold red" if errors else "green")
+        text.append(f"{errors:,} err", style="bold red" if errors else "green")
         return text
 
 
@@ -64,8 +67,8 @@ class RichProgress:
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console()
         self._progress = Progress(
-            TextColumn("[bold]{task.description:<22}"),
-            BarColumn(bar_width=24),
+            TextColumn("[bold]{task.description:<20}"),
+            BarColumn(bar_width=12),
             _StatsColumn(),
             TimeElapsedColumn(),
             TextColumn("/"),
@@ -75,8 +78,17 @@ class RichProgress:
         )
         self._progress.start()
         self._task: TaskID | None = None
+        self._all: TaskID | None = None
+        self._done_s = 0.0
         self._t0 = 0.0
         self._rate = _Rate()
+
+    def plan(self, seconds: float) -> None:
+        """The whole run's load time (all phases), shown as an overall bar."""
+        if self._all is not None:
+            self._progress.remove_task(self._all)
+        self._done_s = 0.0
+        self._all = self._progress.add_task("all servers", total=max(seconds, 1e-3))
 
     def phase(self, label: str, seconds: float) -> None:
         self._t0 = time.monotonic()
@@ -86,14 +98,20 @@ class RichProgress:
 
     def update(self, ok: int, errors: int) -> None:
         if self._task is not None:
-            self._progress.update(self._task, completed=time.monotonic() - self._t0, ok=ok,
-                                  errors=errors, rate=self._rate.add(ok))
+            el = time.monotonic() - self._t0
+            self._progress.update(self._task, completed=el, ok=ok, errors=errors,
+                                  rate=self._rate.add(ok))
+            if self._all is not None:
+                self._progress.update(self._all, completed=self._done_s + el)
 
     def done(self, summary: str) -> None:
         if self._task is not None:
-            task = self._progress.tasks[-1]
+            task = next(t for t in self._progress.tasks if t.id == self._task)
+            self._done_s += task.total or 0.0
             self._progress.update(self._task, completed=task.total,
                                   description=f"{task.description} ✓")
+            if self._all is not None:
+                self._progress.update(self._all, completed=self._done_s)
             self._task = None
         if summary:
             self._progress.console.print(f"  {summary}", highlight=False)
@@ -115,9 +133,14 @@ class PlainProgress:
         self._t0 = 0.0
         self._last = 0.0
         self._rate = _Rate()
+        self._total = 0.0
+        self._done_s = 0.0
 
     def _print(self, text: str) -> None:
         print(text, flush=True)
+
+    def plan(self, seconds: float) -> None:
+        self._total, self._done_s = seconds, 0.0
 
     def phase(self, label: str, seconds: float) -> None:
         self._label, self._seconds = label, seconds
@@ -135,7 +158,9 @@ class PlainProgress:
                         f"{el:.0f}/{self._seconds:.0f} s")
 
     def done(self, summary: str) -> None:
-        self._print(f"[{self._label}] done: {summary}")
+        self._done_s += self._seconds
+        left = f", ~{self._total - self._done_s:.0f} s of load left" if self._total else ""
+        self._print(f"[{self._label}] done: {summary}{left}")
 
     def log(self, message: str) -> None:
         self._print(message)

@@ -265,14 +265,18 @@ def _scenario(sc: dict[str, Any], png: str | None) -> list[str]:
                    f"{rss_t['value']} (target: {rss_t['bound']}) {_mark(rss_t['passed'])}"
                    + ("" if rss_t["gating"] or rss_t["passed"] is None else " (reference)"))
         if s["electron"]:
-            sa = s["stats_after"] or {}
+            sa = s["stats_after_total"] or {}
+            workers = s["stats_workers"]
             out.append(f"{'':9} {ar_t['value']} after the load (target: {ar_t['bound']}) "
-                       f"{_mark(ar_t['passed'])}; active_buffers "
-                       f"{sa.get('active_buffers', '-')}, pooled_arenas "
-                       f"{sa.get('pooled_arenas', '-')}, arenas_created "
-                       f"{sa.get('arenas_created', '-')}, bytes_reserved "
-                       f"{_n(sa.get('bytes_reserved'))}, high_water_bytes "
-                       f"{_n(sa.get('high_water_bytes'))}")
+                       f"{_mark(ar_t['passed'])}")
+            keys = ("active_buffers", "pooled_arenas", "arenas_created", "arenas_reused",
+                    "bytes_reserved", "high_water_bytes", "quarantine_events", "wait_timeouts",
+                    "leaks_detected")
+            figures = ", ".join(f"{k} {sa[k]:,}" for k in keys if k in sa)
+            if figures:
+                out.append(f"{'':9} /stats after"
+                           + (f" (sum of {workers} workers)" if workers > 1 else "")
+                           + f": {figures}")
     out += ["```", ""]
     # Targets.
     labels = [s["label"] for s in servers]
@@ -305,9 +309,10 @@ def _scenario(sc: dict[str, Any], png: str | None) -> list[str]:
                       if cl["saturated"] else ""))
         m = s["machine"]
         if m["busy_pct"] is not None:
+            other = "-" if m["other_cores"] is None else f"{m['other_cores']:.2f}"
             out.append(f"  - machine {m['busy_pct']:.0f}% busy over {m['cores']} cores: server "
                        f"{m['server_cores']:.2f}, clients {m['client_cores']:.2f}, other "
-                       f"processes {m['other_cores']:.2f} cores"
+                       f"processes {other} cores"
                        + (" — **CPU-bound machine**: client, server and other work shared the "
                           "cores, so read the ratios, not the absolute rates"
                           if m["cpu_bound"] else ""))

@@ -148,6 +148,18 @@ def _log_problems(log: str) -> list[str]:
     return problems[:10]
 
 
+def _stats_total(docs: list[dict[str, Any]]) -> dict[str, int] | None:
+    """Integer ``/stats`` fields summed over the server's workers (``pid`` left out)."""
+    if not docs:
+        return None
+    total: dict[str, int] = {}
+    for d in docs:
+        for k, v in d.items():
+            if isinstance(v, int) and not isinstance(v, bool) and k != "pid":
+                total[k] = total.get(k, 0) + v
+    return total
+
+
 def _stats_fig(docs: list[dict[str, Any]], key: str) -> int | None:
     vals = [d[key] for d in docs if isinstance(d.get(key), int)]
     return max(vals) if vals else None
@@ -214,7 +226,7 @@ def _server_summary(data: RunData, sd: ServerData) -> dict[str, Any]:
     client_cores = sum(r.cpu_s for r in results) / duration if duration else 0.0
     server_cores = (server_cpu or 0.0) / 100
     other_cores = (max(0.0, machine_busy / 100 * cores - client_cores - server_cores)
-                   if machine_busy is not None else None)
+                   if machine_busy is not None and server_cpu is not None else None)
     timeline, phases = _timeline(sd, cfg.bucket, cfg.round_duration, cfg.burst_windows)
     rss_series, rss = _rss(sd, duration)
     attempts = ok + errors
@@ -269,6 +281,8 @@ def _server_summary(data: RunData, sd: ServerData) -> dict[str, Any]:
         "stats_before": sd.stats_before[0] if sd.stats_before else None,
         "stats_after": sd.stats_after[0] if sd.stats_after else None,
         "stats_after_all": sd.stats_after,
+        "stats_after_total": _stats_total(sd.stats_after),
+        "stats_workers": len(sd.stats_after),
         "active_arenas_after": _stats_fig(sd.stats_after, "active_arenas"),
         "active_buffers_before": _stats_fig(sd.stats_before, "active_buffers"),
         "active_buffers_after": _stats_fig(sd.stats_after, "active_buffers"),
@@ -397,6 +411,12 @@ def _issues(data: RunData, servers: dict[str, dict[str, Any]]) -> list[dict[str,
             issues.append(_issue(f"{label}: {after} buffer(s) still lent out after the load",
                                  "Medium", "pooled buffers were not returned",
                                  "check every path that takes a buffer gives it back"))
+        leaks = (s["stats_after_total"] or {}).get("leaks_detected", 0)
+        if s["electron"] and leaks:
+            issues.append(_issue(f"{label}: the core detected {leaks} leak(s)", "High",
+                                 "arenas or buffers were dropped without being returned to "
+                                 "the pool (found by electron's leak detector)",
+                                 "see the server log for where they were taken"))
         if s["electron"] and s["settle_s"] is not None and s["settle_s"] > 1.0:
             issues.append(_issue(f"{label}: arenas came back {s['settle_s']:.1f} s after the "
                                  "load ended", "Low", "memory stays lent out after requests end",
@@ -404,9 +424,11 @@ def _issues(data: RunData, servers: dict[str, dict[str, Any]]) -> list[dict[str,
     busy = [s for s in servers.values() if s["machine"]["cpu_bound"]]
     if busy:
         m = busy[0]["machine"]
+        other = ("" if m["other_cores"] is None
+                 else f"; other processes used {m['other_cores']:.2f} cores")
         issues.append(_issue(
-            f"the machine was CPU-bound ({m['busy_pct']:.0f}% of {m['cores']} cores busy; other "
-            f"processes used {m['other_cores'] or 0:.2f} cores)", "Low",
+            f"the machine was CPU-bound ({m['busy_pct']:.0f}% of {m['cores']} cores busy"
+            f"{other})", "Low",
             "client, server and unrelated work competed for the cores: absolute rates are "
             "low and noisy; the alternating rounds keep the electron/baseline ratios fair",
             "run on an otherwise idle machine with more cores than server workers + clients"))

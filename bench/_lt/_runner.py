@@ -101,20 +101,20 @@ def _servers(cfg: Config, outdir: Path) -> dict[str, ServerProcess | RemoteServe
 
 def _json_reference(url: str) -> bytes | None:
     """``/json``'s body if two fetches agree (then every response must equal it)."""
-    s1, b1 = fetch(url + "/json")
-    s2, b2 = fetch(url + "/json")
+    s1, b1, _ = fetch(url + "/json")
+    s2, b2, _ = fetch(url + "/json")
     return b1 if s1 == s2 == 200 and b1 == b2 else None
 
 
-def _settle_stats(url: str, tries: int) -> tuple[list[dict[str, Any]], float | None]:
+def _settle_stats(url: str, workers: int) -> tuple[list[dict[str, Any]], float | None]:
     """``/stats`` once every arena is back (polling up to ``_SETTLE_S``), and how long it took."""
     t0 = time.monotonic()
-    docs = fetch_stats(url, tries)
+    docs = fetch_stats(url, workers)
     while docs and any(d.get("active_arenas", 0) for d in docs):
         if time.monotonic() - t0 > _SETTLE_S:
             return docs, None
         time.sleep(0.1)
-        docs = fetch_stats(url, tries)
+        docs = fetch_stats(url, workers)
     return docs, time.monotonic() - t0
 
 
@@ -222,11 +222,10 @@ def execute(cfg: Config, outdir: Path, ui: ProgressSink) -> RunData:
                 sd.command = " ".join(srv.cmd)
             sd.url, sd.pid = srv.url, srv.pid
             ui.log(f"{label} server at {srv.url}")
-            sd.stats_before = fetch_stats(srv.url, max(1, cfg.workers * 2))
+            sd.stats_before = fetch_stats(srv.url, cfg.workers)
             sd.json_reference = _json_reference(srv.url)
         pool.wait_ready()
         data.client_pids = pool.pids
-        tries = max(1, cfg.workers * 3)
         with Sampler({label: s.pid for label, s in servers.items()}) as sampler:
             drv = _Driver(cfg, pool, sampler, ui)
             try:
@@ -238,7 +237,7 @@ def execute(cfg: Config, outdir: Path, ui: ProgressSink) -> RunData:
             for label, srv in servers.items():
                 sd = data.servers[label]
                 if srv.alive():
-                    sd.stats_after, sd.settle_s = _settle_stats(srv.url, tries)
+                    sd.stats_after, sd.settle_s = _settle_stats(srv.url, cfg.workers)
                 sd.rss_end = sampler.sample_now().get(label)
                 sd.samples = list(sampler.samples[label])
     finally:
@@ -266,6 +265,7 @@ def _should_grow(rd: RoundData, pool: ClientPool) -> bool:
 
 def _rounds(cfg: Config, drv: _Driver, servers: dict[str, ServerProcess | RemoteServer],
             data: RunData) -> None:
+    drv.ui.plan(len(servers) * (cfg.warmup + cfg.duration))
     if cfg.warmup > 0:
         for label, srv in servers.items():
             sd = data.servers[label]

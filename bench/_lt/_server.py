@@ -281,30 +281,37 @@ class Sampler:
         self._thread.join(timeout=5)
 
 
-def fetch(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    """GET ``url`` on a fresh connection: ``(status, body)``; status 0 if it failed."""
+def fetch(url: str, timeout: float = 5.0) -> tuple[int, bytes, dict[str, str]]:
+    """GET ``url`` on a fresh connection: ``(status, body, headers)``; status 0 if it failed."""
     req = urllib.request.Request(url, headers={"Connection": "close"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return int(resp.status), bytes(resp.read())
+            return int(resp.status), bytes(resp.read()), dict(resp.headers.items())
     except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read()
+        return int(exc.code), exc.read(), dict(exc.headers.items())
     except (OSError, ValueError):
-        return 0, b""
+        return 0, b"", {}
 
 
-def fetch_stats(url: str, tries: int = 1) -> list[dict[str, Any]]:
-    """``/stats`` documents from ``tries`` fresh connections (one per worker, with luck);
-    an empty list when the server has no usable ``/stats``."""
-    docs: list[dict[str, Any]] = []
-    for _ in range(tries):
-        status, body = fetch(url.rstrip("/") + "/stats")
+def fetch_stats(url: str, workers: int = 1) -> list[dict[str, Any]]:
+    """One ``/stats`` document per server worker (told apart by the ``X-Server-Pid`` header;
+    with several workers, fresh connections land on them at random, so this asks up to 8
+    times per worker). An empty list when the server has no usable ``/stats``."""
+    docs: dict[str, dict[str, Any]] = {}
+    for _ in range(max(1, workers * 8)):
+        status, body, headers = fetch(url.rstrip("/") + "/stats")
         if status != 200:
-            return docs
+            break
         try:
             doc = json.loads(body)
         except ValueError:
-            return docs
-        if isinstance(doc, dict):
-            docs.append(doc)
-    return docs
+            break
+        if not isinstance(doc, dict):
+            break
+        pid = headers.get("X-Server-Pid")
+        if pid and pid.isdigit():
+            doc["pid"] = int(pid)
+        docs[pid or str(len(docs))] = doc
+        if len(docs) >= workers:
+            break
+    return list(docs.values())
