@@ -36,6 +36,11 @@ from ._pools import ObjectPool as ObjectPool  # noqa: E402
 from ._pools import ObjectPoolStatistics as ObjectPoolStatistics  # noqa: E402
 from ._stats import Stats as Stats  # noqa: E402
 
+if COMPILED:
+    from ._loader import restore_class_docs as _restore_class_docs
+
+    _restore_class_docs(__name__, _Path(__file__).parent)
+
 __version__ = "0.1.0.dev0"
 
 __all__ = (

@@ -6,7 +6,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, SupportsIndex
 
 from ._arena import Arena, _LentArena
 from ._buffer import Buffer
@@ -372,7 +372,7 @@ class ArenaOfPools:
         levels: tuple[LeakDetection, ...] = ("off", "simple", "paranoid")
         return levels[self._leak_level]
 
-    def get_buffer(self, size_hint: int = 0) -> Buffer:
+    def get_buffer(self, size_hint: SupportsIndex = 0) -> Buffer:
         """Lend an empty :class:`Buffer` with ``capacity >= size_hint``.
 
         Its capacity counts against ``max_bytes``; beyond the budget this raises

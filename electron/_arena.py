@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, SupportsIndex, TypeVar, cast
 
 from ._errors import ArenaClosed, InsufficientCapacity, InvalidArgument
 from ._memory import MAX_SIZE, check_size, is_exported, release_all, zero
@@ -53,7 +53,7 @@ class Arena:
         "_views",
     )
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: SupportsIndex) -> None:
         cap = check_size(capacity, "capacity")
         if cap == 0:
             raise InvalidArgument("capacity", capacity, "an int > 0")
@@ -97,24 +97,22 @@ class Arena:
         start = (self._offset + align - 1) & -align
         return InsufficientCapacity(n, max(0, self._cap - start), self._cap)
 
-    def alloc(self, n: int) -> memoryview:
+    def alloc(self, n: SupportsIndex) -> memoryview:
         """Return a writable, zero-filled view of exactly ``n`` bytes.
 
         Raises :class:`InsufficientCapacity` when ``n`` bytes do not fit; the arena is then
         unchanged and stays usable.
         """
-        if type(n) is not int or n < 0 or n > MAX_SIZE:
-            n = check_size(n)
-        v = self._slice(n, ALIGNMENT)
+        size = n if type(n) is int and 0 <= n <= MAX_SIZE else check_size(n)
+        v = self._slice(size, ALIGNMENT)
         if v is None:
-            raise self._no_room(n, ALIGNMENT)
+            raise self._no_room(size, ALIGNMENT)
         return v
 
-    def try_alloc(self, n: int) -> memoryview | None:
+    def try_alloc(self, n: SupportsIndex) -> memoryview | None:
         """Like :meth:`alloc`, but return ``None`` when ``n`` bytes do not fit."""
-        if type(n) is not int or n < 0 or n > MAX_SIZE:
-            n = check_size(n)
-        return self._slice(n, ALIGNMENT)
+        size = n if type(n) is int and 0 <= n <= MAX_SIZE else check_size(n)
+        return self._slice(size, ALIGNMENT)
 
     def new(self, cls: type[T], /, *args: Any, **kwargs: Any) -> T:
         """Create an instance of ``cls`` whose lifetime is this arena's.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, SupportsIndex
 
 from ._errors import BufferClosed
 from ._memory import check_size, is_exported, release_all, zero
@@ -36,7 +36,7 @@ class Buffer:
 
     __slots__ = ("_len", "_mv", "_owner", "_region", "_trace", "_views")
 
-    def __init__(self, capacity: int = 0) -> None:
+    def __init__(self, capacity: SupportsIndex = 0) -> None:
         region = bytearray(check_size(capacity, "capacity"))
         self._region = region
         self._mv: memoryview | None = memoryview(region)
@@ -94,7 +94,7 @@ class Buffer:
         """Append ``s`` encoded with ``encoding``; return the number of bytes written."""
         return self.write(s.encode(encoding))
 
-    def reserve(self, n: int) -> memoryview:
+    def reserve(self, n: SupportsIndex) -> memoryview:
         """Return a zeroed writable view of ``n`` bytes past the end, for ``readinto``.
 
         Nothing counts as written until :meth:`commit`; the view is released when the buffer
@@ -112,7 +112,7 @@ class Buffer:
         self._track(v)
         return v
 
-    def commit(self, n: int) -> None:
+    def commit(self, n: SupportsIndex) -> None:
         """Count ``n`` more bytes, filled through a :meth:`reserve` view, as written."""
         if self._mv is None:
             raise self._closed_error()

@@ -8,13 +8,14 @@ never run code that differs from its source).
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import os
 import sys
 from pathlib import Path
 
-__all__ = ("CORE_MODULES", "select_core")
+__all__ = ("CORE_MODULES", "restore_class_docs", "select_core")
 
 #: The modules compiled by setup.py, in an order where each imports only earlier ones.
 CORE_MODULES = ("_memory", "_arena", "_buffer", "_pools", "_aop")
@@ -56,3 +57,21 @@ def select_core(package: str, here: Path) -> bool:
         sys.modules[qualified] = module
         spec.loader.exec_module(module)
     return False
+
+
+def restore_class_docs(package: str, here: Path) -> None:
+    """Give compiled classes the docstrings mypyc leaves out, read from their sources."""
+    for name in CORE_MODULES:
+        source = here / f"{name}.py"
+        module = sys.modules.get(f"{package}.{name}")
+        if module is None or not source.exists():
+            continue
+        for node in ast.parse(source.read_text()).body:
+            if isinstance(node, ast.ClassDef):
+                cls = getattr(module, node.name, None)
+                doc = ast.get_docstring(node)
+                if cls is not None and doc and not cls.__doc__:
+                    try:
+                        cls.__doc__ = doc
+                    except (AttributeError, TypeError):  # pragma: no cover - immutable type
+                        pass

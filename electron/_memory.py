@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from typing import Final
 
 from ._errors import InvalidArgument
@@ -16,16 +17,18 @@ MAX_SIZE: Final = 1 << 40
 
 
 def check_size(value: object, name: str = "n") -> int:
-    """Return ``value`` if it is an ``int`` in ``[0, MAX_SIZE]``, else raise a typed error.
+    """Return ``value`` as an ``int`` in ``[0, MAX_SIZE]``, or raise a typed error.
 
-    Non-integers (floats, strings, None) raise :class:`TypeError`; negative or huge values
-    raise :class:`~electron.InvalidArgument`.
+    Integers and objects with ``__index__`` (numpy integers) are accepted; ``bool``, floats,
+    strings and None raise :class:`TypeError`; negative or huge values raise
+    :class:`~electron.InvalidArgument`.
     """
-    if not isinstance(value, int):
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < 0 or value > MAX_SIZE:
+    n: int = operator.index(value)  # type: ignore[call-overload,unused-ignore]
+    if n < 0 or n > MAX_SIZE:
         raise InvalidArgument(name, value, f"an int in [0, {MAX_SIZE}]")
-    return int(value)
+    return n
 
 
 def check_timeout(timeout: object) -> float | None:

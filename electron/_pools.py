@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, SupportsIndex, TypeVar
 
 from ._buffer import Buffer, _LentBuffer
 from ._errors import DoubleRelease, ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
@@ -94,17 +94,19 @@ class BufferPool:
         self._lock = budget._lock
         self._leak_level = budget._leak_level
 
-    def get(self, size_hint: int = 0) -> Buffer:
+    def get(self, size_hint: SupportsIndex = 0) -> Buffer:
         """An empty :class:`Buffer` with ``capacity >= size_hint``.
 
         Bound to an :class:`ArenaOfPools` with ``max_bytes``, raises :class:`PoolExhausted`
         at once when the buffer would not fit in the budget.
         """
-        if type(size_hint) is not int or size_hint < 0 or size_hint > MAX_SIZE:
-            size_hint = check_size(size_hint, "size_hint")
-        size = self._class_of(size_hint)
+        if type(size_hint) is int and 0 <= size_hint <= MAX_SIZE:
+            hint = size_hint
+        else:
+            hint = check_size(size_hint, "size_hint")
+        size = self._class_of(hint)
         if size > self._max:
-            size = max(size_hint, 1)  # unpooled: exact size, dropped on put
+            size = max(hint, 1)  # unpooled: exact size, dropped on put
         lock = self._lock
         lock.acquire()
         try:
@@ -289,6 +291,16 @@ class BufferPool:
         return f"<BufferPool classes={self._min}..{self._max} pooled_bytes={self._pooled_bytes}>"
 
 
+_RECORD_LIMIT: Final = 4096
+
+
+def _remember(record: dict[int, None], key: int) -> None:
+    """Add ``key`` to an insertion-ordered ``record``, forgetting the oldest beyond a bound."""
+    record[key] = None
+    if len(record) > _RECORD_LIMIT:
+        del record[next(iter(record))]
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectPoolStatistics:
     """A snapshot of an :class:`ObjectPool`."""
@@ -326,7 +338,11 @@ class ObjectPool(Generic[T]):
         self._idle: list[T] = []
         self._idle_ids: set[int] = set()
         self._out: dict[int, tuple[T, int]] = {}  # id -> (object, generation)
-        self._stale: set[int] = set()  # ids lent before the bound arena's last reset
+        # Ids of objects given back and dropped (pool full), and of objects lent before the
+        # bound arena's last reset: so a second put says DoubleRelease, a late one is
+        # forgotten quietly. Both bounded: oldest ids are forgotten first.
+        self._dropped: dict[int, None] = {}
+        self._stale: dict[int, None] = {}
         self._generation = 0
         self._created = 0
         self._reused = 0
@@ -338,7 +354,8 @@ class ObjectPool(Generic[T]):
             self._generation += 1
             self._idle.clear()
             self._idle_ids.clear()
-            self._stale.update(self._out)
+            for key in self._out:
+                _remember(self._stale, key)
             self._out.clear()
 
     def get(self) -> T:
@@ -348,37 +365,42 @@ class ObjectPool(Generic[T]):
                 obj = self._idle.pop()
                 self._idle_ids.discard(id(obj))
                 self._reused += 1
-            else:
-                obj = self._factory()
-                self._created += 1
-            self._out[id(obj)] = (obj, self._generation)
-            return obj
+                self._out[id(obj)] = (obj, self._generation)
+                return obj
+            generation = self._generation
+        obj = self._factory()  # outside the lock: a factory may be slow or re-enter the pool
+        with self._lock:
+            self._created += 1
+            key = id(obj)
+            self._dropped.pop(key, None)
+            self._stale.pop(key, None)
+            self._out[key] = (obj, generation)
+        return obj
 
     def put(self, obj: T) -> None:
         """Give ``obj`` back for reuse; refuses an object given back twice or not lent here.
 
         An object lent before the bound arena's last reset is dropped, not kept.
         """
+        key = id(obj)
         with self._lock:
-            key = id(obj)
-            if key in self._idle_ids:
-                raise DoubleRelease(type(obj).__name__)
             entry = self._out.pop(key, None)
-            if entry is None:
-                if key in self._stale:
-                    self._stale.discard(key)
+            if entry is None or entry[0] is not obj:
+                if entry is not None:
+                    self._out[key] = entry
+                elif key in self._idle_ids or key in self._dropped:
+                    raise DoubleRelease(type(obj).__name__)
+                elif key in self._stale:
+                    del self._stale[key]
                     return  # lent before the arena reset: forgotten, never reused
-                raise ForeignObject(type(obj).__name__, self)
-            if entry[0] is not obj:
-                self._out[key] = entry
                 raise ForeignObject(type(obj).__name__, self)
         if self._reset is not None:
             self._reset(obj)
         with self._lock:
             if entry[1] != self._generation:
-                self._stale.discard(key)
                 return
             if self._max is not None and len(self._idle) >= self._max:
+                _remember(self._dropped, key)
                 return
             self._idle.append(obj)
             self._idle_ids.add(key)
@@ -387,7 +409,7 @@ class ObjectPool(Generic[T]):
         """Forget a lent object without pooling it (it failed, or it is kept elsewhere)."""
         with self._lock:
             self._out.pop(id(obj), None)
-            self._stale.discard(id(obj))
+            self._stale.pop(id(obj), None)
 
     @contextmanager
     def borrow(self) -> Iterator[T]:
