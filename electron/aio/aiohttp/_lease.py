@@ -61,6 +61,9 @@ class Lease:
             return
         self.released = True
         self.owner._in_flight -= 1
+        if self.response is None and self.buffers is None:
+            self.arena.close()
+            return
         resp, self.response = self.response, None
         buffers, self.buffers = self.buffers, None
         try:

@@ -30,17 +30,13 @@ _REQUEST_TASK_CODE: CodeType | None = getattr(
 )
 
 
+_set_arena = current_arena_var.set
+_reset_arena = current_arena_var.reset
+
+
 def _in_request_task(task: asyncio.Task[object]) -> bool:
     code = getattr(task.get_coro(), "cr_code", None)
     return code is not None and code is _REQUEST_TASK_CODE
-
-
-def _may_reference_pool(resp: web.StreamResponse) -> bool:
-    """False when writing ``resp`` cannot touch pooled memory (a Response with bytes)."""
-    if isinstance(resp, web.Response):
-        body = resp.body
-        return body is not None and body.__class__ is not bytes
-    return True
 
 
 class Middleware:
@@ -95,8 +91,10 @@ class Middleware:
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.exclude and request.path in self.exclude:
             return await handler(request)
+        aop = self.aop
         try:
-            arena = await acquire_arena(self.aop, self.acquire_timeout)
+            # acquire_arena's own first step, inline: no coroutine unless the budget is spent.
+            arena = aop._lend_nowait() or await acquire_arena(aop, self.acquire_timeout)
         except (PoolExhausted, PoolClosed):
             raise self._unavailable() from None
         self._requests += 1
@@ -104,17 +102,21 @@ class Middleware:
         writer = request.writer
         lease = Lease(self, arena, writer)
         request[LEASE_KEY] = lease
-        token = current_arena_var.set(arena)
+        token = _set_arena(arena)
         try:
             resp = await handler(request)
         except BaseException as exc:
-            current_arena_var.reset(token)
+            _reset_arena(token)
             self._failed(lease, request, exc)
             raise
-        current_arena_var.reset(token)
-        if not writer.output_size and not _may_reference_pool(resp):
-            lease.release()
-            return resp
+        _reset_arena(token)
+        if not writer.output_size and isinstance(resp, web.Response):
+            body = resp.body
+            if body is None or body.__class__ is bytes:
+                # Nothing written yet and a bytes body: writing the response cannot touch
+                # pooled memory, so everything goes back now.
+                lease.release()
+                return resp
         if isinstance(resp, PooledResponse) and not resp.released:
             resp._lease = lease
             lease.response = resp

@@ -1,0 +1,396 @@
+"""HTTP throughput: electron's aiohttp middleware against the same app without it.
+
+    python -m bench.http [--quick] [--json FILE] [--repeat N] [--loop uvloop|asyncio]
+
+Cases (issue 5), each against a baseline served in the same run, in alternating rounds
+(the order flips every round, so both sides see the same machine noise):
+
+- hello world: ``GET /`` from an app with electron's middleware vs the same app with an
+  empty ``@web.middleware`` (target: ratio >= 0.97);
+- ``GET /bytes/1048576`` from ``examples/server.py`` vs ``examples/server.py --no-electron``,
+  with the server's RSS sampled during the load (goal: electron faster, RSS flatter).
+
+Load comes from ``wrk`` (one thread on its own core) when it is installed, else from several
+aiohttp client processes. Servers run on one core each (pinned when the machine has two or
+more), one at a time under load; the best round of each side is its figure (the run least
+disturbed by the rest of a shared machine), the median is reported next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from ._harness import Result, add_common_args, print_table, ratio_vs, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "server.py"
+HELLO_TARGET = 0.97
+_LISTENING = re.compile(r"listening on (http://\S+)")
+_SERVER_CPU = 0
+_CLIENT_CPU = 1
+
+
+# -- the servers -----------------------------------------------------------------------------
+
+
+def _hello_app(variant: str) -> Any:
+    """``GET /`` Hello, World! behind electron's middleware or an empty one."""
+    from aiohttp import web
+
+    import electron
+    from electron.aio.aiohttp import setup
+
+    async def hello(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="Hello, World!")
+
+    @web.middleware
+    async def empty(request: web.Request, handler: Any) -> web.StreamResponse:
+        return await handler(request)  # type: ignore[no-any-return]
+
+    app = web.Application()
+    if variant == "electron":
+        setup(app, electron.ArenaOfPools())
+    else:
+        app.middlewares.append(empty)
+    app.router.add_get("/", hello)
+    return app
+
+
+async def _serve_hello(variant: str) -> None:
+    from aiohttp import web
+
+    runner = web.AppRunner(_hello_app(variant), access_log=None, handle_signals=False)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        print(f"{variant} hello server listening on http://{host}:{port}", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _run_loop(coro: Coroutine[Any, Any, None], loop: str) -> None:
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(coro)
+    else:
+        asyncio.run(coro)
+
+
+class Server:
+    """A server subprocess on one core; ``url`` once it printed its listening line."""
+
+    def __init__(self, label: str, cmd: list[str]) -> None:
+        self.label = label
+        cpus = _cpus()
+
+        def pin() -> None:
+            if len(cpus) >= 2:
+                os.sched_setaffinity(0, {cpus[_SERVER_CPU]})
+
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            preexec_fn=pin,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        match = _LISTENING.search(line)
+        if match is None:
+            self.stop()
+            raise RuntimeError(f"{label}: no 'listening on' line (got {line!r})")
+        self.url = match.group(1)
+        self.ps = psutil.Process(self.proc.pid)
+
+    def rss(self) -> int:
+        return int(self.ps.memory_info().rss)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc.communicate()
+
+
+def _cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return []
+
+
+# -- the load --------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """One measured run: requests per second, errors, and the server's use of the machine."""
+
+    rps: float
+    errors: int
+    server_cpu: float  # percent of one core
+    rss_peak: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_WRK_ERRORS = re.compile(r"(?:Non-2xx or 3xx responses|Socket errors):\s*(.*)")
+
+
+def _wrk(url: str, seconds: float, connections: int) -> tuple[float, int]:
+    cpus = _cpus()
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", url]
+
+    def pin() -> None:
+        if len(cpus) >= 2:
+            os.sched_setaffinity(0, {cpus[_CLIENT_CPU]})
+
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=seconds + 60, preexec_fn=pin, check=True
+    ).stdout
+    match = _WRK_RPS.search(out)
+    if match is None:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    errors = 0
+    for line in _WRK_ERRORS.findall(out):
+        errors += sum(int(n) for n in re.findall(r"\d+", line))
+    return float(match.group(1)), errors
+
+
+def _client_process(url: str, seconds: float, connections: int, out: Any) -> None:
+    """One aiohttp load process: ``connections`` closed loops for ``seconds``."""
+    import aiohttp
+
+    async def run() -> tuple[int, int]:
+        done = errors = 0
+        deadline = time.monotonic() + seconds
+        conn = aiohttp.TCPConnector(limit=connections)
+        async with aiohttp.ClientSession(connector=conn) as session:
+
+            async def loop() -> None:
+                nonlocal done, errors
+                while time.monotonic() < deadline:
+                    try:
+                        async with session.get(url) as resp:
+                            await resp.read()
+                            if resp.status == 200:
+                                done += 1
+                            else:
+                                errors += 1
+                    except aiohttp.ClientError:
+                        errors += 1
+
+            await asyncio.gather(*(loop() for _ in range(connections)))
+        return done, errors
+
+    out.put(asyncio.run(run()))
+
+
+def _aiohttp_load(url: str, seconds: float, connections: int) -> tuple[float, int]:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = max(2, len(_cpus()))
+    workers = [
+        ctx.Process(
+            target=_client_process, args=(url, seconds, max(1, connections // procs), queue)
+        )
+        for _ in range(procs)
+    ]
+    for w in workers:
+        w.start()
+    results = [queue.get(timeout=seconds + 60) for _ in workers]
+    for w in workers:
+        w.join(30)
+    return sum(r[0] for r in results) / seconds, sum(r[1] for r in results)
+
+
+def measure(server: Server, path: str, seconds: float, connections: int) -> Load:
+    """Load ``server`` for ``seconds``, sampling its RSS and CPU meanwhile."""
+    peak = server.rss()
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.wait(0.05):
+            try:
+                peak = max(peak, server.rss())
+            except psutil.Error:
+                return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    server.ps.cpu_percent(None)
+    sampler.start()
+    try:
+        url = server.url + path
+        if shutil.which("wrk"):
+            rps, errors = _wrk(url, seconds, connections)
+        else:
+            rps, errors = _aiohttp_load(url, seconds, connections)
+    finally:
+        stop.set()
+        sampler.join()
+    return Load(rps, errors, server.ps.cpu_percent(None), peak)
+
+
+def alternate(
+    servers: dict[str, Server], path: str, rounds: int, seconds: float, connections: int
+) -> dict[str, list[Load]]:
+    """``rounds`` runs per server, alternating, the order flipped every round."""
+    names = list(servers)
+    for name in names:  # warm up pools, caches and connections
+        measure(servers[name], path, max(1.0, seconds / 4), connections)
+    runs: dict[str, list[Load]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            load = measure(servers[name], path, seconds, connections)
+            runs[name].append(load)
+            print(
+                f"  round {r + 1}/{rounds} {name:24} {load.rps:10,.0f} req/s  "
+                f"cpu {load.server_cpu:5.0f}%  rss peak {load.rss_peak / 2**20:7.1f} MiB"
+                + (f"  errors {load.errors}" if load.errors else ""),
+                flush=True,
+            )
+    return runs
+
+
+def _result(group: str, name: str, loads: Sequence[Load], server: Server) -> Result:
+    best = max(loads, key=lambda load: load.rps)
+    return Result(
+        group=group,
+        name=name,
+        ns_per_op=1e9 / best.rps,
+        extra={
+            "best_rps": round(best.rps),
+            "median_rps": round(statistics.median(load.rps for load in loads)),
+            "rounds": [round(load.rps) for load in loads],
+            "errors": sum(load.errors for load in loads),
+            "server_cpu_percent": round(statistics.median(load.server_cpu for load in loads)),
+            "rss_peak_mib": round(max(load.rss_peak for load in loads) / 2**20, 1),
+            "rss_end_mib": round(server.rss() / 2**20, 1),
+        },
+    )
+
+
+# -- the cases -------------------------------------------------------------------------------
+
+
+def bench_hello(rounds: int, seconds: float, loop: str) -> list[Result]:
+    print("hello world: electron's middleware vs an empty @web.middleware", flush=True)
+    servers: dict[str, Server] = {}
+    try:
+        for variant in ("electron", "empty"):
+            cmd = [sys.executable, "-m", "bench.http", "--serve", variant, "--loop", loop]
+            servers[f"hello: {variant} middleware"] = Server(variant, cmd)
+        runs = alternate(servers, "/", rounds, seconds, connections=64)
+        results = [_result("http", name, runs[name], servers[name]) for name in servers]
+    finally:
+        for s in servers.values():
+            s.stop()
+    ratio_vs(results, "hello: electron middleware", "hello: empty middleware")
+    r = results[0]
+    r.target = f">= {HELLO_TARGET}"
+    r.passed = r.ratio is not None and r.ratio >= HELLO_TARGET
+    median_e, median_b = (x.extra["median_rps"] for x in results)
+    r.extra["median_ratio"] = round(median_e / median_b, 3)
+    return results
+
+
+def bench_bytes(rounds: int, seconds: float, loop: str) -> list[Result]:
+    print("GET /bytes/1048576: examples/server.py vs --no-electron", flush=True)
+    servers: dict[str, Server] = {}
+    base = [sys.executable, str(EXAMPLE), "--host", "127.0.0.1", "--port", "0", "--loop", loop]
+    try:
+        servers["bytes 1 MiB: electron"] = Server("electron", base)
+        servers["bytes 1 MiB: --no-electron"] = Server("plain", [*base, "--no-electron"])
+        idle = {name: s.rss() for name, s in servers.items()}
+        runs = alternate(servers, "/bytes/1048576?seed=7", rounds, seconds, connections=8)
+        results = [_result("http", name, runs[name], servers[name]) for name in servers]
+    finally:
+        for s in servers.values():
+            s.stop()
+    for res in results:
+        res.extra["rss_idle_mib"] = round(idle[res.name] / 2**20, 1)
+        res.extra["rss_growth_mib"] = round(
+            res.extra["rss_peak_mib"] - res.extra["rss_idle_mib"], 1
+        )
+    ratio_vs(results, "bytes 1 MiB: electron", "bytes 1 MiB: --no-electron")
+    results[0].target = "> 1.00 (goal)"
+    results[0].passed = results[0].ratio is not None and results[0].ratio > 1.0
+    return results
+
+
+def _print_rss(results: Sequence[Result]) -> None:
+    print(f"\n{'case':44} {'median req/s':>13} {'rss idle':>9} {'rss peak':>9} {'server cpu':>10}")
+    for r in results:
+        x = r.extra
+        print(
+            f"{r.name:44} {x['median_rps']:13,} {x.get('rss_idle_mib', ''):>9} "
+            f"{x['rss_peak_mib']:>9} {x['server_cpu_percent']:>9}%"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.http", description=__doc__)
+    add_common_args(parser)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--seconds", type=float, help="seconds per round")
+    parser.add_argument("--serve", choices=("electron", "empty"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        _run_loop(_serve_hello(args.serve), args.loop)
+        return 0
+    if args.loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            args.loop = "asyncio"
+    rounds = args.repeat or (2 if args.quick else 6)
+    seconds = args.seconds or (1.0 if args.quick else 5.0)
+    tool = "wrk" if shutil.which("wrk") else "aiohttp client processes (wrk not installed)"
+    print(f"load: {tool}; {rounds} rounds of {seconds:g} s per side; loop: {args.loop}")
+    cases: list[Callable[[int, float, str], list[Result]]] = [bench_hello, bench_bytes]
+    results: list[Result] = []
+    for case in cases:
+        results += case(rounds, seconds, args.loop)
+    for r in results:
+        r.extra["load"] = tool
+    print_table("bench.http (throughput; ratio = electron / baseline)", results)
+    _print_rss(results)
+    if args.json:
+        write_json(args.json, "http", results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
