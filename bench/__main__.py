@@ -57,9 +57,10 @@ def run_part(name: str, cmd: list[str], log: Path, timeout: float, echo: bool = 
     """
     t0 = time.monotonic()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with open(log, "w", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, text=True, errors="replace")
+    with open(log, "w", encoding="utf-8") as out, subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, env=env, text=True, errors="replace",
+    ) as proc:
         assert proc.stdout is not None
         stream = proc.stdout
 

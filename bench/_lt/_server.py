@@ -211,6 +211,8 @@ class ServerProcess:
                 p.wait(timeout=timeout / 2 if sig != signal.SIGKILL else timeout)
         if self._pump:
             self._pump.join(timeout=2)
+        if p.stdout is not None:
+            p.stdout.close()
         self._close_log()
         return p.returncode
 
