@@ -491,19 +491,25 @@ class ClientPool:
                 wait([c for i, c in enumerate(self._conns) if i not in results], timeout=every)
         return [results[i] for i in range(self.n)]
 
-    def close(self) -> None:
-        """Stop every worker (idempotent)."""
+    def close(self, *, force: bool = False) -> None:
+        """Stop every worker (idempotent); ``force`` ends them at once, mid-round or not."""
         if self._closed:
             return
         self._closed = True
         for conn in self._conns:
             with contextlib.suppress(OSError):
                 conn.send(None)
+        deadline = time.monotonic() + (0.0 if force else 5.0)
+        while any(p.is_alive() for p in self._procs) and time.monotonic() < deadline:
+            for conn in self._conns:  # a result nobody collected must not block its sender
+                with contextlib.suppress(EOFError, OSError):
+                    while conn.poll(0):
+                        conn.recv()
+            wait([p.sentinel for p in self._procs if p.is_alive()], timeout=0.05)
         for p in self._procs:
-            p.join(timeout=5)
             if p.is_alive():
                 p.terminate()
-                p.join(timeout=2)
+            p.join(timeout=2)
         for conn in self._conns:
             conn.close()
 

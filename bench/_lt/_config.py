@@ -186,5 +186,7 @@ def _validate(cfg: Config) -> None:
         cfg.procs = cfg.concurrency
     if cfg.rss_window not in {"run", "second-half"}:
         raise ValueError("--rss-window is 'run' or 'second-half'")
+    if cfg.upload_size < 1 or not 0 < cfg.slow_size <= 8 << 20:
+        raise ValueError("--upload-size must be >= 1 and --slow-size 1 .. 8 MiB")
     if cfg.burst_factor < 1:
         raise ValueError("--burst-factor must be >= 1")

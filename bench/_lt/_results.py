@@ -300,34 +300,37 @@ def _target(name: str, bound: str, value: str, passed: bool | None, gating: bool
 def _targets(data: RunData, s: dict[str, Any]) -> list[dict[str, Any]]:
     cfg = data.config
     electron = bool(s["electron"])
+    died = bool(data.aborted and s["label"] in data.aborted)
+    ran = s["attempts"] > 0
     out = [
         _target("error rate", f"< {cfg.max_error_rate:g}%",
-                f"{s['error_rate_pct']:.3f}% ({s['errors']:,} of {s['attempts']:,})",
-                s["attempts"] > 0 and s["error_rate_pct"] < cfg.max_error_rate, True),
+                f"{s['error_rate_pct']:.3f}% ({s['errors']:,} of {s['attempts']:,})" if ran
+                else "no request was made", ran and s["error_rate_pct"] < cfg.max_error_rate,
+                True),
         _target("every body correct", "0 wrong bodies", f"{s['bad_bodies']:,} wrong",
-                s["bad_bodies"] == 0 and s["attempts"] > 0, True),
+                s["bad_bodies"] == 0 if ran else None, True),
     ]
     arenas = s["active_arenas_after"]
-    if electron:
+    if electron and not died:
         out.append(_target(
             "no leaked arenas", "active_arenas == 0 after the load",
             "no /stats" if arenas is None else f"active_arenas = {arenas}",
             arenas == 0, True))
     else:
         out.append(_target("no leaked arenas", "active_arenas == 0 after the load",
-                           "n/a (no arenas)", None, False))
+                           "n/a (server died)" if died else "n/a (no arenas)", None, False))
     rss = s["rss_mib"]
     key = "growth" if cfg.rss_window == "run" else "growth_second_half"
     where = "end vs after warm-up" if cfg.rss_window == "run" else "end vs half-way"
     growth = rss.get(key)
     bound = f"<= {cfg.max_rss_growth_mib:g} MiB ({where})"
-    if growth is None:
+    if growth is None or died:
         out.append(_target("RSS growth bounded", bound, "not measured", None, False))
     else:
         out.append(_target("RSS growth bounded", bound, f"{growth:+.1f} MiB",
                            growth <= cfg.max_rss_growth_mib, electron))
-    if data.aborted and s["label"] in data.aborted:
-        out.append(_target("server stayed up", "no crash during the load", data.aborted,
+    if died:
+        out.append(_target("server stayed up", "no crash during the load", str(data.aborted),
                            False, True))
     return out
 
@@ -366,7 +369,8 @@ def _issues(data: RunData, servers: dict[str, dict[str, Any]]) -> list[dict[str,
                              "see the server log in the report folder"))
     for label, s in servers.items():
         for t in s["targets"]:
-            if t["passed"] is False and t["name"] != "server stayed up":
+            died = bool(data.aborted and label in data.aborted)
+            if t["passed"] is False and t["name"] != "server stayed up" and not died:
                 sev = "High" if t["name"] in {"every body correct", "no leaked arenas"} \
                     else "Medium"
                 if not t["gating"]:

@@ -233,7 +233,7 @@ def execute(cfg: Config, outdir: Path, ui: ProgressSink) -> RunData:
             except ServerError as exc:
                 data.aborted = str(exc)
                 ui.log(f"ABORTED: {exc}")
-            pool.close()
+            pool.close(force=data.aborted is not None)
             for label, srv in servers.items():
                 sd = data.servers[label]
                 if srv.alive():

@@ -93,6 +93,40 @@ def test_a_server_sending_one_wrong_byte_fails_the_run(tmp_path: Path) -> None:
     assert "every body correct missed" in md
 
 
+_DYING = '''
+import os, socket, threading
+from aiohttp import web
+
+async def hello(request):
+    return web.Response(text="Hello, World!")
+
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+app = web.Application()
+app.add_routes([web.get("/", hello)])
+print(f"electron example server listening on http://127.0.0.1:{sock.getsockname()[1]}",
+      flush=True)
+threading.Timer(0.3, lambda: os._exit(3)).start()  # dies before the load is over
+web.run_app(app, sock=sock, print=None, access_log=None)
+'''
+
+
+@pytest.mark.slow
+def test_a_server_that_dies_under_load_fails_the_run(tmp_path: Path) -> None:
+    script = tmp_path / "dying_server.py"
+    script.write_text(_DYING)
+    out = tmp_path / "report"
+    proc = _loadtest("--server-script", str(script), "--mix", "/=1", "--duration", "30",
+                     "--rounds", "1", "--warmup", "0", "--procs", "1", "--output", str(out))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    sc = report["scenarios"][0]
+    assert "electron server exited" in sc["aborted"]
+    targets = {t["name"]: t for t in sc["servers"]["electron"]["targets"]}
+    assert targets["server stayed up"]["passed"] is False
+    assert "Run aborted" in (out / "report.md").read_text()
+
+
 def test_bad_options_exit_2_without_starting_anything(tmp_path: Path) -> None:
     proc = _loadtest("--mix", "/nope=1", "--output", str(tmp_path / "r"), timeout=30)
     assert proc.returncode == 2
