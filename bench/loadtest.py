@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--url), verifies every response body, and writes report.md, report.json and a PNG.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="scenarios:\n" + "\n".join(
-            f"  {s.name:13} {s.description}" for s in SCENARIOS.values())
+            f"  {s.name:13} {s.description} ({s.settings['duration']:g} s per server)"
+            for s in SCENARIOS.values())
         + "\n  all           every scenario above, one after the other"
         + "\n\nexit status: 0 every target met, 1 a target failed, 2 could not run",
     )
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench.loadtest " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         report = run(configs, outdir, args.progress, command.strip())
-    except ServerError as exc:
+    except (ServerError, RuntimeError) as exc:  # no server, or a client process failed
         print(f"bench.loadtest: {exc}", file=sys.stderr)
         return 2
     if args.json:

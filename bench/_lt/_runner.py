@@ -176,10 +176,20 @@ class _Driver:
             raise RuntimeError("client process failed:\n" + crashed[0])
         cpu = after.cpu_s - before.cpu_s if before and after else None
         self.ui.done(_line(results, end - start_at, cpu))
-        total = sum(m1) - sum(m0)
-        idle = (m1.idle + getattr(m1, "iowait", 0.0)) - (m0.idle + getattr(m0, "iowait", 0.0))
-        busy = round((total - idle) / total * 100, 1) if total > 0 else None
-        return RoundData(label, 0, start_at, end, results, cpu, busy)
+        return RoundData(label, 0, start_at, end, results, cpu, _busy_pct(m0, m1))
+
+
+def _busy_pct(m0: Any, m1: Any) -> float | None:
+    """Percent of all cores busy running processes of this machine between two readings
+    (time stolen by a hypervisor is not counted as busy; guest time is inside user)."""
+    def split(t: Any) -> tuple[float, float]:
+        busy = sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq"))
+        rest = sum(getattr(t, f, 0.0) for f in ("idle", "iowait", "steal"))
+        return busy, busy + rest
+
+    b0, t0 = split(m0)
+    b1, t1 = split(m1)
+    return round((b1 - b0) / (t1 - t0) * 100, 1) if t1 > t0 else None
 
 
 def _line(results: list[JobResult], wall: float, server_cpu: float | None) -> str:
@@ -187,11 +197,14 @@ def _line(results: list[JobResult], wall: float, server_cpu: float | None) -> st
     errors = sum(sum(r.errors.values()) for r in results)
     h = LatencyHistogram()
     for r in results:
-        for rr in r.routes.values():
-            h.merge(rr.hist)
+        for name, rr in r.routes.items():
+            if "(slow reader)" not in name:
+                h.merge(rr.hist)
     client = max((r.cpu_s / r.wall_s * 100 for r in results), default=0.0)
-    text = (f"{ok:,} ok, {ok / wall:,.0f} req/s, {errors:,} errors, "
-            f"p99 {h.percentile(99) / 1e3:.1f} ms, client CPU max {client:.0f}%")
+    text = f"{ok:,} ok, {ok / wall:,.0f} req/s, {errors:,} errors, "
+    if h.count:  # warm-ups record no latencies
+        text += f"p99 {h.percentile(99) / 1e3:.1f} ms, "
+    text += f"client CPU max {client:.0f}%"
     if server_cpu is not None:
         text += f", server CPU {server_cpu / wall * 100:.0f}%"
     return text
