@@ -11,9 +11,13 @@ Cases (issue 5), each against a baseline served in the same run, in alternating 
   with the server's RSS sampled during the load (goal: electron faster, RSS flatter).
 
 Load comes from ``wrk`` (one thread on its own core) when it is installed, else from several
-aiohttp client processes. Servers run on one core each (pinned when the machine has two or
-more), one at a time under load; the best round of each side is its figure (the run least
-disturbed by the rest of a shared machine), the median is reported next to it.
+aiohttp client processes. Servers run on one core (pinned when the machine has two or more),
+one at a time under load. The figure of each side is the server's CPU time per request
+(median over rounds): on a shared machine a server gets anywhere from a third to all of its
+core from one round to the next, which moves requests per second by 2x but leaves the CPU
+spent per request, the cost the middleware adds to, unchanged. Requests per second (best
+and median round) and the ratio of each round to its neighbour on the other side are
+reported next to it.
 """
 
 from __future__ import annotations
@@ -133,6 +137,10 @@ class Server:
     def rss(self) -> int:
         return int(self.ps.memory_info().rss)
 
+    def cpu_seconds(self) -> float:
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -158,17 +166,29 @@ class Load:
     """One measured run: requests per second, errors, and the server's use of the machine."""
 
     rps: float
+    requests: int
     errors: int
-    server_cpu: float  # percent of one core
+    cpu_seconds: float  # server CPU time (user + system) during the run
+    seconds: float
     rss_peak: int
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def server_cpu(self) -> float:
+        """Percent of one core the server got."""
+        return 100 * self.cpu_seconds / self.seconds
+
+    @property
+    def cpu_ns_per_request(self) -> float:
+        return 1e9 * self.cpu_seconds / max(1, self.requests)
+
 
 _WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_WRK_COUNT = re.compile(r"(\d+) requests in ")
 _WRK_ERRORS = re.compile(r"(?:Non-2xx or 3xx responses|Socket errors):\s*(.*)")
 
 
-def _wrk(url: str, seconds: float, connections: int) -> tuple[float, int]:
+def _wrk(url: str, seconds: float, connections: int) -> tuple[float, int, int]:
     cpus = _cpus()
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", url]
 
@@ -180,12 +200,13 @@ def _wrk(url: str, seconds: float, connections: int) -> tuple[float, int]:
         cmd, capture_output=True, text=True, timeout=seconds + 60, preexec_fn=pin, check=True
     ).stdout
     match = _WRK_RPS.search(out)
-    if match is None:
+    count = _WRK_COUNT.search(out)
+    if match is None or count is None:
         raise RuntimeError(f"cannot read wrk's output:\n{out}")
     errors = 0
     for line in _WRK_ERRORS.findall(out):
         errors += sum(int(n) for n in re.findall(r"\d+", line))
-    return float(match.group(1)), errors
+    return float(match.group(1)), int(count.group(1)), errors
 
 
 def _client_process(url: str, seconds: float, connections: int, out: Any) -> None:
@@ -217,7 +238,7 @@ def _client_process(url: str, seconds: float, connections: int, out: Any) -> Non
     out.put(asyncio.run(run()))
 
 
-def _aiohttp_load(url: str, seconds: float, connections: int) -> tuple[float, int]:
+def _aiohttp_load(url: str, seconds: float, connections: int) -> tuple[float, int, int]:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     procs = max(2, len(_cpus()))
@@ -232,7 +253,8 @@ def _aiohttp_load(url: str, seconds: float, connections: int) -> tuple[float, in
     results = [queue.get(timeout=seconds + 60) for _ in workers]
     for w in workers:
         w.join(30)
-    return sum(r[0] for r in results) / seconds, sum(r[1] for r in results)
+    done = sum(r[0] for r in results)
+    return done / seconds, done, sum(r[1] for r in results)
 
 
 def measure(server: Server, path: str, seconds: float, connections: int) -> Load:
@@ -249,18 +271,20 @@ def measure(server: Server, path: str, seconds: float, connections: int) -> Load
                 return
 
     sampler = threading.Thread(target=sample, daemon=True)
-    server.ps.cpu_percent(None)
+    cpu0 = server.cpu_seconds()
+    t0 = time.monotonic()
     sampler.start()
     try:
         url = server.url + path
         if shutil.which("wrk"):
-            rps, errors = _wrk(url, seconds, connections)
+            rps, requests, errors = _wrk(url, seconds, connections)
         else:
-            rps, errors = _aiohttp_load(url, seconds, connections)
+            rps, requests, errors = _aiohttp_load(url, seconds, connections)
     finally:
         stop.set()
         sampler.join()
-    return Load(rps, errors, server.ps.cpu_percent(None), peak)
+    cpu = server.cpu_seconds() - cpu0
+    return Load(rps, requests, errors, cpu, time.monotonic() - t0, peak)
 
 
 def alternate(
@@ -276,8 +300,9 @@ def alternate(
             load = measure(servers[name], path, seconds, connections)
             runs[name].append(load)
             print(
-                f"  round {r + 1}/{rounds} {name:24} {load.rps:10,.0f} req/s  "
-                f"cpu {load.server_cpu:5.0f}%  rss peak {load.rss_peak / 2**20:7.1f} MiB"
+                f"  round {r + 1}/{rounds} {name:28} {load.rps:9,.0f} req/s  "
+                f"{load.cpu_ns_per_request / 1000:7.1f} us cpu/req  "
+                f"cpu {load.server_cpu:4.0f}%  rss peak {load.rss_peak / 2**20:6.1f} MiB"
                 + (f"  errors {load.errors}" if load.errors else ""),
                 flush=True,
             )
@@ -285,17 +310,19 @@ def alternate(
 
 
 def _result(group: str, name: str, loads: Sequence[Load], server: Server) -> Result:
+    """ns/op: the server's CPU time per request (median round)."""
     best = max(loads, key=lambda load: load.rps)
     return Result(
         group=group,
         name=name,
-        ns_per_op=1e9 / best.rps,
+        ns_per_op=statistics.median(load.cpu_ns_per_request for load in loads),
         extra={
             "best_rps": round(best.rps),
             "median_rps": round(statistics.median(load.rps for load in loads)),
             "rounds": [round(load.rps) for load in loads],
             "errors": sum(load.errors for load in loads),
             "server_cpu_percent": round(statistics.median(load.server_cpu for load in loads)),
+            "cpu_us_per_request": [round(load.cpu_ns_per_request / 1000, 2) for load in loads],
             "rss_peak_mib": round(max(load.rss_peak for load in loads) / 2**20, 1),
             "rss_end_mib": round(server.rss() / 2**20, 1),
         },
@@ -318,11 +345,10 @@ def bench_hello(rounds: int, seconds: float, loop: str) -> list[Result]:
         for s in servers.values():
             s.stop()
     ratio_vs(results, "hello: electron middleware", "hello: empty middleware")
+    _pair_ratios(results, runs, "hello: electron middleware", "hello: empty middleware")
     r = results[0]
     r.target = f">= {HELLO_TARGET}"
     r.passed = r.ratio is not None and r.ratio >= HELLO_TARGET
-    median_e, median_b = (x.extra["median_rps"] for x in results)
-    r.extra["median_ratio"] = round(median_e / median_b, 3)
     return results
 
 
@@ -345,18 +371,38 @@ def bench_bytes(rounds: int, seconds: float, loop: str) -> list[Result]:
             res.extra["rss_peak_mib"] - res.extra["rss_idle_mib"], 1
         )
     ratio_vs(results, "bytes 1 MiB: electron", "bytes 1 MiB: --no-electron")
+    _pair_ratios(results, runs, "bytes 1 MiB: electron", "bytes 1 MiB: --no-electron")
     results[0].target = "> 1.00 (goal)"
     results[0].passed = results[0].ratio is not None and results[0].ratio > 1.0
     return results
 
 
+def _pair_ratios(
+    results: list[Result], runs: dict[str, list[Load]], name: str, baseline: str
+) -> None:
+    """Throughput of each round of ``name`` over its neighbouring round of ``baseline``."""
+    pairs = zip(runs[name], runs[baseline], strict=True)
+    rps = [a.rps / b.rps for a, b in pairs]
+    by_name = {r.name: r for r in results}
+    by_name[name].extra["rps_round_ratios"] = [round(x, 3) for x in rps]
+    by_name[name].extra["rps_ratio_median"] = round(statistics.median(rps), 3)
+    best = by_name[name].extra["best_rps"] / by_name[baseline].extra["best_rps"]
+    by_name[name].extra["rps_ratio_best"] = round(best, 3)
+
+
 def _print_rss(results: Sequence[Result]) -> None:
-    print(f"\n{'case':44} {'median req/s':>13} {'rss idle':>9} {'rss peak':>9} {'server cpu':>10}")
+    print(
+        f"\n{'case':30} {'best req/s':>10} {'median':>8} {'req/s ratio (median, best)':>27} "
+        f"{'rss idle':>8} {'rss peak':>8} {'cpu':>5}"
+    )
     for r in results:
         x = r.extra
+        ratios = ""
+        if "rps_ratio_median" in x:
+            ratios = f"{x['rps_ratio_median']:.3f}, {x['rps_ratio_best']:.3f}"
         print(
-            f"{r.name:44} {x['median_rps']:13,} {x.get('rss_idle_mib', ''):>9} "
-            f"{x['rss_peak_mib']:>9} {x['server_cpu_percent']:>9}%"
+            f"{r.name:30} {x['best_rps']:10,} {x['median_rps']:8,} {ratios:>27} "
+            f"{x.get('rss_idle_mib', ''):>8} {x['rss_peak_mib']:>8} {x['server_cpu_percent']:>4}%"
         )
 
 
@@ -385,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         results += case(rounds, seconds, args.loop)
     for r in results:
         r.extra["load"] = tool
-    print_table("bench.http (throughput; ratio = electron / baseline)", results)
+    print_table("bench.http (ns/op: server CPU per request; ratio: baseline / electron)", results)
     _print_rss(results)
     if args.json:
         write_json(args.json, "http", results)

@@ -559,3 +559,61 @@ def test_options_are_checked(aop: electron.ArenaOfPools) -> None:
     with pytest.raises(TypeError):
         PooledResponse("text")  # type: ignore[arg-type]
     assert middleware(aop=aop).__middleware_version__ == 1
+
+
+async def test_child_task_cannot_use_the_arena_after_the_request(
+    aop: electron.ArenaOfPools,
+) -> None:
+    """A task spawned by the handler inherits the context, not the arena's lifetime."""
+    app = web.Application()
+    setup(app, aop)
+    outcome: list[BaseException] = []
+    request_done = asyncio.Event()
+
+    async def late_use() -> None:
+        arena = current_arena()  # copied into the child's context
+        await request_done.wait()
+        try:
+            arena.alloc(10)
+        except electron.ArenaClosed as exc:
+            outcome.append(exc)
+
+    tasks: list[asyncio.Task[None]] = []
+
+    async def spawn(request: web.Request) -> web.StreamResponse:
+        tasks.append(asyncio.create_task(late_use()))
+        await asyncio.sleep(0)
+        return web.Response(text="spawned")
+
+    app.router.add_get("/", spawn)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        async with session.get(url + "/") as resp:
+            assert await resp.text() == "spawned"
+        request_done.set()
+        await asyncio.gather(*tasks)
+    assert len(outcome) == 1
+    assert aop.stats().active_arenas == 0
+
+
+async def test_handler_giving_memory_back_itself_is_not_a_double_release(
+    aop: electron.ArenaOfPools,
+) -> None:
+    app = web.Application()
+    mw = setup(app, aop)
+
+    async def tidy(request: web.Request) -> web.StreamResponse:
+        one = request_buffer(request, 100)
+        two = request_buffer(request, 100)
+        one.close()
+        aop.return_buffer(two)
+        request_arena(request).close()
+        return web.Response(text="tidy")
+
+    app.router.add_get("/", tidy)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.get(url + "/") as resp:
+                assert await resp.text() == "tidy"
+    stats = aop.stats()
+    assert (stats.active_arenas, stats.active_buffers) == (0, 0)
+    assert mw.statistics().errors == 0
