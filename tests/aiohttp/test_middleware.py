@@ -617,3 +617,28 @@ async def test_handler_giving_memory_back_itself_is_not_a_double_release(
     stats = aop.stats()
     assert (stats.active_arenas, stats.active_buffers) == (0, 0)
     assert mw.statistics().errors == 0
+
+
+async def test_memoryview_body_goes_back_when_written_on_a_kept_alive_connection(
+    aop: electron.ArenaOfPools,
+) -> None:
+    """Deferred releases follow aiohttp's request task, not the connection or the GC."""
+    app = web.Application()
+    mw = setup(app, aop)
+
+    async def view_body(request: web.Request) -> web.StreamResponse:
+        view = request_arena(request).alloc(5000)
+        view[:] = body_of(5000, 4)
+        return web.Response(body=view)
+
+    app.router.add_get("/", view_body)
+    gc.disable()  # the connection stays open and nothing is collected meanwhile
+    try:
+        connector = aiohttp.TCPConnector(keepalive_timeout=60)
+        async with serve(app) as url, aiohttp.ClientSession(connector=connector) as session:
+            async with session.get(url + "/") as resp:
+                assert await resp.read() == body_of(5000, 4)
+            await eventually(all_back(aop), "arena back while the connection is open", 10)
+            assert mw.statistics().deferred == 1
+    finally:
+        gc.enable()
