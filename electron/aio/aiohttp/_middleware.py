@@ -15,7 +15,7 @@ from ..._aop import ArenaOfPools
 from ..._context import current_arena_var
 from ..._errors import PoolClosed, PoolExhausted
 from ..._memory import check_size, check_timeout
-from .._wait import acquire_arena
+from .. import acquire_arena
 from ._keys import AOP_KEY, LEASE_KEY, MIDDLEWARE_KEY
 from ._lease import Lease
 from ._response import PooledResponse
@@ -28,8 +28,6 @@ __all__ = ("Middleware", "middleware", "setup")
 _REQUEST_TASK_CODE: CodeType | None = getattr(
     getattr(RequestHandler, "_handle_request", None), "__code__", None
 )
-
-
 _set_arena = current_arena_var.set
 _reset_arena = current_arena_var.reset
 
@@ -50,8 +48,11 @@ class Middleware:
     the response and the transport has flushed it, or the connection was lost. Errors and
     cancellation give it back too. When the budget stays exhausted for ``acquire_timeout``
     seconds the request is answered ``503`` with ``Retry-After: retry_after``. Requests for
-    a path in ``exclude`` get no arena. Keep it outermost (:func:`setup` does): it must run
-    in aiohttp's own request task to see the response's end.
+    a path in ``exclude`` get no arena. Keep it outermost (:func:`setup` does): it sees the
+    response's end through aiohttp's request task. Run inside another task (a middleware
+    wrapping the handler in ``asyncio.shield``, or ``asyncio.wait_for`` before Python 3.12),
+    it stays safe, but memory behind a non-pooled response then goes back only when aiohttp
+    drops the request.
     """
 
     __middleware_version__ = 1  # aiohttp: a new-style middleware
