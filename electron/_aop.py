@@ -6,7 +6,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, SupportsIndex
+from typing import TYPE_CHECKING, Final, Literal, SupportsIndex
 
 from ._arena import Arena, _LentArena
 from ._buffer import Buffer
@@ -31,6 +31,13 @@ __all__ = ("ArenaOfPools", "Waiter")
 
 _DEFAULT_ARENA_SIZE = 64 << 10
 _TRIM_CHECK_EVERY: Final = 256  # returns between two looks at the clock (a power of two)
+_AUTO_WINDOW: Final = 1024  # arena_size="auto": how many recent loans the size is learnt from
+_AUTO_EVERY: Final = 256  # ... and how many returns between two recalculations
+_AUTO_QUANTILE: Final = 0.95
+
+
+def _pow2ceil(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
 
 
 class Waiter:
@@ -57,12 +64,17 @@ class ArenaOfPools:
     served and get :class:`PoolExhausted` after their timeout. Idle memory beyond what
     recent load needed is released by :meth:`trim`, which also runs every
     ``trim_interval`` seconds as arenas come back.
+
+    With ``arena_size="auto"`` the pool learns how much memory requests use (the 95th
+    percentile of the last 1024 loans) and sizes new arenas to it, within
+    ``[min_arena_size, max_arena_size]``; an arena that needs more than its size grows by
+    extra chunks up to ``max_arena_size`` in total, so the few larger requests still work.
     """
 
     def __init__(
         self,
         *,
-        arena_size: int = _DEFAULT_ARENA_SIZE,
+        arena_size: int | Literal["auto"] = _DEFAULT_ARENA_SIZE,
         pool_size: int = 64,
         max_arenas: int | None = None,
         max_bytes: int | None = None,
@@ -70,10 +82,27 @@ class ArenaOfPools:
         buffer_pool: BufferPool | None = None,
         trim_interval: float | None = 30.0,
         leak_detection: LeakDetection | None = None,
+        min_arena_size: int = 4 << 10,
+        max_arena_size: int = 4 << 20,
     ) -> None:
-        self._arena_size = check_size(arena_size, "arena_size")
-        if self._arena_size == 0:
-            raise InvalidArgument("arena_size", arena_size, "an int > 0")
+        self._min_arena = check_size(min_arena_size, "min_arena_size")
+        self._max_arena = check_size(max_arena_size, "max_arena_size")
+        if isinstance(arena_size, str) and arena_size != "auto":
+            raise InvalidArgument("arena_size", arena_size, 'an int > 0 or "auto"')
+        self._auto = arena_size == "auto"
+        if self._auto:
+            if not 0 < self._min_arena <= self._max_arena:
+                raise InvalidArgument(
+                    "max_arena_size", max_arena_size, f">= min_arena_size ({min_arena_size}) > 0"
+                )
+            start = min(max(_DEFAULT_ARENA_SIZE, self._min_arena), self._max_arena)
+            self._arena_size = start
+        else:
+            self._arena_size = check_size(arena_size, "arena_size")
+            if self._arena_size == 0:
+                raise InvalidArgument("arena_size", arena_size, 'an int > 0 or "auto"')
+        self._window: list[int] = []  # peak bytes used by recent loans (auto mode)
+        self._window_pos = 0
         self._pool_size = check_size(pool_size, "pool_size")
         self._max_arenas = None if max_arenas is None else check_size(max_arenas, "max_arenas")
         self._max_bytes = None if max_bytes is None else check_size(max_bytes, "max_bytes")
@@ -96,6 +125,9 @@ class ArenaOfPools:
         self._parked: deque[tuple[bytearray, int]] = deque()  # (region, bytes used)
         self._waiters: deque[Waiter] = deque()
         self._active = 0
+        self._lent_bytes = 0  # capacity of arenas lent out, overflow chunks included
+        self._free_bytes = 0
+        self._parked_bytes = 0
         self._created = 0
         self._reused = 0
         self._high_water = 0
@@ -119,7 +151,7 @@ class ArenaOfPools:
             return False
         if self._max_bytes is None:
             return True
-        lent = self._active * self._arena_size + self._buffers._active_bytes
+        lent = self._lent_bytes + self._buffers._active_bytes
         return lent + nbytes <= self._max_bytes
 
     def _limit_text(self) -> str:
@@ -127,7 +159,7 @@ class ArenaOfPools:
         if self._max_arenas is not None:
             parts.append(f"{self._active} of max_arenas={self._max_arenas} arenas lent")
         if self._max_bytes is not None:
-            lent = self._active * self._arena_size + self._buffers._active_bytes
+            lent = self._lent_bytes + self._buffers._active_bytes
             parts.append(f"{lent} of max_bytes={self._max_bytes} bytes lent")
         return ", ".join(parts) or "no budget"
 
@@ -137,23 +169,28 @@ class ArenaOfPools:
             self._high_water = reserved
 
     def _reserved_locked(self) -> int:
-        idle = len(self._free) + len(self._parked)
         buffers = self._buffers._active_bytes + self._buffers._pooled_bytes
-        return (self._active + idle) * self._arena_size + buffers
+        return self._lent_bytes + self._free_bytes + self._parked_bytes + buffers
 
     def _take_region_locked(self) -> bytearray | None:
         free = self._free
-        if free:
+        while free:
             region = free.pop()
             if len(free) < self._low:
                 self._low = len(free)
-            self._reused += 1
-            return region
+            self._free_bytes -= len(region)
+            if len(region) == self._arena_size:
+                self._reused += 1
+                return region
+            self._trimmed += len(region)  # auto mode: sized for an older target, dropped
         parked = self._parked
         for _ in range(min(4, len(parked))):
             region, used = parked.popleft()
             if is_exported(region):
                 parked.append((region, used))
+                continue
+            self._parked_bytes -= len(region)
+            if len(region) != self._arena_size:
                 continue
             # Whatever held it may have written anywhere in it (``view.obj`` is the whole
             # bytearray), so the whole region is zeroed before reuse.
@@ -169,8 +206,29 @@ class ArenaOfPools:
         if region is None:
             self._created += 1
             region = bytearray(self._arena_size)
+            self._lent_bytes += len(region)
             self._note_reserved_locked()
+        else:
+            self._lent_bytes += len(region)
         return _LentArena(region, self)
+
+    def _lend_chunk(self, arena: Arena, need: int) -> bytearray | None:
+        """An overflow chunk of at least ``need`` bytes for a growing ``arena`` (auto mode).
+
+        None when the arena would pass ``max_arena_size`` or the pool its ``max_bytes``.
+        """
+        size = max(_pow2ceil(need), arena._cap)  # at least double the arena each time
+        with self._lock:
+            room = self._max_arena - arena._capacity_total()
+            if size > room:
+                size = room
+                if size < need:
+                    return None
+            if not self._fits_locked(size, False):
+                return None
+            self._lent_bytes += size
+            self._note_reserved_locked()
+        return bytearray(size)
 
     def _lend_nowait(self) -> Arena | None:
         """Lend an arena if the budget allows and nobody is queued, else None."""
@@ -285,9 +343,10 @@ class ArenaOfPools:
             mv = arena._mv
             if mv is None:
                 raise DoubleRelease("arena", arena._trace)
-            used = arena._offset
+            used = arena._used_total()
             clean = arena._scrub(mv)
             arena._hooks = None
+            self._settle_spilled_locked(arena)
             self._take_back_locked(arena._region, used, clean)
             traced = arena._trace is not None or self._leak_level == 2
         finally:
@@ -303,21 +362,51 @@ class ArenaOfPools:
             self._used_total += used
             if used > self._used_max:
                 self._used_max = used
+        if self._auto:
+            self._learn_locked(used)
         self._active -= 1
+        self._lent_bytes -= len(region)
         if self._closed:
             pass
         elif not clean:
             self._park_locked(region, used)
-        elif len(self._free) < self._pool_size:
+        elif len(self._free) < self._pool_size and len(region) == self._arena_size:
             self._free.append(region)
+            self._free_bytes += len(region)
         if self._waiters:
             self._grant_locked()
         self._returns += 1
         if self._returns & (_TRIM_CHECK_EVERY - 1) == 0:
             self._maybe_trim_locked()
 
+    def _learn_locked(self, used: int) -> None:
+        """Auto mode: remember ``used``; now and then resize new arenas to the p95."""
+        window = self._window
+        if len(window) < _AUTO_WINDOW:
+            window.append(used)
+        else:
+            window[self._window_pos] = used
+            self._window_pos = (self._window_pos + 1) % _AUTO_WINDOW
+        if (self._returns + 1) % _AUTO_EVERY == 0:
+            ranked = sorted(window)
+            p95 = ranked[min(len(ranked) - 1, int(len(ranked) * _AUTO_QUANTILE))]
+            self._arena_size = min(max(_pow2ceil(p95), self._min_arena), self._max_arena)
+
+    def _settle_spilled_locked(self, arena: Arena) -> None:
+        """Account for the overflow chunks a grown arena gave up: park exported, drop others."""
+        spilled = arena._spilled
+        if spilled is None:
+            return
+        arena._spilled = None
+        self._lent_bytes -= arena._extra
+        arena._extra = 0
+        for region, clean in spilled:
+            if not clean:
+                self._park_locked(region, len(region))
+
     def _park_locked(self, region: bytearray, used: int) -> None:
         """Hold back ``region``: something still exports it. Poisoned in paranoid mode."""
+        self._parked_bytes += len(region)
         self._quarantine_events += 1
         if self._leak_level == 2:
             memoryview(region)[:] = bytes((POISON,)) * len(region)
@@ -330,10 +419,13 @@ class ArenaOfPools:
         collection can start at any allocation), so the region is queued and drained by
         whoever holds the lock next, or right here if it is free.
         """
-        used = arena._offset
+        used = arena._used_total()
         arena._hooks = None  # user callbacks may take locks of their own; the arena is gone
         clean = arena._scrub(mv)
         self._leaks.append((arena._region, used, clean))
+        if arena._spilled is not None:
+            with self._lock:  # rare: a leaked arena that grew (auto mode)
+                self._settle_spilled_locked(arena)
         if self._lock.acquire(False):
             try:
                 self._drain_leaks_locked()
@@ -357,12 +449,21 @@ class ArenaOfPools:
         """An arena being reset found ``old`` still exported: park it, lend a fresh one."""
         with self._lock:
             self._park_locked(old, used)
+            self._lent_bytes -= len(old)
             region = self._take_region_locked()
             if region is None:
                 self._created += 1
                 region = bytearray(self._arena_size)
+                self._lent_bytes += len(region)
                 self._note_reserved_locked()
+            else:
+                self._lent_bytes += len(region)
             return region
+
+    def _reset_spilled(self, arena: Arena) -> None:
+        """A grown arena was reset: account for the overflow chunks it gave up."""
+        with self._lock:
+            self._settle_spilled_locked(arena)
 
     # -- buffers ----------------------------------------------------------------------------
 
@@ -397,10 +498,12 @@ class ArenaOfPools:
 
     def _trim_locked(self, now: float) -> int:
         drop = min(self._low, len(self._free))
+        freed = sum(len(r) for r in self._free[:drop])
         del self._free[:drop]
-        freed = drop * self._arena_size
+        self._free_bytes -= freed
         # Parked regions are already unreachable from the pool's side; forget them.
-        freed += len(self._parked) * self._arena_size
+        freed += self._parked_bytes
+        self._parked_bytes = 0
         self._parked.clear()
         self._low = len(self._free)
         self._last_trim = now
@@ -431,7 +534,7 @@ class ArenaOfPools:
                 pooled_buffers=bstats.pooled,
                 buffers_created=bstats.created,
                 bytes_reserved=self._reserved_locked(),
-                bytes_in_use=self._active * self._arena_size + self._buffers._active_bytes,
+                bytes_in_use=self._lent_bytes + self._buffers._active_bytes,
                 high_water_bytes=max(self._high_water, self._reserved_locked()),
                 quarantined=len(self._parked),
                 quarantine_events=self._quarantine_events + bstats.quarantined,
@@ -442,6 +545,7 @@ class ArenaOfPools:
                 arena_used_bytes_total=self._used_total,
                 arena_used_bytes_max=self._used_max,
                 leaks_detected=self._leaks_detected + bstats.leaks_detected,
+                arena_size=self._arena_size,
             )
 
     def arena(self, *, timeout: float | None = None) -> ArenaScope:
@@ -465,6 +569,7 @@ class ArenaOfPools:
             self._closed = True
             self._free.clear()
             self._parked.clear()
+            self._free_bytes = self._parked_bytes = 0
             waiters, self._waiters = self._waiters, deque()
             for w in waiters:
                 w.error = PoolClosed("closed while waiting for an arena")
@@ -478,8 +583,13 @@ class ArenaOfPools:
 
     @property
     def arena_size(self) -> int:
-        """Capacity of every arena this pool lends."""
+        """Capacity of the arenas this pool lends now (learnt when ``arena_size="auto"``)."""
         return self._arena_size
+
+    @property
+    def auto_sized(self) -> bool:
+        """True when the pool learns its arena size (``arena_size="auto"``)."""
+        return self._auto
 
     @property
     def max_arenas(self) -> int | None:

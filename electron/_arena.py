@@ -41,6 +41,8 @@ class Arena:
 
     __slots__ = (
         "_cap",
+        "_chunks",
+        "_extra",
         "_generation",
         "_hooks",
         "_mv",
@@ -49,6 +51,7 @@ class Arena:
         "_owner",
         "_quarantined",
         "_region",
+        "_spilled",
         "_trace",
         "_views",
     )
@@ -69,6 +72,12 @@ class Arena:
         self._generation = 0
         self._quarantined = 0
         self._trace: str | None = None  # where it was taken, then where given back (tracing)
+        # Auto-sized pools let an arena grow: earlier chunks as (region, base view, used);
+        # the current chunk is _region/_mv/_offset. _extra counts the chunks' bytes beyond
+        # the first; _spilled hands them (with "may be reused") to the pool at scrub time.
+        self._chunks: list[tuple[bytearray, memoryview, int]] | None = None
+        self._extra = 0
+        self._spilled: list[tuple[bytearray, bool]] | None = None
 
     def _closed_error(self) -> ArenaClosed:
         return ArenaClosed(where=self._trace)
@@ -83,6 +92,9 @@ class Arena:
         start = (self._offset + align - 1) & -align
         end = start + n
         if end > self._cap:
+            owner = self._owner
+            if owner is not None and owner._auto:
+                return self._overflow(n, align)
             return None
         self._offset = end
         v = mv[start:end]
@@ -92,6 +104,38 @@ class Arena:
         else:
             views.append(v)
         return v
+
+    def _overflow(self, n: int, align: int) -> memoryview | None:
+        """Grow by a chunk from the owner (auto-sized pools) and allocate there."""
+        owner = self._owner
+        mv = self._mv
+        assert owner is not None
+        assert mv is not None
+        region = owner._lend_chunk(self, n + align)
+        if region is None:
+            return None
+        entry = (self._region, mv, self._offset)
+        if self._chunks is None:
+            self._chunks = [entry]
+        else:
+            self._chunks.append(entry)
+        self._extra += len(region)
+        self._region = region
+        self._mv = memoryview(region)
+        self._cap = len(region)
+        self._offset = 0
+        return self._slice(n, align)
+
+    def _capacity_total(self) -> int:
+        chunks = self._chunks
+        first = self._cap if chunks is None else len(chunks[0][0])
+        return first + self._extra
+
+    def _used_total(self) -> int:
+        chunks = self._chunks
+        if chunks is None:
+            return self._offset
+        return self._offset + sum(used for _, _, used in chunks)
 
     def _no_room(self, n: int, align: int) -> InsufficientCapacity:
         start = (self._offset + align - 1) & -align
@@ -178,6 +222,21 @@ class Arena:
             zero(mv, used)
         mv.release()
         self._mv = None
+        chunks = self._chunks
+        if chunks is None:
+            return clean and not is_exported(self._region)
+        # A grown arena: keep the first chunk as the arena's region, spill the others.
+        spilled = [(self._region, clean and not is_exported(self._region))]
+        for _, chunk_mv, chunk_used in chunks:
+            if chunk_used:
+                zero(chunk_mv, chunk_used)
+            chunk_mv.release()
+        for region, _, _ in chunks[1:]:
+            spilled.append((region, clean and not is_exported(region)))
+        self._region = chunks[0][0]
+        self._cap = len(self._region)
+        self._chunks = None
+        self._spilled = spilled
         return clean and not is_exported(self._region)
 
     def reset(self) -> None:
@@ -189,8 +248,11 @@ class Arena:
         mv = self._mv
         if mv is None:
             raise self._closed_error()
-        used = self._offset
-        if not self._scrub(mv):
+        used = self._used_total()
+        clean = self._scrub(mv)
+        if self._spilled is not None and self._owner is not None:
+            self._owner._reset_spilled(self)
+        if not clean:
             self._quarantined += 1
             owner = self._owner
             if owner is not None:
@@ -228,15 +290,15 @@ class Arena:
 
     @property
     def capacity(self) -> int:
-        """Total bytes this arena can hand out."""
-        return self._cap
+        """Total bytes this arena can hand out (more once an auto-sized arena grew)."""
+        return self._capacity_total()
 
     @property
     def used(self) -> int:
         """Bytes handed out since the last reset, alignment padding included."""
         if self._mv is None:
             raise self._closed_error()
-        return self._offset
+        return self._used_total()
 
     @property
     def available(self) -> int:
@@ -282,6 +344,9 @@ class _LentArena(Arena):
         self._generation = 0
         self._quarantined = 0
         self._trace = None
+        self._chunks = None
+        self._extra = 0
+        self._spilled = None
 
     def __del__(self) -> None:
         mv = self._mv

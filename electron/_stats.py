@@ -33,6 +33,7 @@ class Stats:
     arena_used_bytes_total: int  #: bytes used by arenas when they came back (metrics=True)
     arena_used_bytes_max: int  #: the most one arena had used when it came back (metrics=True)
     leaks_detected: int  #: arenas and buffers garbage-collected without being given back
+    arena_size: int  #: capacity of newly lent arenas (learnt when ``arena_size="auto"``)
 
     def as_dict(self) -> dict[str, int]:
         """The fields as a plain dict (for JSON, logs and metrics)."""
