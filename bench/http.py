@@ -8,7 +8,9 @@ Cases (issue 5), each against a baseline served in the same run, in alternating 
 - hello world: ``GET /`` from an app with electron's middleware vs the same app with an
   empty ``@web.middleware`` (target: ratio >= 0.97);
 - ``GET /bytes/1048576`` from ``examples/server.py`` vs ``examples/server.py --no-electron``,
-  with the server's RSS sampled during the load (goal: electron faster, RSS flatter).
+  with the server's RSS sampled during the load (goal: electron faster, RSS flatter);
+- the middleware alone, called in-process on a mocked request (min of N loops): the exact
+  CPU time electron adds to a request, which the end-to-end figures can only estimate.
 
 Load comes from ``wrk`` (one thread on its own core) when it is installed, else from several
 aiohttp client processes. Servers run on one core (pinned when the machine has two or more),
@@ -41,7 +43,7 @@ from typing import Any
 
 import psutil
 
-from ._harness import Result, add_common_args, print_table, ratio_vs, write_json
+from ._harness import Result, add_common_args, print_table, ratio_vs, time_loop, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "server.py"
@@ -292,8 +294,9 @@ def alternate(
 ) -> dict[str, list[Load]]:
     """``rounds`` runs per server, alternating, the order flipped every round."""
     names = list(servers)
-    for name in names:  # warm up pools, caches and connections
-        measure(servers[name], path, max(1.0, seconds / 4), connections)
+    if seconds > 1:
+        for name in names:  # warm up pools, caches and connections
+            measure(servers[name], path, max(1.0, seconds / 4), connections)
     runs: dict[str, list[Load]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
@@ -390,6 +393,56 @@ def _pair_ratios(
     by_name[name].extra["rps_ratio_best"] = round(best, 3)
 
 
+def bench_call(repeat: int, n: int) -> list[Result]:
+    """electron's middleware vs an empty one, called directly (no network, no event loop)."""
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    import electron
+    from electron.aio.aiohttp import middleware
+
+    class Writer:  # what the middleware reads of aiohttp's StreamWriter
+        output_size = 0
+        transport = None
+
+    response = web.Response(text="Hello, World!")
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return response
+
+    @web.middleware
+    async def empty(request: web.Request, handler: Any) -> web.StreamResponse:
+        return await handler(request)  # type: ignore[no-any-return]
+
+    def loop_of(mw: Any, request: web.Request) -> Callable[[int], None]:
+        def run(count: int) -> None:
+            for _ in range(count):
+                coro = mw(request, handler=handler)
+                try:
+                    coro.send(None)
+                except StopIteration:
+                    continue
+                raise RuntimeError("the middleware waited: the budget was exhausted")
+
+        return run
+
+    async def measure_all() -> list[Result]:
+        request = make_mocked_request("GET", "/", writer=Writer())
+        aop = electron.ArenaOfPools()
+        cases = {
+            "middleware call: electron": loop_of(middleware(aop=aop), request),
+            "middleware call: empty": loop_of(empty, request),
+        }
+        results = [Result("http", name, time_loop(fn, n, repeat)) for name, fn in cases.items()]
+        assert aop.stats().active_arenas == 0
+        return results
+
+    results = asyncio.run(measure_all())
+    ratio_vs(results, "middleware call: electron", "middleware call: empty")
+    results[0].extra["added_ns"] = round(results[0].ns_per_op - results[1].ns_per_op)
+    return results
+
+
 def _print_rss(results: Sequence[Result]) -> None:
     print(
         f"\n{'case':30} {'best req/s':>10} {'median':>8} {'req/s ratio (median, best)':>27} "
@@ -431,8 +484,21 @@ def main(argv: list[str] | None = None) -> int:
         results += case(rounds, seconds, args.loop)
     for r in results:
         r.extra["load"] = tool
+    calls = bench_call(repeat=5 if args.quick else 15, n=20_000 if args.quick else 100_000)
+    hello_empty = next(r for r in results if r.name == "hello: empty middleware")
+    added = calls[0].extra["added_ns"]
+    calls[0].extra["implied_hello_ratio"] = round(
+        hello_empty.ns_per_op / (hello_empty.ns_per_op + added), 3
+    )
     print_table("bench.http (ns/op: server CPU per request; ratio: baseline / electron)", results)
     _print_rss(results)
+    print_table("the middleware alone (ns per call, in-process)", calls)
+    print(
+        f"electron's middleware adds {added} ns of CPU to a request; against the "
+        f"{hello_empty.ns_per_op / 1000:.1f} us an empty-middleware hello world costs here "
+        f"that is a ratio of {calls[0].extra['implied_hello_ratio']:.3f}"
+    )
+    results += calls
     if args.json:
         write_json(args.json, "http", results)
     return 0
