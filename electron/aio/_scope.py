@@ -9,6 +9,8 @@ from .._context import current_arena_var
 from ._wait import wait_for_arena
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from .._aop import ArenaOfPools
     from .._arena import Arena
 
@@ -61,11 +63,11 @@ class ArenaScope:
     async def __aenter__(self) -> Arena:
         if self._arena is not None:
             raise self._reused()
-        self._arena = _SPENT
         aop = self._aop
-        # Fast path without a coroutine of its own: no one is queued and the budget allows.
+        # Fast path, inline and without awaiting: no one is queued and the budget allows.
         arena = aop._lend_nowait()
         if arena is None:
+            self._arena = _SPENT  # taken while it waits: a second enter must fail
             arena = await wait_for_arena(aop, self._timeout)
         self._token = _set_current(arena)
         self._arena = arena
@@ -80,7 +82,12 @@ class ArenaScope:
         self._arena = arena
         return arena
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         arena = self._arena
         if arena is None or arena is _SPENT:
             return
@@ -94,7 +101,12 @@ class ArenaScope:
                 self._aop.return_arena(arena)
 
     # A copy of __exit__ rather than a call to it: one Python call less on every request.
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         arena = self._arena
         if arena is None or arena is _SPENT:
             return
