@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for sc in report["scenarios"]:
         for i in sc["issues"]:
-            print(f"issue ({i['severity']}): {i['title']}")
+            print(f"issue ({i['severity']}, {sc['scenario']}): {i['title']}")
     verdict = "PASSED" if report["passed"] else "FAILED"
     print(f"\n{verdict}. Report: {outdir / 'report.md'}")
     print(f"        data: {outdir / 'report.json'}")

@@ -34,7 +34,7 @@ SECTIONS = (
 )
 SUMMARY_HEADER = (
     "| Scenario | Server | Throughput (req/s) | p50 (ms) | p99 (ms) | p99.9 (ms) | max (ms) "
-    "| Errors | Wrong bodies | Arenas after | RSS growth (MiB) | Targets |"
+    "| Errors | Wrong bodies | Arenas after | RSS peak (MiB) | RSS growth (MiB) | Targets |"
 )
 ALL_SCENARIOS = ("mixed", "stress", "soak", "burst", "slow-readers")
 
@@ -159,12 +159,14 @@ def summary_table(report: dict[str, Any]) -> list[str]:
             lat = s["latency_ms"]
             arenas = s["active_arenas_after"] if s["electron"] else None
             g = s["rss_mib"]["growth"]
+            peak = s["rss_mib"]["peak"]
             out.append(
                 f"| {sc['scenario']} | {s['label']} | {_n(s['throughput_rps'])} "
                 f"| {_ms(lat['p50'])} | {_ms(lat['p99'])} | {_ms(lat['p99_9'])} "
                 f"| {_ms(lat['max'])} | {_n(s['errors'])} ({s['error_rate_pct']:.2f}%) "
                 f"| {_n(s['bad_bodies'])} | {'-' if arenas is None else arenas} "
-                f"| {'-' if g is None else f'{g:+.1f}'} | {_mark(_targets_ok(s))} |"
+                f"| {_n(peak, 1)} | {'-' if g is None else f'{g:+.1f}'} "
+                f"| {_mark(_targets_ok(s))} |"
             )
         c = sc["comparison"]
         if c:
@@ -173,7 +175,8 @@ def summary_table(report: dict[str, Any]) -> list[str]:
                       if b["latency_ms"]["p99_9"] else None)
             out.append(f"| {sc['scenario']} | **electron ÷ baseline** "
                        f"| **{_x(c['throughput_ratio'])}** | {_x(c['p50_ratio'])} "
-                       f"| {_x(c['p99_ratio'])} | {p999} | | | | | | |")
+                       f"| {_x(c['p99_ratio'])} | {p999} | | | | | {_x(c['rss_peak_ratio'])} "
+                       "| | |")
     out.append("")
     if any(sc["comparison"] for sc in report["scenarios"]):
         out.append("Ratios are electron ÷ baseline: above 1 is better for throughput, below 1 "
