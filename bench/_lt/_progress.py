@@ -28,7 +28,7 @@ __all__ = ("PlainProgress", "ProgressSink", "RichProgress", "make_progress")
 
 class ProgressSink(Protocol):
     def plan(self, seconds: float) -> None: ...
-    def phase(self, label: str, seconds: float) -> None: ...
+    def phase(self, label: str, seconds: float, requests: int | None = None) -> None: ...
     def update(self, ok: int, errors: int) -> None: ...
     def done(self, summary: str) -> None: ...
     def log(self, message: str) -> None: ...
@@ -79,35 +79,39 @@ class RichProgress:
         self._progress.start()
         self._task: TaskID | None = None
         self._all: TaskID | None = None
+        self._count: int | None = None
         self._done_s = 0.0
         self._t0 = 0.0
         self._rate = _Rate()
 
     def plan(self, seconds: float) -> None:
-        """The whole run's load time (all phases), shown as an overall bar."""
+        """The whole run's load time (all phases) as an overall bar; 0: not known."""
         if self._all is not None:
             self._progress.remove_task(self._all)
+            self._all = None
         self._done_s = 0.0
-        self._all = self._progress.add_task("all servers", total=max(seconds, 1e-3))
+        if seconds > 0:
+            self._all = self._progress.add_task("all servers", total=seconds)
 
-    def phase(self, label: str, seconds: float) -> None:
+    def phase(self, label: str, seconds: float, requests: int | None = None) -> None:
         self._t0 = time.monotonic()
         self._rate = _Rate()
-        self._task = self._progress.add_task(label, total=max(seconds, 1e-3), ok=0, errors=0,
-                                             rate=0.0)
+        self._count = requests  # count-bounded: the bar follows requests, not time
+        total = requests if requests else max(seconds, 1e-3)
+        self._task = self._progress.add_task(label, total=total, ok=0, errors=0, rate=0.0)
 
     def update(self, ok: int, errors: int) -> None:
         if self._task is not None:
             el = time.monotonic() - self._t0
-            self._progress.update(self._task, completed=el, ok=ok, errors=errors,
-                                  rate=self._rate.add(ok))
+            self._progress.update(self._task, completed=ok + errors if self._count else el,
+                                  ok=ok, errors=errors, rate=self._rate.add(ok))
             if self._all is not None:
                 self._progress.update(self._all, completed=self._done_s + el)
 
     def done(self, summary: str) -> None:
         if self._task is not None:
             task = next(t for t in self._progress.tasks if t.id == self._task)
-            self._done_s += task.total or 0.0
+            self._done_s += 0.0 if self._count else task.total or 0.0
             self._progress.update(self._task, completed=task.total,
                                   description=f"{task.description} ✓")
             if self._all is not None:
@@ -142,11 +146,13 @@ class PlainProgress:
     def plan(self, seconds: float) -> None:
         self._total, self._done_s = seconds, 0.0
 
-    def phase(self, label: str, seconds: float) -> None:
+    def phase(self, label: str, seconds: float, requests: int | None = None) -> None:
         self._label, self._seconds = label, seconds
         self._t0 = self._last = time.monotonic()
         self._rate = _Rate()
-        self._print(f"[{label}] started ({seconds:.1f} s)")
+        bound = f"{requests:,} requests, at most {seconds:.0f} s" if requests else \
+            f"{seconds:.1f} s"
+        self._print(f"[{label}] started ({bound})")
 
     def update(self, ok: int, errors: int) -> None:
         now = time.monotonic()
@@ -159,7 +165,8 @@ class PlainProgress:
 
     def done(self, summary: str) -> None:
         self._done_s += self._seconds
-        left = f", ~{self._total - self._done_s:.0f} s of load left" if self._total else ""
+        left = (f", ~{max(0.0, self._total - self._done_s):.0f} s of load left"
+                if self._total else "")
         self._print(f"[{self._label}] done: {summary}{left}")
 
     def log(self, message: str) -> None:

@@ -154,7 +154,8 @@ class _Driver:
     def run(self, label: str, title: str, server: ServerProcess | RemoteServer,
             jobs: list[Job]) -> RoundData:
         cfg = self.cfg
-        self.ui.phase(title, jobs[0].duration)
+        quota = sum(j.requests or 0 for j in jobs)
+        self.ui.phase(title, jobs[0].duration, quota or None)
         before = self.sampler.sample_now().get(label)
         m0 = psutil.cpu_times()
         self.pool.start(jobs)
@@ -278,7 +279,7 @@ def _should_grow(rd: RoundData, pool: ClientPool) -> bool:
 
 def _rounds(cfg: Config, drv: _Driver, servers: dict[str, ServerProcess | RemoteServer],
             data: RunData) -> None:
-    drv.ui.plan(len(servers) * (cfg.warmup + cfg.duration))
+    drv.ui.plan(0.0 if cfg.requests else len(servers) * (cfg.warmup + cfg.duration))
     if cfg.warmup > 0:
         for label, srv in servers.items():
             sd = data.servers[label]
