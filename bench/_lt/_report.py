@@ -296,7 +296,8 @@ def _scenario(sc: dict[str, Any], png: str | None) -> list[str]:
                 continue
             bound = t["bound"]
             note = "" if t["gating"] or t["passed"] is None else " (reference, not gating)"
-            cells.append(f"{_mark(t['passed'])} {t['value']}{note}")
+            mark = "" if t["passed"] is None else f"{_mark(t['passed'])} "
+            cells.append(f"{mark}{t['value']}{note}")
         out.append(f"| {name} | {bound} | " + " | ".join(cells) + " |")
     out.append("")
     # Client and server load.
