@@ -197,7 +197,7 @@ def _run_backend(label: str, n: int, repeat: int, clock: str) -> list[Result]:
 
 def run(quick: bool, repeat: int | None, backends: list[str], clock: str = "cpu") -> list[Result]:
     """Measure every case on every backend; fill in ratios, extras and the target."""
-    reps = repeat or (3 if quick else 15)
+    reps = repeat or (3 if quick else 10)
     n = 10_000 if quick else 50_000
     results: list[Result] = []
     for label in backends:
