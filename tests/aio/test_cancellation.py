@@ -17,7 +17,6 @@ from typing import Literal
 
 import anyio
 import pytest
-import sniffio
 from anyio.abc import TaskGroup
 
 from electron import ArenaOfPools
@@ -134,8 +133,10 @@ async def test_cancelling_many_waiters_and_holders_at_once() -> None:
         assert stats.waiting == 0
 
 
-async def test_native_asyncio_task_cancel_never_loses_an_arena() -> None:
-    if sniffio.current_async_library() != "asyncio":
+async def test_native_asyncio_task_cancel_never_loses_an_arena(
+    anyio_backend: tuple[str, dict[str, object]],
+) -> None:
+    if anyio_backend[0] != "asyncio":
         pytest.skip("Task.cancel() without a cancel scope is asyncio's (aiohttp's) own API")
     with ArenaOfPools(arena_size=4096, max_arenas=1) as aop:
         reached = asyncio.Event()
