@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, SupportsIndex
+import operator
+from typing import TYPE_CHECKING, Final, SupportsIndex
 
-from ._errors import BufferClosed
+from ._errors import BufferClosed, InvalidArgument
 from ._memory import check_size, is_exported, release_all, zero
+from ._text import (
+    float_repr,
+    html_escape,
+    int_digits,
+    is_utf8,
+    json_string,
+    split_views,
+    splitlines_views,
+    whitespace_split_views,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer as BytesLike
@@ -23,6 +34,19 @@ def _as_bytes(data: BytesLike) -> memoryview:
     if v.c_contiguous:
         return v.cast("B")
     return memoryview(v.tobytes())
+
+
+def _to_bytes(data: BytesLike) -> bytes:
+    """``data`` as ``bytes`` (a copy unless it is one): for short arguments like separators."""
+    if type(data) is bytes:
+        return data
+    return _as_bytes(data).tobytes()
+
+
+# replace_into copies piecewise below this many replacements per byte (1 in _DENSE bytes),
+# and leaves denser replacing to bytes.replace on a copy, which costs two copies of the
+# data but no Python-level step per replacement.
+_DENSE: Final = 64
 
 
 class Buffer:
@@ -163,6 +187,255 @@ class Buffer:
         mv.release()
         self._mv = None
         return clean and not is_exported(self._region)
+
+    # -- text: searching (bytearray methods on the written prefix: memchr, fast search) --------
+
+    def _bounds(self, start: SupportsIndex | None, end: SupportsIndex | None) -> tuple[int, int]:
+        """``start`` and ``end`` resolved like slice indices of the written bytes."""
+        n = self._len
+        if end is None:
+            e = n
+        else:
+            e = operator.index(end)
+            if e < 0:
+                e = max(e + n, 0)
+            elif e > n:
+                e = n
+        if start is None:
+            return 0, e
+        s = operator.index(start)
+        if s < 0:
+            s = max(s + n, 0)
+        return s, e
+
+    def find(
+        self,
+        sub: BytesLike | SupportsIndex,
+        start: SupportsIndex | None = None,
+        end: SupportsIndex | None = None,
+    ) -> int:
+        """Lowest index of ``sub`` in the written bytes, or -1: ``bytes.find`` semantics.
+
+        ``sub`` is bytes-like or a byte value (int); ``start``/``end`` are slice indices. Runs
+        CPython's search (memchr for one byte) on the buffer's memory, without a copy.
+        """
+        if self._mv is None:
+            raise self._closed_error()
+        if start is None and end is None:
+            return self._region.find(sub, 0, self._len)
+        s, e = self._bounds(start, end)
+        return self._region.find(sub, s, e)
+
+    def count(
+        self,
+        sub: BytesLike | SupportsIndex,
+        start: SupportsIndex | None = None,
+        end: SupportsIndex | None = None,
+    ) -> int:
+        """Non-overlapping occurrences of ``sub`` in the written bytes: ``bytes.count``."""
+        if self._mv is None:
+            raise self._closed_error()
+        if start is None and end is None:
+            return self._region.count(sub, 0, self._len)
+        s, e = self._bounds(start, end)
+        return self._region.count(sub, s, e)
+
+    def startswith(
+        self,
+        prefix: BytesLike | tuple[BytesLike, ...],
+        start: SupportsIndex | None = None,
+        end: SupportsIndex | None = None,
+    ) -> bool:
+        """True when the written bytes start with ``prefix`` (or one of a tuple of them)."""
+        if self._mv is None:
+            raise self._closed_error()
+        s, e = self._bounds(start, end)
+        return self._region.startswith(prefix, s, e)
+
+    def endswith(
+        self,
+        suffix: BytesLike | tuple[BytesLike, ...],
+        start: SupportsIndex | None = None,
+        end: SupportsIndex | None = None,
+    ) -> bool:
+        """True when the written bytes end with ``suffix`` (or one of a tuple of them)."""
+        if self._mv is None:
+            raise self._closed_error()
+        s, e = self._bounds(start, end)
+        return self._region.endswith(suffix, s, e)
+
+    # -- text: splitting into views ------------------------------------------------------
+
+    def _track_all(self, views: list[memoryview]) -> list[memoryview]:
+        tracked = self._views
+        if tracked is None:
+            self._views = views.copy()
+        else:
+            tracked.extend(views)
+        return views
+
+    def split(
+        self, sep: BytesLike | None = None, maxsplit: SupportsIndex = -1
+    ) -> list[memoryview]:
+        """``bytes.split`` of the written bytes, as views instead of copies.
+
+        With ``sep`` the pieces between its occurrences (empty ones included); without, the
+        runs of ASCII-whitespace-separated bytes. The views are released when the buffer
+        goes back to its pool; writing to the buffer may change what they show.
+        """
+        mv = self._mv
+        if mv is None:
+            raise self._closed_error()
+        limit = operator.index(maxsplit)
+        if sep is None:
+            return self._track_all(whitespace_split_views(self._region, mv, self._len, limit))
+        needle = _to_bytes(sep)
+        if not needle:
+            raise ValueError("empty separator")
+        return self._track_all(split_views(self._region, mv, self._len, needle, limit))
+
+    def splitlines(self, keepends: bool = False) -> list[memoryview]:
+        """``bytes.splitlines`` of the written bytes (LF, CR, CRLF), as views, not copies.
+
+        The views are released when the buffer goes back to its pool.
+        """
+        mv = self._mv
+        if mv is None:
+            raise self._closed_error()
+        return self._track_all(splitlines_views(self._region, mv, self._len, bool(keepends)))
+
+    # -- text: writing -------------------------------------------------------------------
+
+    def _append(self, data: bytes) -> int:
+        """:meth:`write` for a ``bytes`` object, skipping the type dispatch."""
+        mv = self._mv
+        if mv is None:
+            raise self._closed_error()
+        n = len(data)
+        start = self._len
+        end = start + n
+        if end > len(mv):
+            mv = self._grow(end)
+        mv[start:end] = data
+        self._len = end
+        return n
+
+    def replace_into(
+        self, old: BytesLike, new: BytesLike, dest: Buffer, count: SupportsIndex = -1
+    ) -> int:
+        """Append to ``dest`` the written bytes with ``old`` replaced by ``new``.
+
+        Writes what ``bytes(self).replace(old, new, count)`` would give, without building
+        it when replacements are sparse (pieces go straight from this buffer's memory into
+        ``dest``); returns the number of bytes written. ``dest`` must be another buffer.
+        """
+        mv = self._mv
+        if mv is None:
+            raise self._closed_error()
+        if not isinstance(dest, Buffer):
+            raise TypeError(f"dest must be a Buffer, not {type(dest).__name__}")
+        if dest is self:
+            raise InvalidArgument("dest", dest, "a Buffer other than the source")
+        dmv = dest._mv
+        if dmv is None:
+            raise dest._closed_error()
+        old_b = _to_bytes(old)
+        new_b = _to_bytes(new)
+        limit = operator.index(count)
+        n = self._len
+        m = len(old_b)
+        k = self._region.count(old_b, 0, n) if m else n + 1
+        if 0 <= limit < k:
+            k = limit
+        if k == 0:
+            return dest._append_view(mv, 0, n)
+        if m == 0 or k * _DENSE > n:
+            return dest._append(mv[:n].tobytes().replace(old_b, new_b, limit))
+        # Sparse: reserve the exact size once, then copy the pieces between the matches.
+        r = len(new_b)
+        total = n + k * (r - m)
+        start = dest._len
+        if start + total > len(dmv):
+            dmv = dest._grow(start + total)
+        region = self._region
+        d = start
+        pos = 0
+        for _ in range(k):
+            i = region.find(old_b, pos, n)
+            dmv[d : d + i - pos] = mv[pos:i]
+            d += i - pos
+            dmv[d : d + r] = new_b
+            d += r
+            pos = i + m
+        dmv[d : d + n - pos] = mv[pos:n]
+        dest._len = start + total
+        return total
+
+    def _append_view(self, src: memoryview, start: int, end: int) -> int:
+        """Append ``src[start:end]`` (a flat byte view)."""
+        mv = self._mv
+        if mv is None:
+            raise self._closed_error()
+        k = end - start
+        at = self._len
+        if at + k > len(mv):
+            mv = self._grow(at + k)
+        mv[at : at + k] = src[start:end]
+        self._len = at + k
+        return k
+
+    def write_html_escaped(self, s: str) -> int:
+        """Append ``html.escape(s).encode()``: ``& < > " '`` as entities, then UTF-8.
+
+        Safe for HTML text and quoted attribute values. Returns the number of bytes written;
+        a lone surrogate in ``s`` raises :class:`UnicodeEncodeError` and writes nothing.
+        """
+        return self._append(html_escape(s))
+
+    def write_json_string(self, s: str, ensure_ascii: bool = True) -> int:
+        """Append ``s`` as a quoted JSON string, exactly ``json.dumps(s, ensure_ascii=...)``.
+
+        With ``ensure_ascii`` (the default) the output is ASCII (``\\uXXXX`` escapes) and
+        any string can be written; without it, UTF-8, and a lone surrogate raises
+        :class:`UnicodeEncodeError`. Returns the number of bytes written.
+        """
+        return self._append(json_string(s, ensure_ascii))
+
+    def write_int(self, n: SupportsIndex) -> int:
+        """Append the decimal digits of ``n``, exactly ``str(n).encode()`` for an ``int``.
+
+        Integers of other types (numpy) give the digits of their value; ``bool`` raises
+        :class:`TypeError`. Returns the number of bytes written.
+        """
+        return self._append(int_digits(n))
+
+    def write_float(self, x: float | int) -> int:
+        """Append ``repr(x).encode()``: the shortest form that reads back as ``x``.
+
+        ``inf`` and ``nan`` are written as such (not valid JSON); an ``int`` is written as
+        its digits; ``bool`` raises :class:`TypeError`. Returns the number of bytes written.
+        """
+        return self._append(float_repr(x))
+
+    # -- text: decoding ------------------------------------------------------------------
+
+    def is_utf8(self) -> bool:
+        """True when the written bytes are valid (strict) UTF-8."""
+        mv = self._mv
+        if mv is None:
+            raise self._closed_error()
+        return is_utf8(mv[: self._len])
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        """The written bytes decoded, exactly ``bytes(buf).decode(encoding, errors)``.
+
+        Decodes from the buffer's memory, without first copying it into ``bytes``.
+        """
+        mv = self._mv
+        if mv is None:
+            raise self._closed_error()
+        return str(mv[: self._len], encoding, errors)
+
 
     def __len__(self) -> int:
         if self._mv is None:
