@@ -36,6 +36,17 @@ _AUTO_EVERY: Final = 256  # ... and how many returns between two recalculations
 _AUTO_QUANTILE: Final = 0.95
 
 
+# ``electron.aio`` is imported on first use of ``arena()``: the core itself needs no anyio.
+_SCOPE_CLASS: list[Callable[[ArenaOfPools, float | None], ArenaScope]] = []
+
+
+def _load_scope_class() -> Callable[[ArenaOfPools, float | None], ArenaScope]:
+    from .aio._scope import ArenaScope
+
+    _SCOPE_CLASS.append(ArenaScope)
+    return ArenaScope
+
+
 def _pow2ceil(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
@@ -556,9 +567,8 @@ class ArenaOfPools:
         one (:func:`electron.aio.current_arena`) inside the scope and goes back at its end,
         on success, error or cancellation alike.
         """
-        from .aio._scope import ArenaScope  # here, so that the core itself needs no anyio
-
-        return ArenaScope(self, None if timeout is None else check_timeout(timeout))
+        scope = _SCOPE_CLASS[0] if _SCOPE_CLASS else _load_scope_class()
+        return scope(self, None if timeout is None else check_timeout(timeout))
 
     def close(self) -> None:
         """Release idle memory, fail every waiter with :class:`PoolClosed`, refuse new gets.
