@@ -9,9 +9,14 @@ Each error also subclasses the builtin it resembles, so callers can catch either
     ├── ResourceClosed             (RuntimeError) use of something already given back
     │   ├── ArenaClosed                           an Arena after close() or return
     │   ├── BufferClosed                          a Buffer after it went back to its pool
-    │   └── PoolClosed                            an ArenaOfPools after close()
+    │   ├── PoolClosed                            an ArenaOfPools after close()
+    │   └── SchedulerClosed*                      a Scheduler used outside its ``async with``
     ├── DoubleRelease              (RuntimeError) the same object given back twice
-    └── ForeignObject              (ValueError)   an object given to a pool that did not lend it
+    ├── ForeignObject              (ValueError)   an object given to a pool that did not lend it
+    ├── SchedulerFull*             (anyio.WouldBlock) ``submit_nowait`` found the queue full
+    └── JobCancelled*                             awaiting a job that was cancelled
+
+The starred ones live in ``electron.aio`` (they need anyio); the rest are here.
 
 Messages are built in ``__init__`` from the facts (sizes, capacities, which pool), so every
 raise site states them the same way.
