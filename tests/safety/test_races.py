@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ctypes
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -109,8 +111,6 @@ def race(n: int, fn: Callable[[], object]) -> tuple[int, list[BaseException]]:
 @contextmanager
 def fast_switching() -> Iterator[None]:
     """Let the interpreter switch threads as often as it can, to widen race windows."""
-    import sys
-
     before = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
@@ -628,3 +628,53 @@ async def test_tasks_sharing_a_pool_never_share_memory(anyio_backend: object) ->
             tg.start_soon(loop)
     assert owners.loans == 400
     assert aop.stats().active_arenas == 0
+
+
+# -- garbage collection at any moment ----------------------------------------------------------
+
+_COLLECT_UNDER_THE_LOCK = """
+import gc
+import electron
+
+aop = electron.ArenaOfPools(
+    arena_size={arena_size!r}, min_arena_size=4096, max_arena_size=1 << 20, trim_interval=None
+)
+
+
+class Holder:
+    pass
+
+
+def leak() -> None:
+    arena = aop.get_arena()
+    arena.try_alloc(arena.available + 16)  # grows by an overflow chunk (auto mode)
+    holder = Holder()
+    holder.arena, holder.me = arena, holder  # a cycle: only the cyclic collector frees it
+
+
+leak()
+gc.set_threshold(1)  # collect at (nearly) every allocation, e.g. inside the pool's lock
+for _ in range(50):
+    aop.return_arena(aop.get_arena())
+gc.set_threshold(700)
+gc.collect()
+print(aop.stats().leaks_detected)
+"""
+
+
+@pytest.mark.parametrize("arena_size", [ARENA, "auto"])
+def test_a_leaked_arena_collected_while_the_pool_is_busy_does_not_deadlock(
+    arena_size: int | str,
+) -> None:
+    """The cyclic collector can run a leaked arena's finaliser at any allocation, including
+    one made while this very thread holds the pool's lock: reclaiming it must not block on
+    that lock. Run in a child process, so a deadlock is a timeout, not a stuck test run."""
+    code = _COLLECT_UNDER_THE_LOCK.format(arena_size=arena_size)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=10
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("deadlock: a leaked arena was collected while the pool's lock was held")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1", "the leaked arena was not reclaimed exactly once"
