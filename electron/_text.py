@@ -12,7 +12,7 @@ import json.encoder
 import operator
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, SupportsIndex
+from typing import TYPE_CHECKING, Final, SupportsIndex, cast
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer as BytesLike
@@ -35,6 +35,12 @@ _JSON_UTF8: Final[Callable[[str], str]] = json.encoder.encode_basestring
 _SMALL_INTS: Final = 1024
 # Digits of 0..1023, ready-made: an index beats formatting for the common small numbers.
 _DIGITS: Final[tuple[bytes, ...]] = tuple(b"%d" % i for i in range(_SMALL_INTS))
+
+# Compiled, ``b"%d" % n`` formats an int of up to 62 bits straight into bytes, but for a larger
+# one mypyc's helper (CPyTagged_AsciiBytes) leaks a reference and crashes when ``str`` fails
+# (over sys.get_int_max_str_digits() digits): those go through int.__repr__ as an object.
+_WORD: Final = 1 << 62
+_INT_REPR: Final[Callable[[int], str]] = int.__repr__
 
 # bytes.split() with no separator splits on runs of these (Py_ISSPACE on bytes).
 _NON_SPACE: Final = re.compile(rb"[^ \t\n\r\x0b\x0c]+")
@@ -93,10 +99,12 @@ def int_digits(n: SupportsIndex) -> bytes:
     if type(n) is int:
         if 0 <= n < _SMALL_INTS:
             return _DIGITS[n]
-        return b"%d" % n
+        if -_WORD < n < _WORD:
+            return b"%d" % n
+        return _INT_REPR(n).encode()
     if isinstance(n, bool) or not hasattr(n, "__index__"):
         raise TypeError(f"expected an int, not {type(n).__name__}")
-    return b"%d" % operator.index(n)
+    return _INT_REPR(operator.index(n)).encode()
 
 
 def float_repr(x: float | int) -> bytes:
@@ -105,11 +113,12 @@ def float_repr(x: float | int) -> bytes:
     An ``int`` gives its digits, as ``repr`` does; subclasses (numpy's ``float64``) give the
     repr of their value, not their own; ``bool`` and anything else raise :class:`TypeError`.
     """
-    if type(x) is float:
-        return repr(x).encode()
-    if isinstance(x, float):
-        return float.__repr__(x).encode()
-    return int_digits(x)
+    obj: object = x  # not narrowed to int below: compiled code would unbox True into 1
+    if type(obj) is float:
+        return repr(obj).encode()
+    if isinstance(obj, float):
+        return float.__repr__(obj).encode()
+    return int_digits(cast(SupportsIndex, obj))
 
 
 def is_utf8(data: BytesLike) -> bool:
