@@ -6,9 +6,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Literal, SupportsIndex
+from typing import TYPE_CHECKING, Final, Literal, SupportsFloat, SupportsIndex
 
-from ._arena import Arena, _LentArena
+from ._arena import Arena, _LentArena, run_hooks
 from ._buffer import Buffer
 from ._errors import DoubleRelease, ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
 from ._leaks import (
@@ -85,22 +85,22 @@ class ArenaOfPools:
     def __init__(
         self,
         *,
-        arena_size: int | Literal["auto"] = _DEFAULT_ARENA_SIZE,
-        pool_size: int = 64,
-        max_arenas: int | None = None,
-        max_bytes: int | None = None,
+        arena_size: SupportsIndex | Literal["auto"] = _DEFAULT_ARENA_SIZE,
+        pool_size: SupportsIndex = 64,
+        max_arenas: SupportsIndex | None = None,
+        max_bytes: SupportsIndex | None = None,
         metrics: bool = True,  # record per-arena usage (Stats.arena_used_bytes_*)
         buffer_pool: BufferPool | None = None,
         trim_interval: float | None = 30.0,
         leak_detection: LeakDetection | None = None,
-        min_arena_size: int = 4 << 10,
-        max_arena_size: int = 4 << 20,
+        min_arena_size: SupportsIndex = 4 << 10,
+        max_arena_size: SupportsIndex = 4 << 20,
     ) -> None:
         self._min_arena = check_size(min_arena_size, "min_arena_size")
         self._max_arena = check_size(max_arena_size, "max_arena_size")
         if isinstance(arena_size, str) and arena_size != "auto":
             raise InvalidArgument("arena_size", arena_size, 'an int > 0 or "auto"')
-        self._auto = arena_size == "auto"
+        self._auto = isinstance(arena_size, str)
         if self._auto:
             if not 0 < self._min_arena <= self._max_arena:
                 raise InvalidArgument(
@@ -129,6 +129,8 @@ class ArenaOfPools:
         # (region, used, clean) of arenas collected without a return; see _collect_leaked.
         self._leaks: deque[tuple[bytearray, int, bool]] = deque()
         self._lock = threading.Lock()
+        if buffer_pool is not None and not isinstance(buffer_pool, BufferPool):
+            raise TypeError(f"buffer_pool must be a BufferPool, not {type(buffer_pool).__name__}")
         self._buffers = buffer_pool if buffer_pool is not None else BufferPool()
         self._buffers._bind(self)
         self._free: list[bytearray] = []
@@ -213,13 +215,14 @@ class ArenaOfPools:
     def _lend_locked(self) -> Arena:
         """Lend an arena; the caller holds the lock and checked the budget."""
         region = self._take_region_locked()
-        self._active += 1
         if region is None:
+            region = bytearray(self._arena_size)  # may raise MemoryError: nothing counted yet
             self._created += 1
-            region = bytearray(self._arena_size)
+            self._active += 1
             self._lent_bytes += len(region)
             self._note_reserved_locked()
         else:
+            self._active += 1
             self._lent_bytes += len(region)
         return _LentArena(region, self)
 
@@ -265,7 +268,7 @@ class ArenaOfPools:
                 arena._trace = capture(self._leak_level)
         return arena
 
-    def get_arena(self, timeout: float | None = None) -> Arena:
+    def get_arena(self, timeout: SupportsFloat | None = None) -> Arena:
         """Lend an arena; wait up to ``timeout`` seconds (``None``: forever) for the budget.
 
         Waiters are served first come first served. Raises :class:`PoolExhausted` when the
@@ -281,7 +284,7 @@ class ArenaOfPools:
         arena = self._enqueue(waiter, t)
         if arena is not None:
             return arena
-        gate.acquire(True, -1 if t is None else t)
+        gate.acquire(True, -1 if t is None else min(t, threading.TIMEOUT_MAX))
         return self._finish_wait(waiter, t)
 
     def _enqueue(self, waiter: Waiter, timeout: float | None) -> Arena | None:
@@ -348,6 +351,9 @@ class ArenaOfPools:
             raise TypeError(f"expected an Arena, not {type(arena).__name__}")
         if arena._owner is not self:
             raise ForeignObject("arena", self)
+        error: Exception | None = None
+        if arena._hooks is not None or arena._objects is not None:
+            error = self._run_user_code(arena)
         lock = self._lock
         lock.acquire()
         try:
@@ -356,7 +362,6 @@ class ArenaOfPools:
                 raise DoubleRelease("arena", arena._trace)
             used = arena._used_total()
             clean = arena._scrub(mv)
-            arena._hooks = None
             self._settle_spilled_locked(arena)
             self._take_back_locked(arena._region, used, clean)
             traced = arena._trace is not None or self._leak_level == 2
@@ -366,6 +371,23 @@ class ArenaOfPools:
             self._drain_leaks()
         if traced:
             arena._trace = capture(self._leak_level)
+        if error is not None:
+            raise error  # a reset callback failed; the arena came back all the same
+
+    def _run_user_code(self, arena: Arena) -> Exception | None:
+        """Run ``arena``'s reset callbacks and drop its objects, outside the lock.
+
+        Both are user code (callbacks, ``__del__``) that may call back into this pool.
+        Claiming them under the lock makes a racing second return skip them.
+        """
+        with self._lock:
+            if arena._mv is None:
+                raise DoubleRelease("arena", arena._trace)
+            hooks, arena._hooks = arena._hooks, None
+            objects, arena._objects = arena._objects, None
+        error = run_hooks(hooks)
+        del objects  # their finalizers run here, not under the lock
+        return error
 
     def _take_back_locked(self, region: bytearray, used: int, clean: bool) -> None:
         """Account for an arena's ``region`` coming back; keep, park or drop it."""
@@ -559,7 +581,7 @@ class ArenaOfPools:
                 arena_size=self._arena_size,
             )
 
-    def arena(self, *, timeout: float | None = None) -> ArenaScope:
+    def arena(self, *, timeout: SupportsFloat | None = None) -> ArenaScope:
         """A scope that lends the current task (or thread) an arena until it ends.
 
         ``async with aop.arena() as a:`` waits asynchronously for the budget;

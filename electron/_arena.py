@@ -29,6 +29,19 @@ _CTYPES_META: Final[tuple[type, ...]] = (
 )
 
 
+def run_hooks(hooks: list[Callable[[], object]] | None) -> Exception | None:
+    """Call every reset callback even if some fail; return the first failure, if any."""
+    error: Exception | None = None
+    if hooks is not None:
+        for hook in hooks:
+            try:
+                hook()
+            except Exception as exc:
+                if error is None:
+                    error = exc
+    return error
+
+
 class Arena:
     """A fixed-capacity region that hands out zero-filled, 16-byte-aligned memory.
 
@@ -196,6 +209,8 @@ class Arena:
         """
         if self._mv is None:
             raise self._closed_error()
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
         if self._hooks is None:
             self._hooks = [callback]
         else:
@@ -204,13 +219,10 @@ class Arena:
     def _scrub(self, mv: memoryview) -> bool:
         """Drop objects, release views, zero what was used and release the base view ``mv``.
 
+        Reset callbacks are the caller's to run (outside any pool lock: they are user code).
         Afterwards the arena is closed. Returns True when no export of the region survives,
         i.e. the region may be handed out again.
         """
-        hooks = self._hooks
-        if hooks is not None:
-            for hook in hooks:
-                hook()
         self._objects = None
         clean = True
         views = self._views
@@ -248,6 +260,7 @@ class Arena:
         mv = self._mv
         if mv is None:
             raise self._closed_error()
+        error = run_hooks(self._hooks)
         used = self._used_total()
         clean = self._scrub(mv)
         if self._spilled is not None and self._owner is not None:
@@ -262,6 +275,8 @@ class Arena:
         self._mv = memoryview(self._region)
         self._offset = 0
         self._generation += 1
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         """Release everything; later calls raise :class:`ArenaClosed`. Idempotent.
@@ -275,8 +290,11 @@ class Arena:
         if owner is not None:
             owner.return_arena(self)
             return
+        hooks, self._hooks = self._hooks, None
+        error = run_hooks(hooks)
         self._scrub(mv)
-        self._hooks = None
+        if error is not None:
+            raise error
 
     def __enter__(self) -> Arena:
         if self._mv is None:

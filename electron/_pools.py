@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Generic, SupportsIndex, TypeVar
 
+from ._arena import Arena
 from ._buffer import Buffer, _LentBuffer
 from ._errors import DoubleRelease, ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
 from ._leaks import SAMPLE_EVERY, LeakDetection, capture, level_from, report_leak
@@ -16,7 +17,6 @@ from ._memory import MAX_SIZE, check_size
 
 if TYPE_CHECKING:
     from ._aop import ArenaOfPools
-    from ._arena import Arena
 
 __all__ = ("BufferPool", "BufferPoolStatistics", "ObjectPool", "ObjectPoolStatistics")
 
@@ -50,10 +50,10 @@ class BufferPool:
     def __init__(
         self,
         *,
-        min_size: int = 256,
-        max_size: int = 8 << 20,
-        max_pooled_bytes: int = 64 << 20,
-        max_per_class: int = 64,
+        min_size: SupportsIndex = 256,
+        max_size: SupportsIndex = 8 << 20,
+        max_pooled_bytes: SupportsIndex = 64 << 20,
+        max_per_class: SupportsIndex = 64,
         leak_detection: LeakDetection | None = None,
     ) -> None:
         min_size = check_size(min_size, "min_size")
@@ -134,7 +134,14 @@ class BufferPool:
         if self._leaks:
             self._drain_leaks()
         if region is None:
-            region = bytearray(size)
+            try:
+                region = bytearray(size)
+            except MemoryError:
+                with self._lock:  # counted above, under the lock: uncount
+                    self._active -= 1
+                    self._active_bytes -= size
+                    self._created -= 1
+                raise
         buf = _LentBuffer(region, self)
         if self._leak_level:
             self._trace_loan(buf)
@@ -326,11 +333,15 @@ class ObjectPool(Generic[T]):
         factory: Callable[[], T],
         *,
         reset: Callable[[T], object] | None = None,
-        max_size: int | None = None,
+        max_size: SupportsIndex | None = None,
         arena: Arena | None = None,
     ) -> None:
         if not callable(factory):
             raise TypeError(f"factory must be callable, not {type(factory).__name__}")
+        if arena is not None and not isinstance(arena, Arena):
+            raise TypeError(f"arena must be an Arena or None, not {type(arena).__name__}")
+        if reset is not None and not callable(reset):
+            raise TypeError(f"reset must be callable or None, not {type(reset).__name__}")
         self._factory = factory
         self._reset = reset
         self._max = None if max_size is None else check_size(max_size, "max_size")

@@ -6,6 +6,7 @@ from contextvars import Token
 from typing import TYPE_CHECKING, Any, Final
 
 from .._context import current_arena_var
+from .._memory import check_timeout
 from ._wait import wait_for_arena
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class ArenaScope:
 
     def __init__(self, aop: ArenaOfPools, timeout: float | None = None) -> None:
         self._aop = aop
-        self._timeout = timeout
+        self._timeout = None if timeout is None else check_timeout(timeout)
         self._arena = None
 
     def _reused(self) -> RuntimeError:

@@ -11,6 +11,7 @@ from anyio.lowlevel import current_token
 
 from .._aop import ArenaOfPools, Waiter
 from .._arena import Arena
+from .._memory import check_timeout
 
 # ASYNC109 is silenced on purpose below: ``timeout`` bounds the wait for the *budget* and
 # ends in PoolExhausted (like the sync get_arena), which a cancel scope cannot express.
@@ -53,6 +54,8 @@ async def acquire_arena(aop: ArenaOfPools, timeout: float | None) -> Arena:  # n
     the pool (the next waiter gets it), so no cancellation pattern loses an arena. The
     caller owns the arena and gives it back with ``aop.return_arena``.
     """
+    if timeout is not None:
+        timeout = check_timeout(timeout)  # a typed error for NaN, negative, str ...
     arena = aop._lend_nowait()
     if arena is not None:
         return arena
@@ -61,6 +64,8 @@ async def acquire_arena(aop: ArenaOfPools, timeout: float | None) -> Arena:  # n
 
 async def wait_for_arena(aop: ArenaOfPools, timeout: float | None) -> Arena:  # noqa: ASYNC109
     """The slow half of :func:`acquire_arena`: queue up and wait (no first try)."""
+    if timeout is not None:
+        timeout = check_timeout(timeout)
     if timeout == 0:
         return aop.get_arena(0)  # lends if the queue emptied meanwhile, else PoolExhausted
     event = anyio.Event()
