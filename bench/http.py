@@ -2,8 +2,9 @@
 
     python -m bench.http [--quick] [--json FILE] [--repeat N] [--loop uvloop|asyncio]
 
-Cases (issue 5), each against a baseline served in the same run, in alternating rounds
-(the order flips every round, so both sides see the same machine noise):
+Cases (issue 5), each against a baseline served in the same run, round after round; by
+default both sides of a round are loaded at the same time on one core (``--schedule
+alternate``: one after the other, the order flipped every round):
 
 - hello world: ``GET /`` from an app with electron's middleware vs the same app with an
   empty ``@web.middleware`` (target: ratio >= 0.97);
@@ -12,14 +13,13 @@ Cases (issue 5), each against a baseline served in the same run, in alternating 
 - the middleware alone, called in-process on a mocked request (min of N loops): the exact
   CPU time electron adds to a request, which the end-to-end figures can only estimate.
 
-Load comes from ``wrk`` (one thread on its own core) when it is installed, else from several
-aiohttp client processes. Servers run on one core (pinned when the machine has two or more),
-one at a time under load. The figure of each side is the server's CPU time per request
-(median over rounds): on a shared machine a server gets anywhere from a third to all of its
-core from one round to the next, which moves requests per second by 2x but leaves the CPU
-spent per request, the cost the middleware adds to, unchanged. Requests per second (best
-and median round) and the ratio of each round to its neighbour on the other side are
-reported next to it.
+Load comes from ``wrk`` (one thread per server, on the other core) when it is installed,
+else from several aiohttp client processes. Servers run on one core (pinned when the machine
+has two or more). The figure of each side is the server's CPU time per request (median over
+rounds): on a shared machine a server gets anywhere from a third to all of its core from one
+second to the next, which moves requests per second by 2x but leaves the CPU spent per
+request, the cost the middleware adds to, unchanged. Requests per second (best and median
+round) and the ratio of each round to the other side's are reported next to it.
 """
 
 from __future__ import annotations
@@ -312,6 +312,45 @@ def alternate(
     return runs
 
 
+def paired(
+    servers: dict[str, Server], path: str, rounds: int, seconds: float, connections: int
+) -> dict[str, list[Load]]:
+    """``rounds`` rounds in which every server is loaded at the same time, on one core.
+
+    Both sides of a comparison then share the same seconds of the same core: whatever else
+    the machine does disturbs both alike, and the CPU time each spends per request compares
+    directly (the scheduler gives each about half the core; the cheaper one serves more).
+    """
+    names = list(servers)
+    runs: dict[str, list[Load]] = {name: [] for name in names}
+    if seconds > 1:  # warm up pools, caches and connections
+        rounds += 1
+    for r in range(rounds):
+        got: dict[str, Load] = {}
+
+        def one(name: str, got: dict[str, Load] = got) -> None:
+            got[name] = measure(servers[name], path, seconds, connections)
+
+        threads = [threading.Thread(target=one, args=(name,)) for name in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if seconds > 1 and r == 0:
+            continue
+        for name in names:
+            load = got[name]
+            runs[name].append(load)
+            print(
+                f"  round {len(runs[name])}/{rounds - (seconds > 1)} {name:28} "
+                f"{load.rps:9,.0f} req/s  {load.cpu_ns_per_request / 1000:7.1f} us cpu/req  "
+                f"cpu {load.server_cpu:4.0f}%  rss peak {load.rss_peak / 2**20:6.1f} MiB"
+                + (f"  errors {load.errors}" if load.errors else ""),
+                flush=True,
+            )
+    return runs
+
+
 def _result(group: str, name: str, loads: Sequence[Load], server: Server) -> Result:
     """ns/op: the server's CPU time per request (median round)."""
     best = max(loads, key=lambda load: load.rps)
@@ -335,14 +374,17 @@ def _result(group: str, name: str, loads: Sequence[Load], server: Server) -> Res
 # -- the cases -------------------------------------------------------------------------------
 
 
-def bench_hello(rounds: int, seconds: float, loop: str) -> list[Result]:
+Schedule = Callable[[dict[str, Server], str, int, float, int], dict[str, list[Load]]]
+
+
+def bench_hello(rounds: int, seconds: float, loop: str, schedule: Schedule) -> list[Result]:
     print("hello world: electron's middleware vs an empty @web.middleware", flush=True)
     servers: dict[str, Server] = {}
     try:
         for variant in ("electron", "empty"):
             cmd = [sys.executable, "-m", "bench.http", "--serve", variant, "--loop", loop]
             servers[f"hello: {variant} middleware"] = Server(variant, cmd)
-        runs = alternate(servers, "/", rounds, seconds, connections=64)
+        runs = schedule(servers, "/", rounds, seconds, 64)
         results = [_result("http", name, runs[name], servers[name]) for name in servers]
     finally:
         for s in servers.values():
@@ -355,7 +397,7 @@ def bench_hello(rounds: int, seconds: float, loop: str) -> list[Result]:
     return results
 
 
-def bench_bytes(rounds: int, seconds: float, loop: str) -> list[Result]:
+def bench_bytes(rounds: int, seconds: float, loop: str, schedule: Schedule) -> list[Result]:
     print("GET /bytes/1048576: examples/server.py vs --no-electron", flush=True)
     servers: dict[str, Server] = {}
     base = [sys.executable, str(EXAMPLE), "--host", "127.0.0.1", "--port", "0", "--loop", loop]
@@ -363,7 +405,7 @@ def bench_bytes(rounds: int, seconds: float, loop: str) -> list[Result]:
         servers["bytes 1 MiB: electron"] = Server("electron", base)
         servers["bytes 1 MiB: --no-electron"] = Server("plain", [*base, "--no-electron"])
         idle = {name: s.rss() for name, s in servers.items()}
-        runs = alternate(servers, "/bytes/1048576?seed=7", rounds, seconds, connections=8)
+        runs = schedule(servers, "/bytes/1048576?seed=7", rounds, seconds, 8)
         results = [_result("http", name, runs[name], servers[name]) for name in servers]
     finally:
         for s in servers.values():
@@ -464,6 +506,13 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(parser)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--seconds", type=float, help="seconds per round")
+    parser.add_argument(
+        "--schedule",
+        choices=("paired", "alternate"),
+        default="paired",
+        help="paired: both sides loaded at once on one core (default); alternate: one after "
+        "the other, the order flipped every round",
+    )
     parser.add_argument("--serve", choices=("electron", "empty"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -477,11 +526,14 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.repeat or (2 if args.quick else 6)
     seconds = args.seconds or (1.0 if args.quick else 5.0)
     tool = "wrk" if shutil.which("wrk") else "aiohttp client processes (wrk not installed)"
-    print(f"load: {tool}; {rounds} rounds of {seconds:g} s per side; loop: {args.loop}")
-    cases: list[Callable[[int, float, str], list[Result]]] = [bench_hello, bench_bytes]
+    print(
+        f"load: {tool}; {rounds} {args.schedule} rounds of {seconds:g} s per side; "
+        f"loop: {args.loop}"
+    )
+    schedule: Schedule = paired if args.schedule == "paired" else alternate
     results: list[Result] = []
-    for case in cases:
-        results += case(rounds, seconds, args.loop)
+    for case in (bench_hello, bench_bytes):
+        results += case(rounds, seconds, args.loop, schedule)
     for r in results:
         r.extra["load"] = tool
     calls = bench_call(repeat=5 if args.quick else 15, n=20_000 if args.quick else 100_000)

@@ -1,4 +1,4 @@
-"""Typed keys under which the middleware stores its state on apps and requests."""
+"""Typed keys under which :func:`setup` stores the pool and the middleware on the app."""
 
 from __future__ import annotations
 
@@ -9,14 +9,11 @@ from aiohttp import web
 from ..._aop import ArenaOfPools
 
 if TYPE_CHECKING:
-    from ._lease import Lease
     from ._middleware import Middleware
 
-__all__ = ("AOP_KEY", "LEASE_KEY", "MIDDLEWARE_KEY")
+__all__ = ("AOP_KEY", "MIDDLEWARE_KEY")
 
 #: The app's :class:`~electron.ArenaOfPools`, stored by :func:`setup`.
 AOP_KEY: web.AppKey[ArenaOfPools] = web.AppKey("electron.aop", ArenaOfPools)
 #: The app's :class:`Middleware` (for its statistics), stored by :func:`setup`.
 MIDDLEWARE_KEY: web.AppKey[Middleware] = web.AppKey("electron.middleware")
-#: The request's lease (arena and pooled buffers); private: use the request helpers.
-LEASE_KEY: web.RequestKey[Lease] = web.RequestKey("electron.lease")

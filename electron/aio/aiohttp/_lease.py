@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Protocol
 
+from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from ..._arena import Arena
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from ..._aop import ArenaOfPools
     from ._response import PooledResponse
 
-__all__ = ("Lease",)
+__all__ = ("ACTIVE", "Lease", "arena_of", "lease_of")
 
 
 class _Owner(Protocol):
@@ -23,7 +24,7 @@ class _Owner(Protocol):
 
     aop: ArenaOfPools
     body_limit: int
-    _in_flight: int
+    _released: int
     _flush_waits: int
     _too_large: int
 
@@ -60,7 +61,7 @@ class Lease:
         if self.released:
             return
         self.released = True
-        self.owner._in_flight -= 1
+        self.owner._released += 1
         if self.response is None and self.buffers is None:
             self.arena.close()
             return
@@ -101,3 +102,40 @@ def _close_all(buffers: list[Buffer]) -> None:
             error = error or exc
     if error is not None:
         raise error
+
+
+#: The requests whose handler runs under electron's middleware now: ``id(request)`` -> the
+#: ``(middleware, arena)`` pair the middleware registered, or the :class:`Lease` a helper
+#: made of it (most requests never need one). An entry lives exactly while the handler runs;
+#: the middleware holds the request meanwhile, so its id cannot be reused.
+ACTIVE: dict[int, tuple[_Owner, Arena] | Lease] = {}
+
+_NO_ARENA = (
+    "this request has no electron arena (here): install the middleware with "
+    "electron.aio.aiohttp.setup(app, aop) (or middleware(aop=...)) and use the helpers from "
+    "the handler (or a middleware inside electron's); excluded paths get none"
+)
+
+
+def arena_of(request: web.BaseRequest) -> Arena:
+    """The arena of ``request``, whose handler runs now."""
+    entry = ACTIVE.get(id(request))
+    if entry is None:
+        raise LookupError(_NO_ARENA)
+    if type(entry) is Lease:
+        return entry.arena
+    return entry[1]  # type: ignore[index]
+
+
+def lease_of(request: web.BaseRequest) -> Lease:
+    """The lease of ``request``, whose handler runs now (made on first use)."""
+    key = id(request)
+    entry = ACTIVE.get(key)
+    if entry is None:
+        raise LookupError(_NO_ARENA)
+    if type(entry) is Lease:
+        return entry
+    owner, arena = entry  # type: ignore[misc]
+    lease = Lease(owner, arena, request.writer)
+    ACTIVE[key] = lease
+    return lease

@@ -12,12 +12,13 @@ from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestHandler
 
 from ..._aop import ArenaOfPools
+from ..._arena import Arena
 from ..._context import current_arena_var
 from ..._errors import PoolClosed, PoolExhausted
 from ..._memory import check_size, check_timeout
 from .. import acquire_arena
-from ._keys import AOP_KEY, LEASE_KEY, MIDDLEWARE_KEY
-from ._lease import Lease
+from ._keys import AOP_KEY, MIDDLEWARE_KEY
+from ._lease import ACTIVE, Lease
 from ._response import PooledResponse
 from ._stats import MiddlewareStatistics
 
@@ -30,6 +31,7 @@ _REQUEST_TASK_CODE: CodeType | None = getattr(
 )
 _set_arena = current_arena_var.set
 _reset_arena = current_arena_var.reset
+_Response = web.Response
 
 
 def _in_request_task(task: asyncio.Task[object]) -> bool:
@@ -74,7 +76,7 @@ class Middleware:
         self.body_limit = check_size(body_limit, "body_limit")
         self.exclude = frozenset(exclude)
         self._requests = 0
-        self._in_flight = 0
+        self._released = 0
         self._rejected = 0
         self._deferred = 0
         self._flush_waits = 0
@@ -99,30 +101,39 @@ class Middleware:
         except (PoolExhausted, PoolClosed):
             raise self._unavailable() from None
         self._requests += 1
-        self._in_flight += 1
-        writer = request.writer
-        lease = Lease(self, arena, writer)
-        request[LEASE_KEY] = lease
+        key = id(request)
+        ACTIVE[key] = (self, arena)  # a Lease is made of it only if a helper needs one
         token = _set_arena(arena)
         try:
             resp = await handler(request)
         except BaseException as exc:
             _reset_arena(token)
-            self._failed(lease, request, exc)
+            self._failed(self._lease(ACTIVE.pop(key), arena, request), request, exc)
             raise
         _reset_arena(token)
-        if not writer.output_size and isinstance(resp, web.Response):
+        entry = ACTIVE.pop(key)
+        if isinstance(resp, _Response) and not request.writer.output_size:
             body = resp.body
             if body is None or body.__class__ is bytes:
                 # Nothing written yet and a bytes body: writing the response cannot touch
                 # pooled memory, so everything goes back now.
-                lease.release()
+                if type(entry) is Lease:
+                    entry.release()
+                else:
+                    self._released += 1
+                    arena.close()
                 return resp
+        lease = self._lease(entry, arena, request)
         if isinstance(resp, PooledResponse) and not resp.released:
             resp._lease = lease
             lease.response = resp
         self._defer(lease, request)
         return resp
+
+    def _lease(
+        self, entry: tuple[object, Arena] | Lease, arena: Arena, request: web.Request
+    ) -> Lease:
+        return entry if type(entry) is Lease else Lease(self, arena, request.writer)
 
     def _failed(self, lease: Lease, request: web.Request, exc: BaseException) -> None:
         """The handler raised ``exc``: count it, give the lease back (now if nothing of
@@ -156,7 +167,7 @@ class Middleware:
         """A snapshot of this middleware's counters."""
         return MiddlewareStatistics(
             requests=self._requests,
-            in_flight=self._in_flight,
+            in_flight=self._requests - self._released,
             rejected=self._rejected,
             deferred=self._deferred,
             flush_waits=self._flush_waits,
@@ -166,7 +177,7 @@ class Middleware:
         )
 
     def __repr__(self) -> str:
-        return f"<electron Middleware aop={self.aop!r} in_flight={self._in_flight}>"
+        return f"<electron Middleware aop={self.aop!r} in_flight={self._requests - self._released}>"
 
 
 def middleware(

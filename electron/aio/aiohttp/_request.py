@@ -6,46 +6,30 @@ from aiohttp import web
 
 from ..._arena import Arena
 from ..._buffer import Buffer
-from ..._errors import ArenaClosed
 from ..._memory import check_size
-from ._keys import LEASE_KEY
-from ._lease import Lease
+from ._lease import arena_of, lease_of
 
 __all__ = ("read_body", "request_arena", "request_buffer")
 
 
-def _lease(request: web.BaseRequest) -> Lease:
-    try:
-        lease = request[LEASE_KEY]
-    except KeyError:
-        raise LookupError(
-            "this request has no electron arena: install the middleware with "
-            "electron.aio.aiohttp.setup(app, aop) (or middleware(aop=...)); excluded paths "
-            "get none"
-        ) from None
-    if lease.released:
-        raise ArenaClosed("the request's arena went back when its response was sent")
-    return lease
-
-
 def request_arena(request: web.BaseRequest) -> Arena:
-    """The arena electron's middleware lent ``request``.
+    """The arena electron's middleware lent ``request``, from its handler.
 
-    It stays valid until the response has been sent (inside the handler,
-    :func:`electron.aio.current_arena` returns the same arena). Raises :class:`LookupError`
-    for a request the middleware did not handle.
+    Call it from the handler (or a middleware inside electron's), where
+    :func:`electron.aio.current_arena` returns the same arena; the arena stays valid until
+    the response has been sent. Raises :class:`LookupError` elsewhere.
     """
-    return _lease(request).arena
+    return arena_of(request)
 
 
 def request_buffer(request: web.BaseRequest, size_hint: int = 0) -> Buffer:
     """A pooled :class:`~electron.Buffer` that goes back with ``request``'s arena.
 
-    It stays valid until the response has been sent, so it may be the body of a
-    :class:`PooledResponse`. Raises :class:`~electron.PoolExhausted` at once beyond the
-    budget (the middleware answers 503 for it).
+    Call it from the handler. The buffer stays valid until the response has been sent, so
+    it may be the body of a :class:`PooledResponse`. Raises :class:`~electron.PoolExhausted`
+    at once beyond the budget (the middleware answers 503 for it).
     """
-    return _lease(request).buffer(size_hint)
+    return lease_of(request).buffer(size_hint)
 
 
 async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Buffer:
@@ -55,7 +39,7 @@ async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Bu
     declared ``Content-Length`` above it is refused with 413 before anything is read, and a
     chunked body with 413 as soon as it grows past it.
     """
-    lease = _lease(request)
+    lease = lease_of(request)
     owner = lease.owner
     limit = owner.body_limit if limit is None else check_size(limit, "limit")
     length = request.content_length
