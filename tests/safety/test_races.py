@@ -29,6 +29,7 @@ from electron import (
     ArenaClosed,
     ArenaOfPools,
     Buffer,
+    BufferClosed,
     BufferPool,
     DoubleRelease,
     ForeignObject,
@@ -473,6 +474,47 @@ def test_a_thread_using_an_arena_given_back_elsewhere_fails_loudly(kind: str) ->
             assert b"S" not in bytes(view), "a write after return reached the next loan"
             aop.return_arena(fresh)
     assert aop.stats().active_arenas == 0
+
+
+def test_a_thread_using_a_buffer_given_back_elsewhere_fails_loudly() -> None:
+    """The same for pooled buffers: writes and views after the put must fail, and never land
+    in the next loan of the same memory."""
+    aop = make_pool("fixed")
+    with fast_switching():
+        for _ in range(100):
+            buf = aop.get_buffer(4096)
+            started = threading.Event()
+            outcome: list[BaseException] = []
+
+            def scribbler(
+                buf: Buffer = buf,
+                started: threading.Event = started,
+                outcome: list[BaseException] = outcome,
+            ) -> None:
+                try:
+                    for _ in range(1_000_000):
+                        if len(buf) < 2048:
+                            buf.write(b"S" * 16)
+                        view = buf.view()
+                        started.set()
+                        view[:16] = b"S" * 16
+                except (BufferClosed, ValueError) as exc:
+                    outcome.append(exc)
+                finally:
+                    started.set()
+
+            t = threading.Thread(target=scribbler)
+            t.start()
+            started.wait(10)
+            aop.return_buffer(buf)
+            fresh = aop.get_buffer(4096)
+            fresh.write(b"N" * fresh.capacity)
+            t.join(30)
+            assert not t.is_alive(), "the scribbler never noticed the buffer was gone"
+            assert outcome, "use after return did not fail"
+            assert fresh.getvalue() == b"N" * fresh.capacity, "a stale write reached the next loan"
+            aop.return_buffer(fresh)
+    assert aop.stats().active_buffers == 0
 
 
 def test_an_arena_reset_racing_its_return_does_not_come_back_to_life() -> None:
