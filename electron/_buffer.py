@@ -43,10 +43,18 @@ def _to_bytes(data: BytesLike) -> bytes:
     return _as_bytes(data).tobytes()
 
 
-# replace_into copies piecewise below this many replacements per byte (1 in _DENSE bytes),
-# and leaves denser replacing to bytes.replace on a copy, which costs two copies of the
-# data but no Python-level step per replacement.
-_DENSE: Final = 64
+# replace_into copies the pieces between matches straight from the source into ``dest``: one
+# search pass, no temporary copy, but a few Python-level steps per match. Replacing is left
+# to ``bytes.replace`` on a copy (two searches and two copies, all in C) for sources under
+# _REPLACE_IN_PIECES bytes, and for the rest of a source once more than _DENSE_AFTER matches
+# came at more than one per _DENSE bytes.
+_REPLACE_IN_PIECES: Final = 2048
+
+# Decoding a few hundred bytes is faster from a bytes copy than through a view (``str(view,
+# ...)`` pays for keyword parsing and a buffer export; ``bytes.decode`` has fast paths).
+_DECODE_VIA_COPY: Final = 512
+_DENSE_AFTER: Final = 8
+_DENSE: Final = 512
 
 
 class Buffer:
@@ -84,10 +92,10 @@ class Buffer:
         assert old is not None
         new_cap = max(need, 2 * len(self._region), 64)
         new_cap = 1 << (new_cap - 1).bit_length()
+        region = bytearray(new_cap)  # may raise MemoryError: nothing counted yet
         owner = self._owner
         if owner is not None:
             owner._grew(new_cap - len(self._region))
-        region = bytearray(new_cap)
         mv = memoryview(region)
         mv[: self._len] = old[: self._len]
         # The old region stays alive (unexported once ``old`` is released) only through the
@@ -326,8 +334,9 @@ class Buffer:
         """Append to ``dest`` the written bytes with ``old`` replaced by ``new``.
 
         Writes what ``bytes(self).replace(old, new, count)`` would give, without building
-        it when replacements are sparse (pieces go straight from this buffer's memory into
-        ``dest``); returns the number of bytes written. ``dest`` must be another buffer.
+        it when matches are sparse (the pieces go straight from this buffer's memory into
+        ``dest``, in one search pass); returns the number of bytes written. ``dest`` must be
+        another buffer.
         """
         mv = self._mv
         if mv is None:
@@ -336,40 +345,32 @@ class Buffer:
             raise TypeError(f"dest must be a Buffer, not {type(dest).__name__}")
         if dest is self:
             raise InvalidArgument("dest", dest, "a Buffer other than the source")
-        dmv = dest._mv
-        if dmv is None:
+        if dest._mv is None:
             raise dest._closed_error()
         old_b = _to_bytes(old)
         new_b = _to_bytes(new)
         limit = operator.index(count)
         n = self._len
         m = len(old_b)
-        k = self._region.count(old_b, 0, n) if m else n + 1
-        if 0 <= limit < k:
-            k = limit
-        if k == 0:
-            return dest._append_view(mv, 0, n)
-        if m == 0 or k * _DENSE > n:
+        if m == 0 or n < _REPLACE_IN_PIECES:
             return dest._append(mv[:n].tobytes().replace(old_b, new_b, limit))
-        # Sparse: reserve the exact size once, then copy the pieces between the matches.
-        r = len(new_b)
-        total = n + k * (r - m)
-        start = dest._len
-        if start + total > len(dmv):
-            dmv = dest._grow(start + total)
+        # One search pass; the pieces between matches go straight into dest.
         region = self._region
-        d = start
+        written = 0
         pos = 0
-        for _ in range(k):
+        hits = 0
+        while hits != limit:
             i = region.find(old_b, pos, n)
-            dmv[d : d + i - pos] = mv[pos:i]
-            d += i - pos
-            dmv[d : d + r] = new_b
-            d += r
+            if i < 0:
+                break
+            written += dest._append_view(mv, pos, i)
+            written += dest._append(new_b)
             pos = i + m
-        dmv[d : d + n - pos] = mv[pos:n]
-        dest._len = start + total
-        return total
+            hits += 1
+            if hits >= _DENSE_AFTER and hits * _DENSE > pos:
+                rest = mv[pos:n].tobytes().replace(old_b, new_b, limit - hits if limit > 0 else -1)
+                return written + dest._append(rest)
+        return written + dest._append_view(mv, pos, n)
 
     def _append_view(self, src: memoryview, start: int, end: int) -> int:
         """Append ``src[start:end]`` (a flat byte view)."""
@@ -424,18 +425,23 @@ class Buffer:
         mv = self._mv
         if mv is None:
             raise self._closed_error()
-        return is_utf8(mv[: self._len])
+        n = self._len
+        if n < _DECODE_VIA_COPY:
+            return is_utf8(mv[:n].tobytes())
+        return is_utf8(mv[:n])
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         """The written bytes decoded, exactly ``bytes(buf).decode(encoding, errors)``.
 
-        Decodes from the buffer's memory, without first copying it into ``bytes``.
+        Large contents are decoded from the buffer's memory, without a copy into ``bytes``.
         """
         mv = self._mv
         if mv is None:
             raise self._closed_error()
-        return str(mv[: self._len], encoding, errors)
-
+        n = self._len
+        if n < _DECODE_VIA_COPY:
+            return mv[:n].tobytes().decode(encoding, errors)
+        return str(mv[:n], encoding, errors)
 
     def __len__(self) -> int:
         if self._mv is None:

@@ -1,7 +1,7 @@
 """Text utilities: fast encoders (HTML, JSON, numbers) and searches over a bytearray prefix.
 
 Everything here delegates to CPython's C code (``bytes.replace``, ``bytearray.find``,
-``json``'s C string encoder, ``%d`` formatting) and only decides which of it to call; each
+``json``'s C string encoder, int and float ``repr``) and only decides which of it to call; each
 result is byte-for-byte what the obvious standard-library expression gives (see the
 docstrings), which the tests check against arbitrary input.
 """
@@ -32,15 +32,18 @@ __all__ = (
 _JSON_ASCII: Final[Callable[[str], str]] = json.encoder.encode_basestring_ascii
 _JSON_UTF8: Final[Callable[[str], str]] = json.encoder.encode_basestring
 
+# html_escape replaces in str below this length when ASCII (fewer, cheaper calls there).
+_SHORT_TEXT: Final = 64
+
 _SMALL_INTS: Final = 1024
 # Digits of 0..1023, ready-made: an index beats formatting for the common small numbers.
-_DIGITS: Final[tuple[bytes, ...]] = tuple(b"%d" % i for i in range(_SMALL_INTS))
+_DIGITS: Final[tuple[bytes, ...]] = tuple(str(i).encode() for i in range(_SMALL_INTS))
 
-# Compiled, ``b"%d" % n`` formats an int of up to 62 bits straight into bytes, but for a larger
-# one mypyc's helper (CPyTagged_AsciiBytes) leaks a reference and crashes when ``str`` fails
-# (over sys.get_int_max_str_digits() digits): those go through int.__repr__ as an object.
+# Compiled, ``str(n)`` of an int of up to 62 bits is mypyc's own fast formatting (faster than
+# ``b"%d" % n``), but for a larger one mypyc's helpers leak a reference to the int (and
+# ``b"%d" % n`` crashes when ``str`` fails, over sys.get_int_max_str_digits() digits): larger
+# ints are formatted as plain objects, by ``str`` on an ``object``-typed value.
 _WORD: Final = 1 << 62
-_INT_REPR: Final[Callable[[int], str]] = int.__repr__
 
 # bytes.split() with no separator splits on runs of these (Py_ISSPACE on bytes).
 _NON_SPACE: Final = re.compile(rb"[^ \t\n\r\x0b\x0c]+")
@@ -49,20 +52,32 @@ _NON_SPACE: Final = re.compile(rb"[^ \t\n\r\x0b\x0c]+")
 def html_escape(s: str) -> bytes:
     """``html.escape(s).encode()``, faster: ``& < > " '`` become entities, then UTF-8.
 
-    The five characters are looked for with ``in`` (memchr) and replaced only when present;
-    the replacing happens on the UTF-8 bytes, where a character is one byte even in a
-    string that is not ASCII. A lone surrogate raises :class:`UnicodeEncodeError`, like
-    the standard expression.
+    The five characters are looked for with ``in`` (memchr) and replaced only when present.
+    A short ASCII string is replaced as ``str``; anything else as UTF-8 bytes, where each
+    of the five is one byte and ``bytes.replace`` beats ``str.replace`` on long or non-ASCII
+    text. A lone surrogate raises :class:`UnicodeEncodeError`, like the standard expression.
     """
     amp = "&" in s
     lt = "<" in s
     gt = ">" in s
     dq = '"' in s
     sq = "'" in s
-    b = s.encode()
     if not (amp or lt or gt or dq or sq):
-        return b
-    if amp:  # first, or it would escape the other entities' ampersands
+        return s.encode()
+    if len(s) < _SHORT_TEXT and s.isascii():
+        if amp:  # first, or it would escape the other entities' ampersands
+            s = s.replace("&", "&amp;")
+        if lt:
+            s = s.replace("<", "&lt;")
+        if gt:
+            s = s.replace(">", "&gt;")
+        if dq:
+            s = s.replace('"', "&quot;")
+        if sq:
+            s = s.replace("'", "&#x27;")
+        return s.encode()
+    b = s.encode()
+    if amp:
         b = b.replace(b"&", b"&amp;")
     if lt:
         b = b.replace(b"<", b"&lt;")
@@ -96,15 +111,21 @@ def int_digits(n: SupportsIndex) -> bytes:
     is anything that is not an integer. Integers over ``sys.get_int_max_str_digits()``
     digits raise :class:`ValueError`, as ``str`` does.
     """
-    if type(n) is int:
-        if 0 <= n < _SMALL_INTS:
-            return _DIGITS[n]
-        if -_WORD < n < _WORD:
-            return b"%d" % n
-        return _INT_REPR(n).encode()
-    if isinstance(n, bool) or not hasattr(n, "__index__"):
-        raise TypeError(f"expected an int, not {type(n).__name__}")
-    return _INT_REPR(operator.index(n)).encode()
+    obj: object = n
+    if type(obj) is int:
+        if -_WORD < obj < _WORD:
+            if 0 <= obj < _SMALL_INTS:
+                return _DIGITS[obj]
+            return str(obj).encode()
+        return _digits_of(n)
+    if isinstance(obj, bool) or not hasattr(obj, "__index__"):
+        raise TypeError(f"expected an int, not {type(obj).__name__}")
+    return _digits_of(operator.index(obj))
+
+
+def _digits_of(n: object) -> bytes:
+    """``str(n).encode()`` with ``n`` kept an object (see _WORD)."""
+    return str(n).encode()
 
 
 def float_repr(x: float | int) -> bytes:
@@ -128,7 +149,10 @@ def is_utf8(data: BytesLike) -> bool:
     U+10FFFF, no truncated sequence at the end.
     """
     try:
-        str(data, "utf-8")
+        if isinstance(data, bytes):
+            data.decode()
+        else:
+            str(data, "utf-8")
     except UnicodeDecodeError:
         return False
     return True
@@ -175,9 +199,7 @@ def whitespace_split_views(
     return out
 
 
-def splitlines_views(
-    region: bytearray, mv: memoryview, n: int, keepends: bool
-) -> list[memoryview]:
+def splitlines_views(region: bytearray, mv: memoryview, n: int, keepends: bool) -> list[memoryview]:
     """``region[:n].splitlines(keepends)`` as views of ``mv``: lines end at LF, CR or CRLF.
 
     The next LF and the next CR are each found with memchr and merged, so a buffer with

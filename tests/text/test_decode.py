@@ -14,8 +14,19 @@ from electron._text import is_utf8
 
 # Valid UTF-8 of any text (surrogates excluded by hypothesis), arbitrary bytes, and the
 # classic invalid forms mixed into valid text.
-_bad = [b"\xc0\xaf", b"\xe0\x80\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xff", b"\x80",
-        b"\xc3", b"\xe2\x82", b"\xf0\x9f\x98", b"\xef\xbb\xbf", b"\x00"]
+_bad = [
+    b"\xc0\xaf",
+    b"\xe0\x80\xaf",
+    b"\xed\xa0\x80",
+    b"\xf4\x90\x80\x80",
+    b"\xff",
+    b"\x80",
+    b"\xc3",
+    b"\xe2\x82",
+    b"\xf0\x9f\x98",
+    b"\xef\xbb\xbf",
+    b"\x00",
+]
 data_st = (
     st.text(max_size=30).map(str.encode)
     | st.binary(max_size=30)
@@ -23,8 +34,20 @@ data_st = (
         b"".join
     )
 )
-encodings = st.sampled_from(["utf-8", "UTF8", "ascii", "latin-1", "utf-16", "utf-16-le",
-                             "utf-32", "cp1252", "shift_jis", "idna"])
+encodings = st.sampled_from(
+    [
+        "utf-8",
+        "UTF8",
+        "ascii",
+        "latin-1",
+        "utf-16",
+        "utf-16-le",
+        "utf-32",
+        "cp1252",
+        "shift_jis",
+        "idna",
+    ]
+)
 errors = st.sampled_from(["strict", "replace", "ignore", "surrogateescape", "backslashreplace"])
 
 
@@ -65,6 +88,20 @@ def test_decode_matches_bytes_decode(data: bytes, encoding: str, errors: str) ->
         lambda: data.decode(encoding, errors)
     )
     assert _outcome(buf.decode) == _outcome(data.decode)
+
+
+@given(data=data_st, encoding=encodings, errors=errors, side=st.booleans())
+def test_large_contents_decode_like_bytes(
+    data: bytes, encoding: str, errors: str, side: bool
+) -> None:
+    """Over 512 bytes, decoding reads the buffer's memory through a view."""
+    filler = b"ascii text " * 60
+    big = filler + data if side else data + filler
+    buf = _buffer(big, stale=b"\xff")
+    assert buf.is_utf8() == _strict_utf8(big)
+    assert _outcome(lambda: buf.decode(encoding, errors)) == _outcome(
+        lambda: big.decode(encoding, errors)
+    )
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,28 @@ from electron._text import html_escape, json_string
 any_text = st.text(st.characters(exclude_categories=()), max_size=40)
 # Text dense in the characters that matter, mixed with multi-byte ones.
 special_text = st.lists(
-    st.sampled_from(["&", "<", ">", '"', "'", "a", "é", "☃", "\U0001f600", "&amp;", "\\", "\n",
-                     "\x00", "\x1f", "\x7f", "\u2028", "\ud800", "\udfff"]),
+    st.sampled_from(
+        [
+            "&",
+            "<",
+            ">",
+            '"',
+            "'",
+            "a",
+            "é",
+            "☃",
+            "\U0001f600",
+            "&amp;",
+            "\\",
+            "\n",
+            "\x00",
+            "\x1f",
+            "\x7f",
+            "\u2028",
+            "\ud800",
+            "\udfff",
+        ]
+    ),
     max_size=30,
 ).map("".join)
 text_st = any_text | special_text
@@ -87,7 +107,7 @@ OWASP_VECTORS = [
     "<IMG SRC=\"jav&#x09;ascript:alert('XSS');\">",
     "<IMG SRC=\"jav&#x0A;ascript:alert('XSS');\">",
     "<IMG SRC=\"jav&#x0D;ascript:alert('XSS');\">",
-    "<IMG SRC=java\x00script:alert(\"XSS\")>",
+    '<IMG SRC=java\x00script:alert("XSS")>',
     "<IMG SRC=\" &#14;  javascript:alert('XSS');\">",
     '<SCRIPT/XSS SRC="http://xss.rocks/xss.js"></SCRIPT>',
     '<BODY onload!#$%&()*~+-_.,:;?@[/|\\]^`=alert("XSS")>',
@@ -99,16 +119,16 @@ OWASP_VECTORS = [
     "<iframe src=http://xss.rocks/scriptlet.html <",
     "\\\";alert('XSS');//",
     '</TITLE><SCRIPT>alert("XSS");</SCRIPT>',
-    "<INPUT TYPE=\"IMAGE\" SRC=\"javascript:alert('XSS');\">",
+    '<INPUT TYPE="IMAGE" SRC="javascript:alert(\'XSS\');">',
     "<BODY BACKGROUND=\"javascript:alert('XSS')\">",
     "<IMG DYNSRC=\"javascript:alert('XSS')\">",
     "<STYLE>li {list-style-image: url(\"javascript:alert('XSS')\");}</STYLE><UL><LI>XSS</br>",
     "<svg/onload=alert('XSS')>",
     "<BODY ONLOAD=alert('XSS')>",
     "<BGSOUND SRC=\"javascript:alert('XSS');\">",
-    "<LINK REL=\"stylesheet\" HREF=\"javascript:alert('XSS');\">",
+    '<LINK REL="stylesheet" HREF="javascript:alert(\'XSS\');">',
     "<STYLE>@import'http://xss.rocks/xss.css';</STYLE>",
-    "<META HTTP-EQUIV=\"refresh\" CONTENT=\"0;url=javascript:alert('XSS');\">",
+    '<META HTTP-EQUIV="refresh" CONTENT="0;url=javascript:alert(\'XSS\');">',
     '<META HTTP-EQUIV="refresh" CONTENT="0;url=data:text/html base64,'
     'PHNjcmlwdD5hbGVydCgnWFNTJyk8L3NjcmlwdD4K">',
     "<IFRAME SRC=\"javascript:alert('XSS');\"></IFRAME>",
@@ -131,7 +151,7 @@ OWASP_VECTORS = [
     "\u003cscript\u003e",
     "%3Cscript%3Ealert(1)%3C/script%3E",
     "<scr<script>ipt>alert(1)</scr</script>ipt>",
-    "\" onfocus=\"alert(1)\" autofocus=\"",
+    '" onfocus="alert(1)" autofocus="',
     "' onfocus='alert(1)' autofocus='",
     "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
     "<x onclick=alert(1)>clé ☃ \U0001f600</x>",
@@ -247,8 +267,8 @@ def test_json_string_str_subclass_and_non_str() -> None:
         pass
 
     buf = Buffer()
-    buf.write_json_string(Name("a\"b"))
-    assert buf.getvalue() == json.dumps(Name("a\"b")).encode()
+    buf.write_json_string(Name('a"b'))
+    assert buf.getvalue() == json.dumps(Name('a"b')).encode()
     with pytest.raises(TypeError):
         buf.write_json_string(1)  # type: ignore[arg-type]
 

@@ -37,8 +37,10 @@ def test_write_int_matches_str(n: int) -> None:
     assert int_digits(n) == str(n).encode()
 
 
-@given(x=st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0, 1e16,
-       1e-7, 5e-324, 1.7976931348623157e308, 0.1, 1 / 3]))
+@given(
+    x=st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([0.0, -0.0, 1e16, 1e-7, 5e-324, 1.7976931348623157e308, 0.1, 1 / 3])
+)
 def test_write_float_matches_repr(x: float) -> None:
     assert _appended(x, "write_float") == repr(x).encode()
     assert float_repr(x) == repr(x).encode()

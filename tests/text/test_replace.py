@@ -9,9 +9,7 @@ from hypothesis import strategies as st
 from electron import Buffer, BufferClosed, BufferPool, InvalidArgument
 
 _pieces = [b"a", b"b", b"ab", b"ba", b"aa", b"\xff", b"\x00", b"xyz"]
-data_st = st.binary(max_size=60) | st.lists(st.sampled_from(_pieces), max_size=40).map(
-    b"".join
-)
+data_st = st.binary(max_size=60) | st.lists(st.sampled_from(_pieces), max_size=40).map(b"".join)
 old_st = st.sampled_from([b"a", b"ab", b"aa", b"\xff", b"", b"q"]) | st.binary(max_size=3)
 new_st = st.sampled_from([b"", b"a", b"XYZW", b"&amp;"]) | st.binary(max_size=4)
 count_st = st.integers(-2, 5)
@@ -39,6 +37,27 @@ def test_replace_into_matches_bytes_replace(
     dest2 = Buffer()
     assert src.replace_into(old, new, dest2) == len(data.replace(old, new))
     assert dest2.getvalue() == data.replace(old, new)
+
+
+@given(
+    data=data_st,
+    old=old_st.filter(bool),
+    new=new_st,
+    count=st.integers(-1, 40),
+    gap=st.sampled_from([b".", b"ab", b"a.", b"\xff."]),
+    reps=st.integers(1, 5),
+)
+def test_large_sources_are_replaced_in_pieces_like_bytes(
+    data: bytes, old: bytes, new: bytes, count: int, gap: bytes, reps: int
+) -> None:
+    """Sources over 2 KiB take the one-pass piecewise path (and switch when matches crowd)."""
+    big = (data + gap * (2100 // len(gap)) + data) * reps
+    src = _buffer(big, stale=old)
+    dest = Buffer(4)
+    dest.write(b"#")
+    expected = big.replace(old, new, count)
+    assert src.replace_into(old, new, dest, count) == len(expected)
+    assert dest.getvalue() == b"#" + expected
 
 
 @pytest.mark.parametrize("density", [0, 1, 10, 100, 1000, 5000])

@@ -10,11 +10,24 @@ from electron import Buffer, BufferClosed, BufferPool
 
 # Pieces chosen so that separators, line ends and whitespace runs sit at the edges and
 # next to each other; plus arbitrary bytes (invalid UTF-8 included).
-_pieces = [b"a", b"bc", b",", b",,", b"\n", b"\r", b"\r\n", b" ", b"\t", b"\x0b", b"\x0c",
-           b"\x1c", b"\x85", b"\xff", b"::"]
-data_st = st.binary(max_size=40) | st.lists(st.sampled_from(_pieces), max_size=20).map(
-    b"".join
-)
+_pieces = [
+    b"a",
+    b"bc",
+    b",",
+    b",,",
+    b"\n",
+    b"\r",
+    b"\r\n",
+    b" ",
+    b"\t",
+    b"\x0b",
+    b"\x0c",
+    b"\x1c",
+    b"\x85",
+    b"\xff",
+    b"::",
+]
+data_st = st.binary(max_size=40) | st.lists(st.sampled_from(_pieces), max_size=20).map(b"".join)
 sep_st = st.sampled_from([b",", b",,", b"::", b"\n", b"\r\n", b"a", b"\xff"]) | st.binary(
     min_size=1, max_size=3
 )
