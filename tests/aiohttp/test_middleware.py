@@ -642,3 +642,35 @@ async def test_memoryview_body_goes_back_when_written_on_a_kept_alive_connection
             assert mw.statistics().deferred == 1
     finally:
         gc.enable()
+
+
+async def test_a_subapp_with_its_own_setup_uses_the_outer_arena(
+    aop: electron.ArenaOfPools,
+) -> None:
+    inner_aop = electron.ArenaOfPools(arena_size=4096)
+    app = web.Application()
+    outer = setup(app, aop)
+    sub = web.Application()
+    inner = setup(sub, inner_aop)
+    seen: list[electron.Arena] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request_arena(request))
+        assert current_arena() is seen[-1]
+        buf = request_buffer(request, 10)
+        buf.write(b"sub")
+        return PooledResponse(buf)
+
+    sub.router.add_get("/x", handler)
+    app.add_subapp("/sub", sub)
+    async with (
+        serve(app) as url,
+        aiohttp.ClientSession() as session,
+        session.get(f"{url}/sub/x") as resp,
+    ):
+        assert await resp.read() == b"sub"
+    await eventually(all_back(aop), "outer arena back")
+    assert outer.statistics().requests == 1
+    assert inner.statistics().requests == 0
+    assert inner_aop.stats().arenas_created == 0
+    assert inner_aop.closed

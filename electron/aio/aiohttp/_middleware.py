@@ -50,7 +50,8 @@ class Middleware:
     the response and the transport has flushed it, or the connection was lost. Errors and
     cancellation give it back too. When the budget stays exhausted for ``acquire_timeout``
     seconds the request is answered ``503`` with ``Retry-After: retry_after``. Requests for
-    a path in ``exclude`` get no arena. Keep it outermost (:func:`setup` does): it sees the
+    a path in ``exclude`` get no arena; nor does one that an outer electron middleware (a
+    parent app's) already lent one. Keep it outermost (:func:`setup` does): it sees the
     response's end through aiohttp's request task. Run inside another task (a middleware
     wrapping the handler in ``asyncio.shield``, or ``asyncio.wait_for`` before Python 3.12),
     it stays safe, but memory behind a non-pooled response then goes back only when aiohttp
@@ -92,7 +93,9 @@ class Middleware:
         )
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self.exclude and request.path in self.exclude:
+        key = id(request)
+        if key in ACTIVE or (self.exclude and request.path in self.exclude):
+            # Excluded, or an outer electron middleware (a parent app's) lent it an arena.
             return await handler(request)
         aop = self.aop
         try:
@@ -101,7 +104,6 @@ class Middleware:
         except (PoolExhausted, PoolClosed):
             raise self._unavailable() from None
         self._requests += 1
-        key = id(request)
         ACTIVE[key] = (self, arena)  # a Lease is made of it only if a helper needs one
         token = _set_arena(arena)
         try:
