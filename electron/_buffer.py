@@ -53,7 +53,7 @@ _REPLACE_IN_PIECES: Final = 2048
 # Decoding a few hundred bytes is faster from a bytes copy than through a view (``str(view,
 # ...)`` pays for keyword parsing and a buffer export; ``bytes.decode`` has fast paths).
 _DECODE_VIA_COPY: Final = 512
-_DENSE_AFTER: Final = 8
+_DENSE_AFTER: Final = 4
 _DENSE: Final = 512
 
 
