@@ -20,7 +20,7 @@ from ._leaks import (
     level_from,
     report_leak,
 )
-from ._memory import check_size, check_timeout, is_exported, zero
+from ._memory import check_size, check_timeout, is_exported, local_refs, refcount, zero
 from ._pools import BufferPool
 from ._stats import Stats
 
@@ -34,6 +34,8 @@ _TRIM_CHECK_EVERY: Final = 256  # returns between two looks at the clock (a powe
 _AUTO_WINDOW: Final = 1024  # arena_size="auto": how many recent loans the size is learnt from
 _AUTO_EVERY: Final = 256  # ... and how many returns between two recalculations
 _AUTO_QUANTILE: Final = 0.95
+_LOCAL_REFS: Final = local_refs()  # see _take_region_locked
+_NO_REGION: Final = bytearray()
 
 
 # ``electron.aio`` is imported on first use of ``arena()``: the core itself needs no anyio.
@@ -126,8 +128,11 @@ class ArenaOfPools:
         self._leak_level = level_from(leak_detection)
         self._loans = 0
         self._leaks_detected = 0
-        # (region, used, clean) of arenas collected without a return; see _collect_leaked.
-        self._leaks: deque[tuple[bytearray, int, bool]] = deque()
+        # Arenas collected without a return, as (region, used, clean, the arena's overflow
+        # chunks with their "clean", the chunks' bytes); see _collect_leaked.
+        self._leaks: deque[
+            tuple[bytearray, int, bool, list[tuple[bytearray, bool]] | None, int]
+        ] = deque()
         self._lock = threading.Lock()
         if buffer_pool is not None and not isinstance(buffer_pool, BufferPool):
             raise TypeError(f"buffer_pool must be a BufferPool, not {type(buffer_pool).__name__}")
@@ -135,7 +140,7 @@ class ArenaOfPools:
         self._buffers._bind(self)
         self._free: list[bytearray] = []
         self._low = 0  # fewest idle arenas since the last trim
-        self._parked: deque[tuple[bytearray, int]] = deque()  # (region, bytes used)
+        self._parked: deque[bytearray] = deque()  # regions something may still reach
         self._waiters: deque[Waiter] = deque()
         self._active = 0
         self._lent_bytes = 0  # capacity of arenas lent out, overflow chunks included
@@ -198,9 +203,9 @@ class ArenaOfPools:
             self._trimmed += len(region)  # auto mode: sized for an older target, dropped
         parked = self._parked
         for _ in range(min(4, len(parked))):
-            region, used = parked.popleft()
-            if is_exported(region):
-                parked.append((region, used))
+            region = parked.popleft()
+            if is_exported(region) or refcount(region) > _LOCAL_REFS:
+                parked.append(region)
                 continue
             self._parked_bytes -= len(region)
             if len(region) != self._arena_size:
@@ -363,7 +368,9 @@ class ArenaOfPools:
             used = arena._used_total()
             clean = arena._scrub(mv)
             self._settle_spilled_locked(arena)
-            self._take_back_locked(arena._region, used, clean)
+            region = arena._region
+            arena._region = _NO_REGION  # the dead handle must not keep the memory reachable
+            self._take_back_locked(region, used, clean)
             traced = arena._trace is not None or self._leak_level == 2
         finally:
             lock.release()
@@ -431,8 +438,11 @@ class ArenaOfPools:
         if spilled is None:
             return
         arena._spilled = None
-        self._lent_bytes -= arena._extra
+        self._settle_chunks_locked(spilled, arena._extra)
         arena._extra = 0
+
+    def _settle_chunks_locked(self, spilled: list[tuple[bytearray, bool]], extra: int) -> None:
+        self._lent_bytes -= extra
         for region, clean in spilled:
             if not clean:
                 self._park_locked(region, len(region))
@@ -443,7 +453,7 @@ class ArenaOfPools:
         self._quarantine_events += 1
         if self._leak_level == 2:
             memoryview(region)[:] = bytes((POISON,)) * len(region)
-        self._parked.append((region, used))
+        self._parked.append(region)
 
     def _collect_leaked(self, arena: Arena, mv: memoryview) -> None:
         """``arena`` is being garbage-collected without a return: reclaim it, report if traced.
@@ -455,10 +465,8 @@ class ArenaOfPools:
         used = arena._used_total()
         arena._hooks = None  # user callbacks may take locks of their own; the arena is gone
         clean = arena._scrub(mv)
-        self._leaks.append((arena._region, used, clean))
-        if arena._spilled is not None:
-            with self._lock:  # rare: a leaked arena that grew (auto mode)
-                self._settle_spilled_locked(arena)
+        self._leaks.append((arena._region, used, clean, arena._spilled, arena._extra))
+        arena._spilled = None
         if self._lock.acquire(False):
             try:
                 self._drain_leaks_locked()
@@ -470,8 +478,10 @@ class ArenaOfPools:
     def _drain_leaks_locked(self) -> None:
         leaks = self._leaks
         while leaks:
-            region, used, clean = leaks.popleft()
+            region, used, clean, spilled, extra = leaks.popleft()
             self._leaks_detected += 1
+            if spilled is not None:
+                self._settle_chunks_locked(spilled, extra)
             self._take_back_locked(region, used, clean)
 
     def _drain_leaks(self) -> None:

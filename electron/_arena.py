@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, SupportsIndex, TypeVar, cast
 
 from ._errors import ArenaClosed, InsufficientCapacity, InvalidArgument
-from ._memory import MAX_SIZE, check_size, is_exported, release_all, zero
+from ._memory import MAX_SIZE, check_size, is_exported, refcount, release_all, zero
 
 if TYPE_CHECKING:
     from ._aop import ArenaOfPools
@@ -234,10 +234,14 @@ class Arena:
             zero(mv, used)
         mv.release()
         self._mv = None
+        if self._chunks is not None:
+            self._unchunk(clean)
+        return clean and not is_exported(self._region) and self._region_refs() <= _ATTR_REFS
+
+    def _unchunk(self, clean: bool) -> None:
+        """A grown arena: keep the first chunk as the arena's region, spill the others."""
         chunks = self._chunks
-        if chunks is None:
-            return clean and not is_exported(self._region)
-        # A grown arena: keep the first chunk as the arena's region, spill the others.
+        assert chunks is not None
         spilled = [(self._region, clean and not is_exported(self._region))]
         for _, chunk_mv, chunk_used in chunks:
             if chunk_used:
@@ -249,7 +253,10 @@ class Arena:
         self._cap = len(self._region)
         self._chunks = None
         self._spilled = spilled
-        return clean and not is_exported(self._region)
+
+    def _region_refs(self) -> int:
+        # Something holding the bytearray itself (``view.obj``) shows as an extra reference.
+        return refcount(self._region)
 
     def reset(self) -> None:
         """Release everything allocated so far and start again, keeping the capacity.
@@ -261,6 +268,8 @@ class Arena:
         if mv is None:
             raise self._closed_error()
         error = run_hooks(self._hooks)
+        if self._mv is not mv:  # a callback gave the arena back (or closed it)
+            raise error if error is not None else self._closed_error()
         used = self._used_total()
         clean = self._scrub(mv)
         if self._spilled is not None and self._owner is not None:
@@ -292,7 +301,8 @@ class Arena:
             return
         hooks, self._hooks = self._hooks, None
         error = run_hooks(hooks)
-        self._scrub(mv)
+        if self._mv is mv:  # unless a callback closed it already
+            self._scrub(mv)
         if error is not None:
             raise error
 
@@ -371,3 +381,15 @@ class _LentArena(Arena):
         owner = self._owner
         if mv is not None and owner is not None:
             owner._collect_leaked(self, mv)
+
+
+def _attr_refs() -> int:
+    """How many references a region held only by a closed arena's ``_region`` shows."""
+    arena = Arena(16)
+    mv = arena._mv
+    assert mv is not None
+    mv.release()  # as _scrub does before it counts
+    return arena._region_refs()
+
+
+_ATTR_REFS: Final = _attr_refs()

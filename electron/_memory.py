@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import math
 import operator
+import sys
 from typing import Final
 
 from ._errors import InvalidArgument
 
-__all__ = ("MAX_SIZE", "check_size", "check_timeout", "is_exported", "release_all", "zero")
+__all__ = (
+    "MAX_SIZE",
+    "check_size",
+    "check_timeout",
+    "is_exported",
+    "local_refs",
+    "refcount",
+    "release_all",
+    "zero",
+)
 
 _ZERO_CHUNK: Final = 1 << 16
 _ZEROS: Final = memoryview(bytes(_ZERO_CHUNK))
@@ -55,6 +65,21 @@ def is_exported(region: bytearray) -> bool:
         return True
     region.append(0)
     return False
+
+
+def refcount(obj: object) -> int:
+    """``sys.getrefcount(obj)``: compared against a count calibrated at import time.
+
+    A ``memoryview``'s ``.obj`` hands out the whole backing ``bytearray`` without creating
+    a buffer export, so the export probe cannot see it; an extra reference can.
+    """
+    return sys.getrefcount(obj)
+
+
+def local_refs() -> int:
+    """The reference count of a region held by one local variable (the calibration)."""
+    region = bytearray(1)
+    return refcount(region)
 
 
 def release_all(views: list[memoryview]) -> bool:

@@ -354,6 +354,7 @@ class ObjectPool(Generic[T]):
         # forgotten quietly. Both bounded: oldest ids are forgotten first.
         self._dropped: dict[int, None] = {}
         self._stale: dict[int, None] = {}
+        self._returning: set[int] = set()  # being put back: reset() runs outside the lock
         self._generation = 0
         self._created = 0
         self._reused = 0
@@ -399,14 +400,19 @@ class ObjectPool(Generic[T]):
             if entry is None or entry[0] is not obj:
                 if entry is not None:
                     self._out[key] = entry
-                elif key in self._idle_ids or key in self._dropped:
+                elif key in self._idle_ids or key in self._dropped or key in self._returning:
                     raise DoubleRelease(type(obj).__name__)
                 elif key in self._stale:
                     del self._stale[key]
                     return  # lent before the arena reset: forgotten, never reused
                 raise ForeignObject(type(obj).__name__, self)
-        if self._reset is not None:
-            self._reset(obj)
+            self._returning.add(key)
+        try:
+            if self._reset is not None:
+                self._reset(obj)
+        finally:
+            with self._lock:
+                self._returning.discard(key)
         with self._lock:
             if entry[1] != self._generation:
                 return
