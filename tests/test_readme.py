@@ -19,3 +19,39 @@ def test_readme_has_examples() -> None:
 def test_readme_example_runs(code: str) -> None:
     namespace: dict[str, object] = {"__name__": "readme_example"}
     exec(compile(code, str(README), "exec"), namespace)
+
+
+def test_readme_aiohttp_example_serves() -> None:
+    """The aiohttp example in the README answers its routes, and gives every arena back."""
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    code = next(b for b in BLOCKS if "def make_app" in b)
+    namespace: dict[str, object] = {"__name__": "readme_example"}
+    exec(compile(code, str(README), "exec"), namespace)
+    make_app = namespace["make_app"]
+    assert callable(make_app)
+
+    async def main() -> None:
+        app = make_app()
+        async with TestClient(TestServer(app)) as client:
+            resp = await client.get("/report")
+            assert resp.status == 200
+            text = await resp.text()
+            assert text.startswith("0,0\n1,1\n2,4\n")
+            assert text.count("\n") == 1000
+            resp = await client.post("/upload", data=b"x" * 5000)
+            assert resp.status == 200
+            assert await resp.json() == {"size": 5000}
+            from electron.aio.aiohttp import AOP_KEY
+
+            aop = app[AOP_KEY]
+            for _ in range(100):  # memory goes back after the flush, not at once
+                if aop.stats().active_arenas == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert aop.stats().active_arenas == 0
+            assert aop.stats().active_buffers == 0
+
+    asyncio.run(main())
