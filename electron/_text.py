@@ -39,11 +39,11 @@ _SMALL_INTS: Final = 1024
 # Digits of 0..1023, ready-made: an index beats formatting for the common small numbers.
 _DIGITS: Final[tuple[bytes, ...]] = tuple(str(i).encode() for i in range(_SMALL_INTS))
 
-# Compiled, ``str(n)`` of an int of up to 62 bits is mypyc's own fast formatting (faster than
-# ``b"%d" % n``), but for a larger one mypyc's helpers leak a reference to the int (and
-# ``b"%d" % n`` crashes when ``str`` fails, over sys.get_int_max_str_digits() digits): larger
-# ints are formatted as plain objects, by ``str`` on an ``object``-typed value.
-_WORD: Final = 1 << 62
+# Compiled, ``str(n)`` of an int mypyc keeps unboxed (|n| < 2**62) is its own fast formatting
+# (faster than ``b"%d" % n``), but for a larger one mypyc's helpers leak a reference to the int
+# (and ``b"%d" % n`` crashes when ``str`` fails, over sys.get_int_max_str_digits() digits):
+# larger ints are formatted as plain objects, by ``str`` on an ``object``-typed value.
+_WORD: Final = 4611686018427387903  # 2**62 - 1, the largest int mypyc keeps unboxed
 
 # bytes.split() with no separator splits on runs of these (Py_ISSPACE on bytes).
 _NON_SPACE: Final = re.compile(rb"[^ \t\n\r\x0b\x0c]+")
@@ -113,7 +113,7 @@ def int_digits(n: SupportsIndex) -> bytes:
     """
     obj: object = n
     if type(obj) is int:
-        if -_WORD < obj < _WORD:
+        if -_WORD <= obj <= _WORD:
             if 0 <= obj < _SMALL_INTS:
                 return _DIGITS[obj]
             return str(obj).encode()
