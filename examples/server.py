@@ -5,13 +5,15 @@ one line ``electron example server listening on http://HOST:PORT`` once it accep
 connections (``--port 0`` picks a free port). Routes:
 
 - ``GET /``: ``Hello, World!``
-- ``GET /json``: a small JSON document, serialised straight into pooled memory
+- ``GET /json``: a small JSON document, written into pooled memory with
+  ``Buffer.write_json_string``/``write_int``
 - ``GET /bytes/{n}?seed=K``: n bytes (n <= 8 MiB), byte i = ``(K*31 + i) % 251``, built in
   pooled memory and sent without copying
 - ``POST /upload``: the body is read into pooled memory (413 over ``--upload-limit``);
   answers ``{"size": ..., "sha256": ...}``
-- ``GET /render?name=..&items=N``: an HTML page rendered by Jinja2 (autoescaped) into pooled
-  memory
+- ``GET /render?name=..&items=N``: an HTML page written into pooled memory with
+  ``Buffer.write_html_escaped``/``write_int`` (``--no-electron``: the same page, joined as a
+  ``str`` with ``html.escape``)
 - ``GET /stats``: the ArenaOfPools' statistics (it does not count itself)
 
 ``--no-electron`` serves the same routes with plain allocation: the load test's baseline.
@@ -27,6 +29,7 @@ import dataclasses
 import errno
 import functools
 import hashlib
+import html
 import os
 import select
 import signal
@@ -36,7 +39,6 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import jinja2
 import msgspec
 from aiohttp import web
 
@@ -54,21 +56,6 @@ DEFAULT_UPLOAD_LIMIT = 16 << 20
 _PERIOD = 251
 _LISTENING = "electron example server listening on http://{host}:{port}"
 
-_TEMPLATE = """<!doctype html>
-<html>
-<head><meta charset="utf-8"><title>Hello, {{ name }}</title></head>
-<body>
-<h1>Hello, {{ name }}!</h1>
-<ul>
-{%- for item in items %}
-<li id="item-{{ item.id }}">{{ item.label }} <em>for {{ name }}</em></li>
-{%- endfor %}
-</ul>
-</body>
-</html>
-"""
-
-
 class _Item(msgspec.Struct):
     id: int
     label: str
@@ -82,8 +69,6 @@ class _Doc(msgspec.Struct):
 
 _DOC = _Doc("Hello, World!", "electron", [_Item(i, f"item {i}") for i in range(3)])
 _ENCODER = msgspec.json.Encoder()
-_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-_PAGE = _ENV.from_string(_TEMPLATE)
 
 
 def _pid_header() -> dict[str, str]:
@@ -158,6 +143,59 @@ def _render_args(request: web.Request) -> dict[str, Any]:
     return {"name": name, "items": [_Item(i, f"item {i}") for i in range(count)]}
 
 
+def _write_page(buf: electron.Buffer, name: str, items: list[_Item]) -> None:
+    """The /render page, escaped and formatted straight into a pooled buffer."""
+    write, escaped = buf.write, buf.write_html_escaped
+    write(b'<!doctype html>\n<html>\n<head><meta charset="utf-8"><title>Hello, ')
+    escaped(name)
+    write(b"</title></head>\n<body>\n<h1>Hello, ")
+    escaped(name)
+    write(b"!</h1>\n<ul>")
+    for item in items:
+        write(b'\n<li id="item-')
+        buf.write_int(item.id)
+        write(b'">')
+        escaped(item.label)
+        write(b" <em>for ")
+        escaped(name)
+        write(b"</em></li>")
+    write(b"\n</ul>\n</body>\n</html>\n")
+
+
+def _plain_page(name: str, items: list[_Item]) -> bytes:
+    """The same page as :func:`_write_page`, joined as a ``str`` (the baseline)."""
+    name = html.escape(name)
+    parts = [
+        '<!doctype html>\n<html>\n<head><meta charset="utf-8"><title>Hello, ',
+        name,
+        "</title></head>\n<body>\n<h1>Hello, ",
+        name,
+        "!</h1>\n<ul>",
+    ]
+    for item in items:
+        parts += ['\n<li id="item-', str(item.id), '">', html.escape(item.label), " <em>for ",
+                  name, "</em></li>"]
+    parts.append("\n</ul>\n</body>\n</html>\n")
+    return "".join(parts).encode()
+
+
+def _write_doc(buf: electron.Buffer, doc: _Doc) -> None:
+    """``doc`` as compact JSON (the bytes msgspec gives), written into a pooled buffer."""
+    write, string = buf.write, buf.write_json_string
+    write(b'{"message":')
+    string(doc.message)
+    write(b',"server":')
+    string(doc.server)
+    write(b',"items":[')
+    for k, item in enumerate(doc.items):
+        write(b'{"id":' if k == 0 else b',{"id":')
+        buf.write_int(item.id)
+        write(b',"label":')
+        string(item.label)
+        write(b"}")
+    write(b"]}")
+
+
 async def hello(request: web.Request) -> web.StreamResponse:
     return web.Response(text="Hello, World!")
 
@@ -202,7 +240,9 @@ def _electron_routes(aop: electron.ArenaOfPools) -> list[web.RouteDef]:
     scratch = _JsonScratch()
 
     async def json_doc(request: web.Request) -> web.StreamResponse:
-        return scratch.response(_DOC)
+        buf = electron_aiohttp.request_buffer(request, 256)
+        _write_doc(buf, _DOC)
+        return electron_aiohttp.PooledResponse(buf, content_type="application/json")
 
     async def pooled_bytes(request: web.Request) -> web.StreamResponse:
         n, seed = _bytes_args(request)
@@ -218,7 +258,7 @@ def _electron_routes(aop: electron.ArenaOfPools) -> list[web.RouteDef]:
     async def render(request: web.Request) -> web.StreamResponse:
         context = _render_args(request)
         buf = electron_aiohttp.request_buffer(request, 2048 + 64 * len(context["items"]))
-        buf.write_str(_PAGE.render(context))
+        _write_page(buf, context["name"], context["items"])
         return electron_aiohttp.PooledResponse(buf, content_type="text/html", charset="utf-8")
 
     async def stats(request: web.Request) -> web.StreamResponse:
@@ -252,7 +292,9 @@ def _plain_routes() -> list[web.RouteDef]:
         return web.Response(body=_ENCODER.encode(doc), content_type="application/json")
 
     async def render(request: web.Request) -> web.StreamResponse:
-        return web.Response(text=_PAGE.render(_render_args(request)), content_type="text/html")
+        context = _render_args(request)
+        body = _plain_page(context["name"], context["items"])
+        return web.Response(body=body, content_type="text/html", charset="utf-8")
 
     zeros = {f.name: 0 for f in dataclasses.fields(electron.Stats)}
 

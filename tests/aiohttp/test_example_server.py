@@ -111,7 +111,7 @@ async def hammer(url: str, example: ModuleType, requests: int, seed: int) -> Non
                 assert resp.content_type == "text/html"
                 page = await resp.text()
                 assert "<i>" not in page  # autoescaped
-                assert f"Hello, &lt;i&gt;&amp;&#39;{i}&#34;!" in page
+                assert f"Hello, &lt;i&gt;&amp;&#x27;{i}&quot;!" in page
                 assert page.count("<li ") == items
         else:
             async with session.get(f"{url}/stats") as resp:
