@@ -6,7 +6,7 @@ import operator
 from typing import TYPE_CHECKING, Final, SupportsIndex
 
 from ._errors import BufferClosed, InvalidArgument
-from ._memory import check_size, is_exported, release_all, zero
+from ._memory import check_size, is_exported, refcount, release_all, zero
 from ._text import (
     float_repr,
     html_escape,
@@ -66,13 +66,14 @@ class Buffer:
     next caller under a new ``Buffer``. Bytes beyond what was written are never exposed.
     """
 
-    __slots__ = ("_len", "_mv", "_owner", "_region", "_trace", "_views")
+    __slots__ = ("_len", "_mv", "_owner", "_ready", "_region", "_trace", "_views")
 
     def __init__(self, capacity: SupportsIndex = 0) -> None:
         region = bytearray(check_size(capacity, "capacity"))
         self._region = region
         self._mv: memoryview | None = memoryview(region)
         self._len = 0
+        self._ready = 0  # end of the bytes reserve() zeroed: commit() may not go past it
         self._views: list[memoryview] | None = None
         self._owner: BufferPool | None = None
         self._trace: str | None = None  # where it was taken, then where given back (tracing)
@@ -124,6 +125,8 @@ class Buffer:
 
     def write_str(self, s: str, encoding: str = "utf-8") -> int:
         """Append ``s`` encoded with ``encoding``; return the number of bytes written."""
+        if type(s) is not str and not isinstance(s, str):
+            raise TypeError(f"write_str() takes a str, not {type(s).__name__}")
         return self.write(s.encode(encoding))
 
     def reserve(self, n: SupportsIndex) -> memoryview:
@@ -141,16 +144,22 @@ class Buffer:
             mv = self._grow(start + n)
         v = mv[start : start + n]
         zero(v, n)
+        self._ready = start + n
         self._track(v)
         return v
 
     def commit(self, n: SupportsIndex) -> None:
-        """Count ``n`` more bytes, filled through a :meth:`reserve` view, as written."""
+        """Count ``n`` more bytes, filled through a :meth:`reserve` view, as written.
+
+        Only reserved bytes can be committed: anything else could expose memory from an
+        earlier use of the buffer's region.
+        """
         if self._mv is None:
             raise self._closed_error()
         n = check_size(n)
-        if self._len + n > len(self._region):
-            raise ValueError(f"commit({n}) goes past the capacity {len(self._region)}")
+        if self._len + n > self._ready:
+            room = max(0, self._ready - self._len)
+            raise InvalidArgument("n", n, f"at most {room}: the bytes reserved and not committed")
         self._len += n
 
     def getvalue(self) -> bytes:
@@ -194,7 +203,11 @@ class Buffer:
             self._views = None
         mv.release()
         self._mv = None
-        return clean and not is_exported(self._region)
+        return clean and not is_exported(self._region) and self._region_refs() <= _ATTR_REFS
+
+    def _region_refs(self) -> int:
+        # Something holding the bytearray itself (``view.obj``) shows as an extra reference.
+        return refcount(self._region)
 
     # -- text: searching (bytearray methods on the written prefix: memchr, fast search) --------
 
@@ -480,6 +493,7 @@ class _LentBuffer(Buffer):
         self._region = region
         self._mv = memoryview(region)
         self._len = 0
+        self._ready = 0
         self._views = None
         self._owner = owner
         self._trace = None
@@ -489,3 +503,15 @@ class _LentBuffer(Buffer):
         owner = self._owner
         if mv is not None and owner is not None:
             owner._collect_leaked(self, mv)
+
+
+def _attr_refs() -> int:
+    """How many references a region held only by a detached buffer's ``_region`` shows."""
+    buf = Buffer(16)
+    mv = buf._mv
+    assert mv is not None
+    mv.release()  # as _detach does before it counts
+    return buf._region_refs()
+
+
+_ATTR_REFS: Final = _attr_refs()

@@ -169,7 +169,9 @@ class BufferPool:
             if mv is None:
                 raise DoubleRelease("buffer", buf._trace)
             clean = buf._detach(mv)
-            self._take_back_locked(buf._region, clean)
+            region = buf._region
+            buf._region = _NO_REGION  # the dead handle must not keep the memory reachable
+            self._take_back_locked(region, clean)
             traced = buf._trace is not None or self._leak_level == 2
         finally:
             lock.release()
@@ -299,6 +301,7 @@ class BufferPool:
 
 
 _RECORD_LIMIT: Final = 4096
+_NO_REGION: Final = bytearray()
 
 
 def _remember(record: dict[int, None], key: int) -> None:
