@@ -30,7 +30,7 @@ from bench._lt._report import summary_table
 __all__ = ("MICRO", "main", "render", "run_part")
 
 ROOT = Path(__file__).resolve().parents[1]
-MICRO = ("micro", "aio", "http")  # bench.<name> modules written on the shared harness
+MICRO = ("micro", "aio", "http", "text", "leaks")  # bench.<name> modules written on the shared harness
 PARTS = (*MICRO, "loadtest")
 
 
