@@ -357,8 +357,10 @@ class ArenaOfPools:
         if arena._owner is not self:
             raise ForeignObject("arena", self)
         error: Exception | None = None
-        if arena._hooks is not None or arena._objects is not None:
+        if arena._hooks is not None:
             error = self._run_user_code(arena)
+        elif arena._objects is not None:
+            arena._objects = None  # their finalizers run here, not under the lock
         lock = self._lock
         lock.acquire()
         try:
