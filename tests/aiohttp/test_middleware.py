@@ -235,6 +235,7 @@ async def test_budget_exhausted_answers_503_with_retry_after() -> None:
     release = asyncio.Event()
 
     async def hold(request: web.Request) -> web.StreamResponse:
+        current_arena().alloc(16)  # first use: lends the only arena
         await release.wait()
         return web.Response(text="held")
 

@@ -1,7 +1,7 @@
-"""electron.aio.aiohttp: one arena per aiohttp request, and pooled bodies sent without copying.
+"""electron.aio.aiohttp: an arena per aiohttp request, and pooled bodies sent without copying.
 
 ``setup(app, aop)`` installs the middleware. Inside a handler ``electron.aio.current_arena()``
-(or :func:`request_arena`) is the request's arena, :func:`request_buffer` and
+(or :func:`request_arena`) is the request's arena (lent on first use), :func:`request_buffer` and
 :func:`read_body` give pooled buffers that go back with it, and :class:`PooledResponse` sends
 pooled memory without copying. Everything goes back only once the transport no longer
 references it. Needs the ``aiohttp`` extra.
@@ -20,6 +20,7 @@ from ._request import request_arena as request_arena
 from ._request import request_buffer as request_buffer
 from ._response import PooledResponse as PooledResponse
 from ._stats import MiddlewareStatistics as MiddlewareStatistics
+from ._stats import RouteUsage as RouteUsage
 
 __all__ = (
     "AOP_KEY",
@@ -27,6 +28,7 @@ __all__ = (
     "Middleware",
     "MiddlewareStatistics",
     "PooledResponse",
+    "RouteUsage",
     "middleware",
     "read_body",
     "request_arena",

@@ -1,22 +1,40 @@
-"""Lease: one request's arena and pooled buffers, given back once nothing references them."""
+"""Lease: one request's arena and pooled buffers, given back once nothing references them.
+
+Most requests never touch electron memory, so the middleware lends nothing up front: it
+registers the request in :data:`ACTIVE` as *lazy* and sets the context variable of
+:func:`electron.aio.current_arena` to the request itself (a lazy marker). The first helper
+call (or ``current_arena()``) lends the arena and upgrades the entry.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Protocol
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from ..._arena import Arena
 from ..._buffer import Buffer
+from ..._context import current_arena_var, set_lazy_resolver
+from ..._errors import ArenaClosed
+from .._wait import acquire_arena
 from ._flush import release_after_flush
 
 if TYPE_CHECKING:
     from ..._aop import ArenaOfPools
     from ._response import PooledResponse
 
-__all__ = ("ACTIVE", "Lease", "arena_of", "lease_of")
+__all__ = (
+    "ACTIVE",
+    "Lease",
+    "arena_of",
+    "claimed_pop",
+    "lease_of",
+    "lease_of_async",
+    "route_of",
+)
 
 
 class _Owner(Protocol):
@@ -24,9 +42,13 @@ class _Owner(Protocol):
 
     aop: ArenaOfPools
     body_limit: int
+    acquire_timeout: float | None
+    _lent: int
     _released: int
     _flush_waits: int
     _too_large: int
+
+    def _record(self, route: str, nbytes: int) -> None: ...
 
 
 class Lease:
@@ -37,13 +59,26 @@ class Lease:
     the response was written and the transport flushed it (or the connection was lost).
     """
 
-    __slots__ = ("arena", "buffers", "owner", "released", "response", "writer")
+    __slots__ = (
+        "arena",
+        "buffer_bytes",
+        "buffers",
+        "owner",
+        "released",
+        "response",
+        "route",
+        "writer",
+    )
 
-    def __init__(self, owner: _Owner, arena: Arena, writer: AbstractStreamWriter) -> None:
+    def __init__(
+        self, owner: _Owner, arena: Arena, writer: AbstractStreamWriter, route: str
+    ) -> None:
         self.owner = owner
         self.arena = arena
         self.writer = writer
+        self.route = route
         self.buffers: list[Buffer] | None = None
+        self.buffer_bytes = 0  # capacity of the buffers taken, as lent
         self.response: PooledResponse | None = None
         self.released = False
 
@@ -54,6 +89,7 @@ class Lease:
             self.buffers = [buf]
         else:
             self.buffers.append(buf)
+        self.buffer_bytes += buf.capacity
         return buf
 
     def release(self) -> None:
@@ -61,21 +97,27 @@ class Lease:
         if self.released:
             return
         self.released = True
-        self.owner._released += 1
-        if self.response is None and self.buffers is None:
-            self.arena.close()
-            return
-        resp, self.response = self.response, None
-        buffers, self.buffers = self.buffers, None
+        owner = self.owner
+        owner._released += 1
+        arena = self.arena
+        used = self.buffer_bytes if arena._mv is None else self.buffer_bytes + arena.used
         try:
-            if resp is not None:
-                resp._release_body()
-        finally:
+            if self.response is None and self.buffers is None:
+                arena.close()
+                return
+            resp, self.response = self.response, None
+            buffers, self.buffers = self.buffers, None
             try:
-                if buffers:
-                    _close_all(buffers)
+                if resp is not None:
+                    resp._release_body()
             finally:
-                self.arena.close()
+                try:
+                    if buffers:
+                        _close_all(buffers)
+                finally:
+                    arena.close()
+        finally:
+            owner._record(self.route, used)
 
     def release_after_flush(self) -> None:
         """Release now if the transport holds nothing of ours, else once it has flushed."""
@@ -104,11 +146,30 @@ def _close_all(buffers: list[Buffer]) -> None:
         raise error
 
 
+def route_of(request: web.BaseRequest) -> str:
+    """The canonical path of the route ``request`` matched (bounded cardinality)."""
+    match_info = getattr(request, "match_info", None)
+    route = getattr(match_info, "route", None)
+    resource = getattr(route, "resource", None)
+    if resource is None:
+        return "(unmatched)"  # 404 / 405: aiohttp's system route
+    return str(resource.canonical)
+
+
 #: The requests whose handler runs under electron's middleware now: ``id(request)`` -> the
-#: ``(middleware, arena)`` pair the middleware registered, or the :class:`Lease` a helper
-#: made of it (most requests never need one). An entry lives exactly while the handler runs;
-#: the middleware holds the request meanwhile, so its id cannot be reused.
-ACTIVE: dict[int, tuple[_Owner, Arena] | Lease] = {}
+#: middleware itself (lazy: nothing lent yet), the ``(middleware, arena)`` pair of a lent
+#: arena, or the :class:`Lease` a helper made of it (most requests never need one). An entry
+#: lives exactly while the handler runs; the middleware holds the request meanwhile, so its
+#: id cannot be reused.
+ACTIVE: dict[int, Any] = {}
+
+# Serialises upgrades of an entry (lazy -> lent -> Lease). An upgrade *claims* the entry by
+# popping it, so that the middleware, popping it at the end of the request, either gets it
+# before the claim (the upgrade then finds nothing and fails) or finds it missing and takes
+# this lock to wait for the upgrade to put it back. A handler's threads (``to_thread``) may
+# upgrade concurrently with the event loop thread. Reentrant: a garbage-collection finaliser
+# run inside the locked section may call back in.
+_UPGRADE = threading.RLock()
 
 _NO_ARENA = (
     "this request has no electron arena (here): install the middleware with "
@@ -117,25 +178,123 @@ _NO_ARENA = (
 )
 
 
-def arena_of(request: web.BaseRequest) -> Arena:
-    """The arena of ``request``, whose handler runs now."""
-    entry = ACTIVE.get(id(request))
+def _ended() -> ArenaClosed:
+    return ArenaClosed("its request has ended: the request's memory went back with it")
+
+
+def _entry(key: int) -> Any:
+    entry = ACTIVE.get(key)
     if entry is None:
-        raise LookupError(_NO_ARENA)
-    if type(entry) is Lease:
-        return entry.arena
-    return entry[1]  # type: ignore[index]
+        with _UPGRADE:  # an upgrade in another thread may hold it for a moment
+            entry = ACTIVE.get(key)
+        if entry is None:
+            raise LookupError(_NO_ARENA)
+    return entry
+
+
+def claimed_pop(key: int) -> Any:
+    """The middleware's end of a request: take the entry, waiting out an upgrade in flight.
+
+    None if there is none (the same middleware object installed in a parent app and a subapp
+    serves the request twice: the inner one has taken it).
+    """
+    with _UPGRADE:
+        return ACTIVE.pop(key, None)
+
+
+def _upgrade(key: int, request: web.BaseRequest, lease: bool) -> Any:
+    """The entry of ``request`` with its arena lent (at once, or PoolExhausted), made a
+    :class:`Lease` if ``lease``."""
+    with _UPGRADE:
+        entry = ACTIVE.pop(key, None)
+        if entry is None:
+            raise _ended()
+        try:
+            kind = type(entry)
+            if kind is Lease or (kind is tuple and not lease):
+                return entry
+            if kind is tuple:
+                owner, arena = entry
+            else:
+                owner = entry
+                aop = owner.aop
+                arena = aop._lend_nowait() or aop.get_arena(0)
+                owner._lent += 1
+                if not lease:
+                    entry = (owner, arena)
+                    return entry
+            entry = Lease(owner, arena, request.writer, route_of(request))
+            return entry
+        finally:
+            ACTIVE[key] = entry
+
+
+def arena_of(request: web.BaseRequest) -> Arena:
+    """The arena of ``request``, whose handler runs now (lent on first use)."""
+    key = id(request)
+    entry = _entry(key)
+    kind = type(entry)
+    if kind is tuple:
+        return entry[1]  # type: ignore[no-any-return]
+    if kind is not Lease:
+        entry = _upgrade(key, request, False)
+        if type(entry) is tuple:
+            return entry[1]  # type: ignore[no-any-return]
+    return entry.arena  # type: ignore[no-any-return]
 
 
 def lease_of(request: web.BaseRequest) -> Lease:
-    """The lease of ``request``, whose handler runs now (made on first use)."""
+    """The lease of ``request``, whose handler runs now (made, and lent, on first use)."""
     key = id(request)
-    entry = ACTIVE.get(key)
-    if entry is None:
-        raise LookupError(_NO_ARENA)
+    entry = _entry(key)
     if type(entry) is Lease:
         return entry
-    owner, arena = entry  # type: ignore[misc]
-    lease = Lease(owner, arena, request.writer)
-    ACTIVE[key] = lease
-    return lease
+    return _upgrade(key, request, True)  # type: ignore[no-any-return]
+
+
+async def lease_of_async(request: web.BaseRequest) -> Lease:
+    """Like :func:`lease_of`, but a request without an arena yet waits for the budget
+    (fairly, up to the middleware's ``acquire_timeout``) rather than failing at once."""
+    key = id(request)
+    entry = _entry(key)
+    kind = type(entry)
+    if kind is Lease:
+        return entry  # type: ignore[no-any-return]
+    if kind is tuple:
+        return _upgrade(key, request, True)  # type: ignore[no-any-return]
+    owner: _Owner = entry
+    aop = owner.aop
+    arena = aop._lend_nowait() or await acquire_arena(aop, owner.acquire_timeout)
+    with _UPGRADE:
+        entry = ACTIVE.pop(key, None)
+        if entry is owner:
+            owner._lent += 1
+            entry = Lease(owner, arena, request.writer, route_of(request))
+            ACTIVE[key] = entry
+            return entry
+        if entry is not None:
+            ACTIVE[key] = entry
+    # The request ended meanwhile, or another of its tasks was lent an arena first.
+    arena.close()
+    if entry is None:
+        raise _ended()
+    return lease_of(request)
+
+
+def _resolve_lazy(marker: object) -> Arena:
+    """``current_arena()`` met the middleware's lazy marker (a request): lend its arena."""
+    if not isinstance(marker, web.BaseRequest):
+        raise LookupError(f"no current arena: the context holds {marker!r}")  # noqa: TRY004
+    key = id(marker)
+    entry = ACTIVE.get(key)
+    if entry is None:
+        with _UPGRADE:
+            entry = ACTIVE.get(key)
+        if entry is None:
+            raise _ended()  # a task spawned by the request outlived it
+    arena = arena_of(marker)
+    current_arena_var.set(arena)  # later lookups in this context are direct
+    return arena
+
+
+set_lazy_resolver(_resolve_lazy)

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import CodeType
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestHandler
 
 from ..._aop import ArenaOfPools
-from ..._arena import Arena
 from ..._context import current_arena_var
 from ..._errors import PoolClosed, PoolExhausted
 from ..._memory import check_size, check_timeout
 from .. import acquire_arena
 from ._keys import AOP_KEY, MIDDLEWARE_KEY
-from ._lease import ACTIVE, Lease
+from ._lease import ACTIVE, Lease, claimed_pop, route_of
 from ._response import PooledResponse
-from ._stats import MiddlewareStatistics
+from ._stats import OTHER_ROUTES, MiddlewareStatistics, RouteUsage
 
 __all__ = ("Middleware", "middleware", "setup")
 
@@ -32,6 +33,9 @@ _REQUEST_TASK_CODE: CodeType | None = getattr(
 _set_arena = current_arena_var.set
 _reset_arena = current_arena_var.reset
 _Response = web.Response
+_log = logging.getLogger("electron.aio.aiohttp")
+_register: Callable[[int, object], object] = ACTIVE.setdefault
+_unregister = ACTIVE.pop
 
 
 def _in_request_task(task: asyncio.Task[object]) -> bool:
@@ -40,22 +44,32 @@ def _in_request_task(task: asyncio.Task[object]) -> bool:
 
 
 class Middleware:
-    """electron's aiohttp middleware (new style): lends every request an arena.
+    """electron's aiohttp middleware (new style): request-scoped memory for every request.
 
-    The arena is :func:`electron.aio.current_arena` inside the handler and
-    :func:`request_arena` anywhere. It goes back, with every buffer taken through
-    :func:`request_buffer` or :func:`read_body`, as soon as nothing can reference it: when
-    the handler returns a response whose body is ``bytes``, at once; otherwise (a
+    Inside the handler :func:`electron.aio.current_arena` (or :func:`request_arena`
+    anywhere) is the request's arena, lent on first use: a request that never touches
+    electron memory costs next to nothing. The arena goes back, with every buffer taken
+    through :func:`request_buffer` or :func:`read_body`, as soon as nothing can reference
+    it: when the handler returns a response whose body is ``bytes``, at once; otherwise (a
     :class:`PooledResponse`, a streamed or memoryview body) only after aiohttp has written
     the response and the transport has flushed it, or the connection was lost. Errors and
-    cancellation give it back too. When the budget stays exhausted for ``acquire_timeout``
-    seconds the request is answered ``503`` with ``Retry-After: retry_after``. Requests for
-    a path in ``exclude`` get no arena; nor does one that an outer electron middleware (a
-    parent app's) already lent one. Keep it outermost (:func:`setup` does): it sees the
+    cancellation give it back too.
+
+    While the pool can lend at once, a request starts without an arena; when the budget is
+    exhausted (or others queue for it) the request instead waits for one before its handler
+    runs, for up to ``acquire_timeout`` seconds, and is then answered ``503`` with
+    ``Retry-After: retry_after``. A handler whose first use finds the budget exhausted
+    (others took it meanwhile) gets :class:`~electron.PoolExhausted` at once from the sync
+    helpers, which the middleware answers ``503`` the same way; :func:`read_body` waits.
+
+    Requests for a path in ``exclude`` get no arena; nor does one that an outer electron
+    middleware (a parent app's) serves. Keep it outermost (:func:`setup` does): it sees the
     response's end through aiohttp's request task. Run inside another task (a middleware
     wrapping the handler in ``asyncio.shield``, or ``asyncio.wait_for`` before Python 3.12),
     it stays safe, but memory behind a non-pooled response then goes back only when aiohttp
-    drops the request.
+    drops the request. Per route (its canonical path) it records the bytes each request
+    that used electron memory took (arena bytes used plus pooled buffer capacity): see
+    :meth:`route_usage` and :meth:`add_usage_listener`.
     """
 
     __middleware_version__ = 1  # aiohttp: a new-style middleware
@@ -68,6 +82,7 @@ class Middleware:
         retry_after: int = 1,
         body_limit: int = 1 << 20,
         exclude: Iterable[str] = (),
+        max_routes: int = 256,
     ) -> None:
         if not isinstance(aop, ArenaOfPools):
             raise TypeError(f"aop must be an ArenaOfPools, not {type(aop).__name__}")
@@ -76,7 +91,10 @@ class Middleware:
         self.retry_after = check_size(retry_after, "retry_after")
         self.body_limit = check_size(body_limit, "body_limit")
         self.exclude = frozenset(exclude)
+        self.max_routes = check_size(max_routes, "max_routes")
+        self._bounded = aop.max_arenas is not None or aop.max_bytes is not None
         self._requests = 0
+        self._lent = 0
         self._released = 0
         self._rejected = 0
         self._deferred = 0
@@ -84,6 +102,9 @@ class Middleware:
         self._errors = 0
         self._cancelled = 0
         self._too_large = 0
+        # route -> [requests, bytes, largest]: requests that used electron memory
+        self._routes: dict[str, list[int]] = {}
+        self._listeners: tuple[Callable[[str, int], object], ...] = ()
 
     def _unavailable(self) -> web.HTTPServiceUnavailable:
         self._rejected += 1
@@ -93,27 +114,69 @@ class Middleware:
         )
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        key = id(request)
-        if key in ACTIVE or (self.exclude and request.path in self.exclude):
-            # Excluded, or an outer electron middleware (a parent app's) lent it an arena.
+        if self.exclude and request.path in self.exclude:
             return await handler(request)
+        key = id(request)
+        if _register(key, self) is not self:
+            # An outer electron middleware (a parent app's) serves this request.
+            return await handler(request)
+        if self._bounded:
+            # A cheap, racy look without the pool's lock: could the pool lend at once? If so
+            # lend nothing now (first use lends, or fails with PoolExhausted if others took
+            # the budget meanwhile); otherwise queue for the budget before the handler runs.
+            aop = self.aop
+            if aop._waiters or not aop._fits_locked(aop._arena_size, True):
+                return await self._serve_lent(key, request, handler)
+        self._requests += 1
+        token = _set_arena(request)  # type: ignore[arg-type]  # the lazy marker
+        try:
+            resp = await handler(request)
+        except BaseException as exc:
+            _reset_arena(token)
+            entry = _unregister(key, None) or claimed_pop(key)
+            if entry is self or entry is None:
+                self._failed_unlent(request, exc)
+            else:
+                self._failed(self._lease(entry, request), request, exc)
+            raise
+        _reset_arena(token)
+        entry = _unregister(key, None)
+        if entry is self:
+            return resp
+        entry = entry or claimed_pop(key)
+        return resp if entry is None or entry is self else self._finish(entry, request, resp)
+
+    async def _serve_lent(
+        self, key: int, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        """The budget is exhausted or others queue for it: wait for an arena first."""
         aop = self.aop
         try:
             # acquire_arena's own first step, inline: no coroutine unless the budget is spent.
             arena = aop._lend_nowait() or await acquire_arena(aop, self.acquire_timeout)
-        except (PoolExhausted, PoolClosed):
-            raise self._unavailable() from None
+        except BaseException as exc:
+            del ACTIVE[key]
+            if isinstance(exc, (PoolExhausted, PoolClosed)):
+                raise self._unavailable() from None
+            raise
         self._requests += 1
+        self._lent += 1
         ACTIVE[key] = (self, arena)  # a Lease is made of it only if a helper needs one
         token = _set_arena(arena)
         try:
             resp = await handler(request)
         except BaseException as exc:
             _reset_arena(token)
-            self._failed(self._lease(ACTIVE.pop(key), arena, request), request, exc)
+            entry = _unregister(key, None) or claimed_pop(key)
+            self._failed(self._lease(entry, request), request, exc)
             raise
         _reset_arena(token)
-        entry = ACTIVE.pop(key)
+        return self._finish(_unregister(key, None) or claimed_pop(key), request, resp)
+
+    def _finish(
+        self, entry: Any, request: web.Request, resp: web.StreamResponse
+    ) -> web.StreamResponse:
+        """The handler returned ``resp`` and had memory lent: give it back now or later."""
         if isinstance(resp, _Response) and not request.writer.output_size:
             body = resp.body
             if body is None or body.__class__ is bytes:
@@ -122,28 +185,41 @@ class Middleware:
                 if type(entry) is Lease:
                     entry.release()
                 else:
+                    arena = entry[1]
                     self._released += 1
+                    used = 0 if arena._mv is None else arena.used
                     arena.close()
+                    self._record(route_of(request), used)
                 return resp
-        lease = self._lease(entry, arena, request)
+        lease = self._lease(entry, request)
         if isinstance(resp, PooledResponse) and not resp.released:
             resp._lease = lease
             lease.response = resp
         self._defer(lease, request)
         return resp
 
-    def _lease(
-        self, entry: tuple[object, Arena] | Lease, arena: Arena, request: web.Request
-    ) -> Lease:
-        return entry if type(entry) is Lease else Lease(self, arena, request.writer)
+    def _lease(self, entry: Any, request: web.Request) -> Lease:
+        if type(entry) is Lease:
+            return entry
+        return Lease(self, entry[1], request.writer, route_of(request))
+
+    def _failed_unlent(self, request: web.Request, exc: BaseException) -> None:
+        """The handler of a request that had nothing lent raised ``exc``: count it, and
+        answer 503 if electron refused it memory before anything was written."""
+        if isinstance(exc, asyncio.CancelledError):
+            self._cancelled += 1
+        elif isinstance(exc, (PoolExhausted, PoolClosed)) and not request.writer.output_size:
+            raise self._unavailable() from exc
+        elif not isinstance(exc, web.HTTPException):
+            self._errors += 1
 
     def _failed(self, lease: Lease, request: web.Request, exc: BaseException) -> None:
         """The handler raised ``exc``: count it, give the lease back (now if nothing of
-        ours can be in the transport), and turn a buffer-budget error into a 503."""
+        ours can be in the transport), and turn a budget error into a 503."""
         untouched = not request.writer.output_size
         if isinstance(exc, asyncio.CancelledError):
             self._cancelled += 1
-        elif isinstance(exc, PoolExhausted) and untouched:
+        elif isinstance(exc, (PoolExhausted, PoolClosed)) and untouched:
             lease.release()
             raise self._unavailable() from exc
         elif not isinstance(exc, web.HTTPException):
@@ -165,11 +241,50 @@ class Middleware:
             # aiohttp drops the request (a PooledResponse gives it back earlier itself).
             weakref.finalize(request, lease.release_after_flush)
 
+    def _record(self, route: str, nbytes: int) -> None:
+        """A request of ``route`` that used electron memory gave back ``nbytes``."""
+        routes = self._routes
+        usage = routes.get(route)
+        if usage is None:
+            if len(routes) >= self.max_routes:
+                route = OTHER_ROUTES
+                usage = routes.get(route)
+            if usage is None:
+                usage = routes[route] = [0, 0, 0]
+        usage[0] += 1
+        usage[1] += nbytes
+        if nbytes > usage[2]:
+            usage[2] = nbytes
+        for listener in self._listeners:
+            try:
+                listener(route, nbytes)
+            except Exception:  # a metrics hook must never break a release
+                _log.exception("electron: a usage listener failed")
+
+    def add_usage_listener(self, listener: Callable[[str, int], object]) -> None:
+        """Call ``listener(route, nbytes)`` whenever a request that used electron memory
+        gave it back (e.g. to observe a histogram). It runs on the event loop, inside the
+        release: keep it quick and non-blocking; its exceptions are logged, not raised."""
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, not {type(listener).__name__}")
+        self._listeners = (*self._listeners, listener)
+
+    def route_usage(self, top: int | None = None) -> list[RouteUsage]:
+        """Memory used per route, largest total first (at most ``top`` routes).
+
+        Counts the requests that used electron memory (those that did not cost nothing and
+        are not counted); routes beyond ``max_routes`` are merged into ``"(other)"``.
+        """
+        rows = [RouteUsage(route, *usage) for route, usage in list(self._routes.items())]
+        rows.sort(key=lambda r: (-r.bytes_total, r.route))
+        return rows if top is None else rows[: check_size(top, "top")]
+
     def statistics(self) -> MiddlewareStatistics:
         """A snapshot of this middleware's counters."""
         return MiddlewareStatistics(
             requests=self._requests,
-            in_flight=self._requests - self._released,
+            lent=self._lent,
+            in_flight=self._lent - self._released,
             rejected=self._rejected,
             deferred=self._deferred,
             flush_waits=self._flush_waits,
@@ -179,7 +294,7 @@ class Middleware:
         )
 
     def __repr__(self) -> str:
-        return f"<electron Middleware aop={self.aop!r} in_flight={self._requests - self._released}>"
+        return f"<electron Middleware aop={self.aop!r} in_flight={self._lent - self._released}>"
 
 
 def middleware(
@@ -189,6 +304,7 @@ def middleware(
     retry_after: int = 1,
     body_limit: int = 1 << 20,
     exclude: Iterable[str] = (),
+    max_routes: int = 256,
 ) -> Middleware:
     """electron's middleware for an app's ``middlewares`` list (put it first).
 
@@ -201,6 +317,7 @@ def middleware(
         retry_after=retry_after,
         body_limit=body_limit,
         exclude=exclude,
+        max_routes=max_routes,
     )
 
 
@@ -216,6 +333,7 @@ def setup(
     retry_after: int = 1,
     body_limit: int = 1 << 20,
     exclude: Iterable[str] = (),
+    max_routes: int = 256,
 ) -> Middleware:
     """Install electron's middleware as ``app``'s outermost one and return it.
 
@@ -228,6 +346,7 @@ def setup(
         retry_after=retry_after,
         body_limit=body_limit,
         exclude=exclude,
+        max_routes=max_routes,
     )
     app.middlewares.insert(0, mw)
     app[AOP_KEY] = aop

@@ -7,17 +7,19 @@ from aiohttp import web
 from ..._arena import Arena
 from ..._buffer import Buffer
 from ..._memory import check_size
-from ._lease import arena_of, lease_of
+from ._lease import ACTIVE, Lease, arena_of, lease_of, lease_of_async
 
 __all__ = ("read_body", "request_arena", "request_buffer")
 
 
 def request_arena(request: web.BaseRequest) -> Arena:
-    """The arena electron's middleware lent ``request``, from its handler.
+    """The arena electron's middleware lends ``request``, from its handler.
 
     Call it from the handler (or a middleware inside electron's), where
     :func:`electron.aio.current_arena` returns the same arena; the arena stays valid until
-    the response has been sent. Raises :class:`LookupError` elsewhere.
+    the response has been sent. The first call lends it: beyond the budget that raises
+    :class:`~electron.PoolExhausted` at once (the middleware answers 503 for it). Raises
+    :class:`LookupError` elsewhere.
     """
     return arena_of(request)
 
@@ -32,14 +34,20 @@ def request_buffer(request: web.BaseRequest, size_hint: int = 0) -> Buffer:
     return lease_of(request).buffer(size_hint)
 
 
+def _lent(request: web.BaseRequest) -> bool:
+    entry = ACTIVE.get(id(request))
+    return entry is None or type(entry) is tuple or type(entry) is Lease
+
+
 async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Buffer:
     """Read ``request``'s body into a pooled buffer that goes back with the request.
 
     At most ``limit`` bytes (default: the middleware's ``body_limit``) are accepted: a
     declared ``Content-Length`` above it is refused with 413 before anything is read, and a
-    chunked body with 413 as soon as it grows past it.
+    chunked body with 413 as soon as it grows past it. If the request has no arena yet, it
+    waits for the budget like the middleware does (up to its ``acquire_timeout``).
     """
-    lease = lease_of(request)
+    lease = lease_of(request) if _lent(request) else await lease_of_async(request)
     owner = lease.owner
     limit = owner.body_limit if limit is None else check_size(limit, "limit")
     length = request.content_length
