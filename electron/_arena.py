@@ -11,6 +11,7 @@ from ._memory import MAX_SIZE, check_size, is_exported, refcount, release_all, z
 
 if TYPE_CHECKING:
     from ._aop import ArenaOfPools
+    from ._leaks import Trace
 
 __all__ = ("ALIGNMENT", "Arena")
 
@@ -89,7 +90,7 @@ class Arena:
         self._owner: ArenaOfPools | None = None
         self._generation = 0
         self._quarantined = 0
-        self._trace: str | None = None  # where it was taken, then where given back (tracing)
+        self._trace: Trace | None = None  # where taken, then where given back (tracing)
         # Auto-sized pools let an arena grow: earlier chunks as (region, base view, used);
         # the current chunk is _region/_mv/_offset. _extra counts the chunks' bytes beyond
         # the first; _spilled hands them (with "may be reused") to the pool at scrub time.

@@ -21,6 +21,7 @@ from ._text import (
 if TYPE_CHECKING:
     from typing_extensions import Buffer as BytesLike
 
+    from ._leaks import Trace
     from ._pools import BufferPool
 
 __all__ = ("Buffer",)
@@ -76,7 +77,7 @@ class Buffer:
         self._ready = 0  # end of the bytes reserve() zeroed: commit() may not go past it
         self._views: list[memoryview] | None = None
         self._owner: BufferPool | None = None
-        self._trace: str | None = None  # where it was taken, then where given back (tracing)
+        self._trace: Trace | None = None  # where taken, then where given back (tracing)
 
     def _closed_error(self) -> BufferClosed:
         return BufferClosed(where=self._trace)

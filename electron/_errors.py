@@ -83,7 +83,7 @@ class ResourceClosed(ElectronError, RuntimeError):
 
     kind = "resource"
 
-    def __init__(self, detail: str = "", where: str | None = None) -> None:
+    def __init__(self, detail: str = "", where: object = None) -> None:
         self.where = where
         msg = f"this {self.kind} was already closed or given back"
         if detail:
@@ -114,7 +114,7 @@ class PoolClosed(ResourceClosed):
 class DoubleRelease(ElectronError, RuntimeError):
     """The same object was given back twice; the second release is refused."""
 
-    def __init__(self, kind: str, where: str | None = None) -> None:
+    def __init__(self, kind: str, where: object = None) -> None:
         self.kind = kind
         self.where = where
         msg = f"this {kind} was already given back; a second release is refused"

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import traceback
 import warnings
 from collections import deque
+from types import FrameType
 from typing import TYPE_CHECKING, Final, Literal
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ __all__ = (
     "REPORTS",
     "TRACKER",
     "LeakDetection",
+    "Trace",
     "capture",
     "level_from",
     "report_leak",
@@ -76,15 +79,44 @@ def level_from(value: str | None) -> int:
 _PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__))
 
 
-def capture(level: int) -> str:
+_SHORT: Final = 4  # frames kept in simple mode
+_LONG: Final = 64  # frames kept in paranoid mode
+
+
+class Trace:
+    """Where a loan was taken or given back: raw frames, formatted only when shown.
+
+    Capturing costs a walk over a few frame objects; reading source lines (the expensive
+    part of :mod:`traceback`) waits until a leak is reported or an error raised.
+    """
+
+    __slots__ = ("frames",)
+
+    def __init__(self, frames: list[tuple[str, int, str]]) -> None:
+        self.frames = frames
+
+    def __str__(self) -> str:
+        summaries = [
+            traceback.FrameSummary(filename, lineno, name)
+            for filename, lineno, name in reversed(self.frames)
+        ]
+        return "".join(traceback.format_list(summaries)).rstrip()
+
+
+def capture(level: int) -> Trace:
     """The caller's stack without electron's own frames; short unless ``paranoid``."""
-    frames = [f for f in traceback.extract_stack() if not f.filename.startswith(_PACKAGE_DIR)]
-    if level < 2:
-        frames = frames[-4:]
-    return "".join(traceback.format_list(frames)).rstrip()
+    limit = _LONG if level >= 2 else _SHORT
+    frames: list[tuple[str, int, str]] = []
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and len(frames) < limit:
+        code = frame.f_code
+        if not code.co_filename.startswith(_PACKAGE_DIR):
+            frames.append((code.co_filename, frame.f_lineno, code.co_name))
+        frame = frame.f_back
+    return Trace(frames)
 
 
-def report_leak(kind: str, taken_at: str | None) -> None:
+def report_leak(kind: str, taken_at: Trace | None) -> None:
     """Say that a lent ``kind`` was garbage-collected without being given back."""
     where = f"; it was taken at:\n{taken_at}" if taken_at else ""
     msg = (
