@@ -30,7 +30,8 @@ from bench._lt._report import summary_table
 __all__ = ("MICRO", "main", "render", "run_part")
 
 ROOT = Path(__file__).resolve().parents[1]
-MICRO = ("micro", "aio", "http", "text", "leaks")  # bench.<name> modules written on the shared harness
+# bench.<name> modules written on the shared harness
+MICRO = ("micro", "aio", "http", "text", "leaks")
 PARTS = (*MICRO, "loadtest")
 
 
