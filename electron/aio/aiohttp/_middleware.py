@@ -93,8 +93,7 @@ class Middleware:
         self.exclude = frozenset(exclude)
         self.max_routes = check_size(max_routes, "max_routes")
         self._bounded = aop.max_arenas is not None or aop.max_bytes is not None
-        self._requests = 0
-        self._lent = 0
+        self._lent = 0  # requests lent an arena
         self._released = 0
         self._rejected = 0
         self._deferred = 0
@@ -127,7 +126,6 @@ class Middleware:
             aop = self.aop
             if aop._waiters or not aop._fits_locked(aop._arena_size, True):
                 return await self._serve_lent(key, request, handler)
-        self._requests += 1
         token = _set_arena(request)  # type: ignore[arg-type]  # the lazy marker
         try:
             resp = await handler(request)
@@ -159,7 +157,6 @@ class Middleware:
             if isinstance(exc, (PoolExhausted, PoolClosed)):
                 raise self._unavailable() from None
             raise
-        self._requests += 1
         self._lent += 1
         ACTIVE[key] = (self, arena)  # a Lease is made of it only if a helper needs one
         token = _set_arena(arena)
@@ -282,8 +279,7 @@ class Middleware:
     def statistics(self) -> MiddlewareStatistics:
         """A snapshot of this middleware's counters."""
         return MiddlewareStatistics(
-            requests=self._requests,
-            lent=self._lent,
+            requests=self._lent,
             in_flight=self._lent - self._released,
             rejected=self._rejected,
             deferred=self._deferred,

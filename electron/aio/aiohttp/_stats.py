@@ -14,8 +14,9 @@ OTHER_ROUTES = "(other)"
 class MiddlewareStatistics:
     """A snapshot of a :class:`Middleware`'s counters (all since it was made)."""
 
-    requests: int  #: requests the middleware served (with or without electron memory)
-    lent: int  #: requests that were lent an arena (on first use, or waited for one)
+    #: requests that were lent an arena (on first use, or by waiting for the budget); a
+    #: request that never touches electron memory is not counted (it costs nothing)
+    requests: int
     in_flight: int  #: leases not given back yet (handler running or response still sending)
     rejected: int  #: requests answered 503 because the budget was exhausted
     deferred: int  #: leases kept past the handler because the response may reference them

@@ -1,0 +1,388 @@
+"""Lazy lending: the middleware lends a request's arena on first use, not up front.
+
+A request that never touches electron memory must take nothing from the pool; the first
+``current_arena()`` / helper call lends the arena, once per request whatever the number of
+tasks and threads asking; beyond the budget that first use answers 503 (the async
+``read_body`` waits for the budget first); and everything lent lazily goes back exactly
+like memory lent up front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+import electron
+from electron.aio import current_arena
+from electron.aio.aiohttp import (
+    PooledResponse,
+    middleware,
+    read_body,
+    request_arena,
+    request_buffer,
+    setup,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="asyncio+uvloop"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    """aiohttp runs on asyncio only: the stock loop and uvloop."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def eventually(predicate: Callable[[], bool], what: str, within: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.01)
+
+
+def nothing_lent(aop: electron.ArenaOfPools) -> bool:
+    s = aop.stats()
+    return s.active_arenas == 0 and s.active_buffers == 0
+
+
+async def test_a_request_that_never_touches_memory_takes_nothing(
+    aop: electron.ArenaOfPools,
+) -> None:
+    app = web.Application()
+    mw = setup(app, aop)
+    seen: list[int] = []
+
+    async def plain(request: web.Request) -> web.StreamResponse:
+        seen.append(aop.stats().active_arenas)
+        await asyncio.sleep(0)
+        return web.Response(text="plain")
+
+    async def raises(request: web.Request) -> web.StreamResponse:
+        raise RuntimeError("no memory touched")
+
+    app.router.add_get("/", plain)
+    app.router.add_get("/raises", raises)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        for _ in range(5):
+            async with session.get(url + "/") as resp:
+                assert await resp.text() == "plain"
+        async with session.get(url + "/raises") as resp:
+            assert resp.status == 500
+    assert seen == [0] * 5
+    s = aop.stats()
+    assert (s.arenas_created, s.arenas_reused, s.active_arenas) == (0, 0, 0)
+    stats = mw.statistics()
+    assert (stats.requests, stats.in_flight, stats.errors) == (0, 0, 1)
+
+
+async def test_every_way_in_gives_the_one_arena_of_the_request(
+    aop: electron.ArenaOfPools,
+) -> None:
+    app = web.Application()
+    mw = setup(app, aop)
+    other = electron.ArenaOfPools(arena_size=4096)
+    report: dict[str, object] = {}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        assert aop.stats().active_arenas == 0
+        first = current_arena()  # lends
+        assert aop.stats().active_arenas == 1
+        assert current_arena() is first
+        assert request_arena(request) is first
+        async with other.arena() as inner:  # a scope inside the request still nests
+            assert current_arena() is inner
+            assert request_arena(request) is first
+            buf = request_buffer(request, 100)
+        assert current_arena() is first
+        body = await read_body(request)
+        report["same"] = aop.stats().active_arenas == 1
+        buf.write(b"got " + body.getvalue())
+        return PooledResponse(buf)
+
+    app.router.add_post("/", handler)
+    async with (
+        serve(app) as url,
+        aiohttp.ClientSession() as session,
+        session.post(url + "/", data=b"data") as resp,
+    ):
+        assert await resp.read() == b"got data"
+    await eventually(lambda: nothing_lent(aop), "everything back")
+    assert report == {"same": True}
+    assert mw.statistics().requests == 1
+    assert aop.stats().arenas_created == 1
+    assert other.stats().active_arenas == 0
+    other.close()
+
+
+async def test_first_use_beyond_the_budget_answers_503() -> None:
+    """The pre-check saw a free arena, but another request took it before this one's first
+    use: the sync helpers cannot wait, so the request is answered 503 (and counted)."""
+    aop = electron.ArenaOfPools(arena_size=4096, max_arenas=1)
+    app = web.Application()
+    mw = setup(app, aop, retry_after=3)
+    started = asyncio.Event()
+    go_on = asyncio.Event()
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    async def late(request: web.Request) -> web.StreamResponse:
+        started.set()
+        await go_on.wait()
+        current_arena()  # the only arena is taken: PoolExhausted, answered 503
+        raise AssertionError("unreachable")
+
+    async def hold(request: web.Request) -> web.StreamResponse:
+        request_buffer(request, 10)
+        holding.set()
+        await release.wait()
+        return web.Response(text="held")
+
+    app.router.add_get("/late", late)
+    app.router.add_get("/hold", hold)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        late_req = asyncio.ensure_future(session.get(url + "/late"))
+        await started.wait()
+        hold_req = asyncio.ensure_future(session.get(url + "/hold"))
+        await holding.wait()
+        go_on.set()
+        async with await late_req as resp:
+            assert resp.status == 503
+            assert resp.headers["Retry-After"] == "3"
+        release.set()
+        async with await hold_req as resp:
+            assert await resp.text() == "held"
+    assert nothing_lent(aop)
+    stats = mw.statistics()
+    assert (stats.rejected, stats.requests, stats.errors) == (1, 1, 0)
+    assert aop.stats().wait_timeouts == 1
+
+
+@pytest.mark.parametrize("wait", [30.0, 0.05], ids=["served", "timed-out"])
+async def test_read_body_waits_for_the_budget(wait: float) -> None:
+    aop = electron.ArenaOfPools(arena_size=4096, max_arenas=1)
+    app = web.Application()
+    mw = setup(app, aop, acquire_timeout=wait)
+    started = asyncio.Event()
+    go_on = asyncio.Event()
+    holding = asyncio.Event()
+    release = asyncio.Event()
+
+    async def upload(request: web.Request) -> web.StreamResponse:
+        started.set()
+        await go_on.wait()
+        body = await read_body(request)  # no arena yet, none free: waits (fairly)
+        return web.Response(body=body.getvalue())
+
+    async def hold(request: web.Request) -> web.StreamResponse:
+        current_arena()
+        holding.set()
+        await release.wait()
+        return web.Response(text="held")
+
+    app.router.add_post("/upload", upload)
+    app.router.add_get("/hold", hold)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        up = asyncio.ensure_future(session.post(url + "/upload", data=b"payload"))
+        await started.wait()
+        held = asyncio.ensure_future(session.get(url + "/hold"))
+        await holding.wait()
+        go_on.set()
+        if wait > 1:
+            await eventually(lambda: aop.stats().waiting == 1, "read_body queued")
+            release.set()
+            async with await up as resp:
+                assert await resp.read() == b"payload"
+        else:
+            async with await up as resp:
+                assert resp.status == 503
+            release.set()
+        async with await held as resp:
+            assert resp.status == 200
+    assert nothing_lent(aop)
+    assert mw.statistics().rejected == (0 if wait > 1 else 1)
+
+
+async def test_child_tasks_and_threads_share_the_lazily_lent_arena(
+    aop: electron.ArenaOfPools,
+) -> None:
+    """Tasks and threads of the request lend at most one arena between them, whoever asks
+    first; it goes back with the request."""
+    app = web.Application()
+    mw = setup(app, aop)
+    arenas: list[int] = []
+    lock = threading.Lock()
+
+    def in_thread() -> None:
+        arena = current_arena()
+        with lock:
+            arenas.append(id(arena))
+
+    async def in_task() -> None:
+        await asyncio.sleep(0)
+        arena = current_arena()
+        with lock:
+            arenas.append(id(arena))
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await asyncio.gather(
+            *(asyncio.to_thread(in_thread) for _ in range(8)),
+            *(asyncio.create_task(in_task()) for _ in range(8)),
+        )
+        assert aop.stats().active_arenas == 1
+        return web.Response(text="ok")
+
+    app.router.add_get("/", handler)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        for _ in range(5):
+            async with session.get(url + "/") as resp:
+                assert await resp.text() == "ok"
+    assert len(arenas) == 5 * 16
+    assert len(set(arenas)) <= 5  # one arena per request (ids may repeat across requests)
+    assert nothing_lent(aop)
+    assert mw.statistics().requests == 5
+    assert aop.stats().arenas_created + aop.stats().arenas_reused == 5
+
+
+async def test_a_task_that_outlives_its_request_cannot_lend(
+    aop: electron.ArenaOfPools,
+) -> None:
+    """A child task still holds the request's lazy marker after the request ended: its
+    first use finds the request gone (ArenaClosed), and nothing is lent."""
+    app = web.Application()
+    setup(app, aop)
+    outcome: list[BaseException] = []
+    request_done = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def late_use() -> None:
+        await request_done.wait()
+        try:
+            current_arena()
+        except electron.ArenaClosed as exc:
+            outcome.append(exc)
+
+    async def spawn(request: web.Request) -> web.StreamResponse:
+        tasks.append(asyncio.create_task(late_use()))
+        return web.Response(text="spawned")
+
+    app.router.add_get("/", spawn)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        async with session.get(url + "/") as resp:
+            assert await resp.text() == "spawned"
+        request_done.set()
+        await asyncio.gather(*tasks)
+    assert len(outcome) == 1
+    assert "request has ended" in str(outcome[0])
+    assert aop.stats().arenas_created == 0
+
+
+async def test_a_budget_already_exhausted_queues_before_the_handler() -> None:
+    """When the pre-check sees the budget spent, the request waits for an arena up front
+    (as before lazy lending) and its handler starts with the arena lent."""
+    aop = electron.ArenaOfPools(arena_size=4096, max_arenas=1)
+    app = web.Application()
+    mw = setup(app, aop, acquire_timeout=30)
+    holding = asyncio.Event()
+    release = asyncio.Event()
+    lent_at_start: list[int] = []
+
+    async def hold(request: web.Request) -> web.StreamResponse:
+        current_arena()
+        holding.set()
+        await release.wait()
+        return web.Response(text="held")
+
+    async def quick(request: web.Request) -> web.StreamResponse:
+        lent_at_start.append(aop.stats().active_arenas)
+        return web.Response(text="quick")
+
+    app.router.add_get("/hold", hold)
+    app.router.add_get("/quick", quick)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        held = asyncio.ensure_future(session.get(url + "/hold"))
+        await holding.wait()
+        waiter = asyncio.ensure_future(session.get(url + "/quick"))
+        await eventually(lambda: aop.stats().waiting == 1, "the request queues")
+        release.set()
+        async with await held as resp:
+            assert resp.status == 200
+        async with await waiter as resp:
+            assert await resp.text() == "quick"
+    assert lent_at_start == [1]
+    assert mw.statistics().requests == 2
+    assert nothing_lent(aop)
+
+
+async def test_the_same_middleware_in_an_app_and_its_subapp(aop: electron.ArenaOfPools) -> None:
+    mw = middleware(aop=aop)
+    app = web.Application(middlewares=[mw])
+    sub = web.Application(middlewares=[mw])
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        buf = request_buffer(request, 10)
+        buf.write(b"twice")
+        return PooledResponse(buf)
+
+    async def plain(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="plain")
+
+    sub.router.add_get("/x", handler)
+    sub.router.add_get("/plain", plain)
+    app.add_subapp("/sub", sub)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.get(f"{url}/sub/x") as resp:
+                assert await resp.read() == b"twice"
+            async with session.get(f"{url}/sub/plain") as resp:
+                assert await resp.text() == "plain"
+    await eventually(lambda: nothing_lent(aop), "everything back")
+    assert mw.statistics().in_flight == 0
+
+
+async def test_an_inner_middleware_using_the_arena_lends_it(aop: electron.ArenaOfPools) -> None:
+    @web.middleware
+    async def inner(request: web.Request, handler: Handler) -> web.StreamResponse:
+        current_arena().alloc(64)
+        return await handler(request)
+
+    mw = middleware(aop=aop)
+    app = web.Application(middlewares=[mw, inner])
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        assert request_arena(request).used == 64
+        return web.Response(text="ok")
+
+    app.router.add_get("/", handler)
+    async with (
+        serve(app) as url,
+        aiohttp.ClientSession() as session,
+        session.get(url + "/") as resp,
+    ):
+        assert await resp.text() == "ok"
+    assert nothing_lent(aop)
+    assert mw.statistics().requests == 1
