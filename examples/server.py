@@ -14,10 +14,22 @@ connections (``--port 0`` picks a free port). Routes:
 - ``GET /render?name=..&items=N``: an HTML page written into pooled memory with
   ``Buffer.write_html_escaped``/``write_int`` (``--no-electron``: the same page, joined as a
   ``str`` with ``html.escape``)
-- ``GET /stats``: the ArenaOfPools' statistics (it does not count itself)
+- ``GET /stats``: the ArenaOfPools' statistics (it does not count itself), plus the
+  middleware's counters (``middleware``) and the routes that used most memory
+  (``top_routes``)
+- ``GET /metrics``: Prometheus metrics (``electron.metrics``; not with ``--no-electron``)
 
 ``--no-electron`` serves the same routes with plain allocation: the load test's baseline.
-``--workers N`` runs N processes on one port (SO_REUSEPORT), each with its own ArenaOfPools.
+``--workers N`` runs N processes on one port (SO_REUSEPORT), each with its own ArenaOfPools;
+their metrics are aggregated through prometheus_client's multiprocess mode, in
+``$PROMETHEUS_MULTIPROC_DIR`` (wiped at start) or else a temporary directory, so that a
+scrape of any worker sees all of them. Under gunicorn::
+
+    ELECTRON_SERVER_ARGS="--max-bytes 268435456" PROMETHEUS_MULTIPROC_DIR=/run/electron-metrics \
+        gunicorn examples.server:app_factory --worker-class aiohttp.GunicornUVLoopWebWorker \
+        --workers 2 --bind 127.0.0.1:8080
+
+(see ``docs/operating.md`` for the ``child_exit`` hook).
 """
 
 from __future__ import annotations
@@ -32,11 +44,15 @@ import hashlib
 import html
 import os
 import select
+import shlex
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -45,7 +61,7 @@ from aiohttp import web
 import electron
 from electron.aio import aiohttp as electron_aiohttp
 
-__all__ = ("MAX_BYTES", "main", "make_app", "pattern")
+__all__ = ("MAX_BYTES", "app_factory", "main", "make_app", "pattern")
 
 #: Largest body ``GET /bytes/{n}`` serves.
 MAX_BYTES = 8 << 20
@@ -55,6 +71,9 @@ MAX_NAME = 1_000
 DEFAULT_UPLOAD_LIMIT = 16 << 20
 _PERIOD = 251
 _LISTENING = "electron example server listening on http://{host}:{port}"
+_TOP_ROUTES = 10
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
 
 class _Item(msgspec.Struct):
     id: int
@@ -173,8 +192,15 @@ def _plain_page(name: str, items: list[_Item]) -> bytes:
         "!</h1>\n<ul>",
     ]
     for item in items:
-        parts += ['\n<li id="item-', str(item.id), '">', html.escape(item.label), " <em>for ",
-                  name, "</em></li>"]
+        parts += [
+            '\n<li id="item-',
+            str(item.id),
+            '">',
+            html.escape(item.label),
+            " <em>for ",
+            name,
+            "</em></li>",
+        ]
     parts.append("\n</ul>\n</body>\n</html>\n")
     return "".join(parts).encode()
 
@@ -236,7 +262,9 @@ class _JsonScratch:
         )
 
 
-def _electron_routes(aop: electron.ArenaOfPools) -> list[web.RouteDef]:
+def _electron_routes(
+    aop: electron.ArenaOfPools, mw: electron_aiohttp.Middleware
+) -> list[web.RouteDef]:
     scratch = _JsonScratch()
 
     async def json_doc(request: web.Request) -> web.StreamResponse:
@@ -262,7 +290,10 @@ def _electron_routes(aop: electron.ArenaOfPools) -> list[web.RouteDef]:
         return electron_aiohttp.PooledResponse(buf, content_type="text/html", charset="utf-8")
 
     async def stats(request: web.Request) -> web.StreamResponse:
-        return scratch.response(aop.stats().as_dict(), headers=_pid_header())
+        doc: dict[str, object] = dict(aop.stats().as_dict())
+        doc["middleware"] = mw.statistics().as_dict()
+        doc["top_routes"] = [r.as_dict() for r in mw.route_usage(top=_TOP_ROUTES)]
+        return scratch.response(doc, headers=_pid_header())
 
     return [
         web.get("/json", json_doc),
@@ -296,7 +327,11 @@ def _plain_routes() -> list[web.RouteDef]:
         body = _plain_page(context["name"], context["items"])
         return web.Response(body=body, content_type="text/html", charset="utf-8")
 
-    zeros = {f.name: 0 for f in dataclasses.fields(electron.Stats)}
+    zeros: dict[str, object] = {f.name: 0 for f in dataclasses.fields(electron.Stats)}
+    zeros["middleware"] = {
+        f.name: 0 for f in dataclasses.fields(electron_aiohttp.MiddlewareStatistics)
+    }
+    zeros["top_routes"] = []
 
     async def stats(request: web.Request) -> web.StreamResponse:
         return web.Response(
@@ -317,22 +352,45 @@ def make_app(
     *,
     upload_limit: int = DEFAULT_UPLOAD_LIMIT,
     acquire_timeout: float = 1.0,
+    metrics: bool = True,
+    metrics_interval: float = 5.0,
 ) -> web.Application:
-    """The example app: with electron's middleware over ``aop``, or plain with ``None``."""
+    """The example app: with electron's middleware over ``aop``, or plain with ``None``.
+
+    With ``metrics`` (and electron) it serves ``GET /metrics``: from a registry of its own
+    (with the process collector) in one process, or from every worker's figures in
+    prometheus_client's multiprocess mode (published every ``metrics_interval`` seconds).
+    """
     app = web.Application(client_max_size=upload_limit)
     app.router.add_get("/", hello)
     if aop is None:
         app.add_routes(_plain_routes())
     else:
-        electron_aiohttp.setup(
+        mw = electron_aiohttp.setup(
             app,
             aop,
             acquire_timeout=acquire_timeout,
             body_limit=upload_limit,
             exclude=("/stats",),
         )
-        app.add_routes(_electron_routes(aop))
+        app.add_routes(_electron_routes(aop, mw))
+        if metrics:
+            _add_metrics(app, metrics_interval)
     return app
+
+
+def _add_metrics(app: web.Application, interval: float) -> None:
+    # Imported here, not at the top: a --workers parent must not import prometheus_client
+    # before it has set PROMETHEUS_MULTIPROC_DIR for its workers.
+    import prometheus_client
+
+    from electron import metrics
+
+    registry = None
+    if not metrics.multiprocess_enabled():
+        registry = prometheus_client.CollectorRegistry()
+        prometheus_client.ProcessCollector(registry=registry)
+    metrics.setup_metrics(app, interval=interval, registry=registry)
 
 
 # -- running it ----------------------------------------------------------------------------
@@ -354,7 +412,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_UPLOAD_LIMIT,
         help=f"largest POST /upload body in bytes (default {DEFAULT_UPLOAD_LIMIT})",
     )
-    p.add_argument("--arena-size", type=int, default=64 << 10, help="bytes per arena")
+    p.add_argument(
+        "--arena-size",
+        type=_arena_size,
+        default=64 << 10,
+        help='bytes per arena, or "auto" to learn it from the load (default 65536)',
+    )
+    p.add_argument("--pool-size", type=int, default=64, help="idle arenas kept (default 64)")
+    p.add_argument(
+        "--trim-interval",
+        type=float,
+        default=30.0,
+        help="seconds between releases of idle memory (default 30)",
+    )
     p.add_argument("--max-arenas", type=int, default=None, help="arenas lent at once (budget)")
     p.add_argument("--max-bytes", type=int, default=None, help="bytes lent at once (budget)")
     p.add_argument(
@@ -369,12 +439,57 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         help="event loop (default: uvloop when installed)",
     )
+    p.add_argument("--no-metrics", action="store_true", help="do not serve GET /metrics")
+    p.add_argument(
+        "--metrics-interval",
+        type=float,
+        default=5.0,
+        help="seconds between two publications of a worker's metrics (--workers; default 5)",
+    )
     args = p.parse_args(argv)
+    if args.metrics_interval <= 0:
+        p.error("--metrics-interval must be > 0")
     if args.workers < 1:
         p.error("--workers must be >= 1")
     if not 0 <= args.port <= 65535:
         p.error("--port must be in 0..65535")
     return args
+
+
+def _arena_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected bytes or "auto", got {text!r}') from None
+
+
+def _make_aop(args: argparse.Namespace) -> electron.ArenaOfPools:
+    return electron.ArenaOfPools(
+        arena_size=args.arena_size,
+        pool_size=args.pool_size,
+        max_arenas=args.max_arenas,
+        max_bytes=args.max_bytes,
+        trim_interval=args.trim_interval,
+    )
+
+
+def _make_app(args: argparse.Namespace) -> web.Application:
+    aop = None if args.no_electron else _make_aop(args)
+    return make_app(
+        aop,
+        upload_limit=args.upload_limit,
+        acquire_timeout=args.acquire_timeout,
+        metrics=not args.no_metrics,
+        metrics_interval=args.metrics_interval,
+    )
+
+
+async def app_factory() -> web.Application:
+    """The app for gunicorn (``examples.server:app_factory``), options from the command
+    line in ``$ELECTRON_SERVER_ARGS`` (e.g. ``"--max-bytes 268435456"``)."""
+    return _make_app(_parse(shlex.split(os.environ.get("ELECTRON_SERVER_ARGS", ""))))
 
 
 def _url_host(host: str) -> str:
@@ -388,12 +503,7 @@ def _announce(host: str, port: int) -> None:
 async def _serve(
     args: argparse.Namespace, *, reuse_port: bool, ready: Callable[[str, int], None]
 ) -> None:
-    aop = None
-    if not args.no_electron:
-        aop = electron.ArenaOfPools(
-            arena_size=args.arena_size, max_arenas=args.max_arenas, max_bytes=args.max_bytes
-        )
-    app = make_app(aop, upload_limit=args.upload_limit, acquire_timeout=args.acquire_timeout)
+    app = _make_app(args)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     stop = asyncio.Event()
@@ -442,7 +552,46 @@ def _reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
     return sock, sock.getsockname()[1]
 
 
+def _metrics_dir(args: argparse.Namespace) -> Path | None:
+    """Prepare prometheus_client's multiprocess directory for the workers (before any of
+    them imports prometheus_client): the one in $PROMETHEUS_MULTIPROC_DIR, wiped of old
+    files, or a temporary one. Returns the directory to remove at the end, if ours."""
+    if args.no_electron or args.no_metrics:
+        return None
+    given = os.environ.get(_MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for old in path.glob("*.db"):  # left by an earlier run: they would be counted
+            old.unlink(missing_ok=True)
+        return None
+    path = Path(tempfile.mkdtemp(prefix="electron-metrics-"))
+    os.environ[_MULTIPROC_ENV] = str(path)
+    return path
+
+
+def _forget_worker(pid: int) -> None:
+    """A worker exited: its live gauges no longer count (its counters still do)."""
+    if _MULTIPROC_ENV not in os.environ:
+        return
+    try:
+        from electron import metrics
+
+        metrics.mark_process_dead(pid)
+    except Exception as exc:  # metrics must never stop the shutdown
+        print(f"could not forget worker {pid}'s metrics: {exc!r}", file=sys.stderr, flush=True)
+
+
 def _run_workers(args: argparse.Namespace) -> int:
+    own_dir = _metrics_dir(args)
+    try:
+        return _supervise(args)
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
+
+
+def _supervise(args: argparse.Namespace) -> int:
     reserved, port = _reserve_port(args.host, args.port)
     args.port = port
     read_fd, write_fd = os.pipe()
@@ -516,6 +665,7 @@ def _run_workers(args: argparse.Namespace) -> int:
         except InterruptedError:
             continue
         children.discard(pid)
+        _forget_worker(pid)
         if not stopping:  # a worker died on its own: take the others down too
             print(f"worker {pid} exited ({status}); stopping", file=sys.stderr, flush=True)
             code = 1
