@@ -146,7 +146,9 @@ async def test_every_route_under_concurrent_load(mode: str) -> None:
             assert stats["active_buffers"] == 0
             assert stats["quarantine_events"] == 0
             assert stats["arenas_reused"] > 0
-            assert set(stats) == set(electron.Stats.__dataclass_fields__)
+            assert set(stats) == {*electron.Stats.__dataclass_fields__, "middleware", "top_routes"}
+            routes = {r["route"] for r in stats["top_routes"]}
+            assert routes == {"/json", "/bytes/{n}", "/upload", "/render"}  # not / nor /stats
 
 
 @pytest.mark.anyio
@@ -238,6 +240,13 @@ def test_server_process_serves_and_stops_on_sigterm(args: tuple[str, ...]) -> No
         assert stats_pid(url) == proc.pid
         if not args:
             assert stats["arenas_created"] >= 1
+        status, text = fetch(url + "/metrics")
+        if "--no-electron" in args:
+            assert status == 404
+        else:
+            assert status == 200
+            assert b"\nelectron_arenas_created_total " in text
+            assert b"\nprocess_resident_memory_bytes " in text  # the process collector
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
 
