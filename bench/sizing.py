@@ -5,8 +5,9 @@
 A mixed workload of requests, each an arena loan with a few allocations: most requests are
 small (1 to 6 KiB in 1 to 8 allocations), a minority large (64 to 768 KiB, allocations of at
 most 256 KiB). ``concurrency`` requests are in flight at once (a ring: each new request
-gives back the oldest one's memory), as on a busy server. Each pool variant runs in a fresh
-process, so that its RSS is its own:
+gives back the oldest one's memory), as on a busy server. Memory is measured with each pool
+variant in a fresh process (its RSS is its own); speed with the variants taking turns, run
+after run, in one process (the same seconds of the machine for each):
 
 - ``fixed 1 MiB``: an arena size every request fits in (what one must configure without
   auto sizing, so that large requests work): the baseline;
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -81,20 +81,20 @@ def _rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-def run_variant(
-    variant: str, n: int, large_share: float, concurrency: int, repeat: int
-) -> dict[str, Any]:
-    """Run the workload ``repeat`` times on a fresh pool of ``variant`` in this process."""
-    import electron
+class _Run:
+    """One variant's pool and the requests it has in flight."""
 
-    requests = workload(n, large_share)
-    aop = _make_pool(variant)
-    rss0 = _rss()
-    peak_rss = rss0
-    ring: list[tuple[Any, list[Any]] | None] = [None] * concurrency
-    best = float("inf")
-    fallbacks = 0
-    for _ in range(repeat):
+    def __init__(self, variant: str, concurrency: int) -> None:
+        self.aop = _make_pool(variant)
+        self.ring: list[tuple[Any, list[Any]] | None] = [None] * concurrency
+        self.fallbacks = 0
+        self.peak_rss = _rss()
+
+    def once(self, requests: list[tuple[int, ...]]) -> int:
+        """Serve ``requests``; return the nanoseconds it took."""
+        aop, ring, concurrency = self.aop, self.ring, len(self.ring)
+        peak_rss = self.peak_rss
+        fallbacks = 0
         t0 = time.perf_counter_ns()
         for i, sizes in enumerate(requests):
             slot = i % concurrency
@@ -119,39 +119,60 @@ def run_variant(
             ring[slot] = (arena, bufs)
             if i & 1023 == 0:
                 peak_rss = max(peak_rss, _rss())
-        best = min(best, time.perf_counter_ns() - t0)
-    peak_rss = max(peak_rss, _rss())
-    stats = aop.stats()
-    for entry in ring:
-        if entry is not None:
-            aop.return_arena(entry[0])
-            for buf in entry[1]:
-                buf.close()
-    aop.close()
+        elapsed = time.perf_counter_ns() - t0
+        self.peak_rss = max(peak_rss, _rss())
+        self.fallbacks = fallbacks
+        return elapsed
+
+    def close(self) -> None:
+        for entry in self.ring:
+            if entry is not None:
+                self.aop.return_arena(entry[0])
+                for buf in entry[1]:
+                    buf.close()
+        self.aop.close()
+
+
+def run_memory(variant: str, n: int, large_share: float, concurrency: int) -> dict[str, Any]:
+    """The workload, twice, on a fresh pool of ``variant``: its memory (this process's)."""
+    import electron
+
+    requests = workload(n, large_share)
+    rss0 = _rss()
+    run = _Run(variant, concurrency)
+    for _ in range(2):
+        run.once(requests)
+    stats = run.aop.stats()
+    run.close()
     return {
-        "ns_per_request": best / n,
         "high_water_bytes": stats.high_water_bytes,
         "reserved_bytes": stats.bytes_reserved,
-        "rss_growth": peak_rss - rss0,
-        "maxrss_growth": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KiB - rss0,
+        "rss_growth": run.peak_rss - rss0,
         "arena_size": stats.arena_size,
-        "fallbacks_per_run": fallbacks // repeat,
+        "fallbacks_per_run": run.fallbacks,
         "compiled": electron.COMPILED,
     }
 
 
-def _in_subprocess(
-    variant: str, n: int, share: float, concurrency: int, repeat: int
-) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench.sizing",
-        "--run-variant",
-        json.dumps([variant, n, share, concurrency, repeat]),
-    ]
+def run_speed(n: int, large_share: float, concurrency: int, repeat: int) -> dict[str, float]:
+    """Every variant in this process, run after run in turn: best ns per request of each."""
+    requests = workload(n, large_share)
+    runs = {v: _Run(v, concurrency) for v in VARIANTS}
+    best = dict.fromkeys(VARIANTS, float("inf"))
+    for run in runs.values():  # warm up: pools filled, the auto size learnt
+        run.once(requests)
+    for _ in range(repeat):
+        for v, run in runs.items():
+            best[v] = min(best[v], run.once(requests) / n)
+    for run in runs.values():
+        run.close()
+    return best
+
+
+def _in_subprocess(what: str, *args: object) -> Any:
+    cmd = [sys.executable, "-m", "bench.sizing", "--run", json.dumps([what, *args])]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _mib(n: float) -> str:
@@ -163,22 +184,25 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(parser)
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     parser.add_argument("--requests", type=int, help="requests per run")
-    parser.add_argument("--run-variant", help=argparse.SUPPRESS)
+    parser.add_argument("--run", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.run_variant:
-        variant, n, share, concurrency, repeat = json.loads(args.run_variant)
-        print(json.dumps(run_variant(variant, n, share, concurrency, repeat)))
+    if args.run:
+        what, *rest = json.loads(args.run)
+        print(json.dumps(run_memory(*rest) if what == "memory" else run_speed(*rest)))
         return 0
     n = args.requests or (4_000 if args.quick else 40_000)
     repeat = args.repeat or (2 if args.quick else 5)
     print(
-        f"{n} requests per run, {args.concurrency} in flight, best of {repeat} runs; "
-        "each variant in a fresh process"
+        f"{n} requests per run, {args.concurrency} in flight; speed: best of {repeat} runs, "
+        "the variants in turn in one process; memory: each variant in a fresh process"
     )
     results: list[Result] = []
     rows = []
     for mix, share in MIXES.items():
-        got = {v: _in_subprocess(v, n, share, args.concurrency, repeat) for v in VARIANTS}
+        got = {v: _in_subprocess("memory", v, n, share, args.concurrency) for v in VARIANTS}
+        speed = _in_subprocess("speed", n, share, args.concurrency, repeat)
+        for v in VARIANTS:
+            got[v]["ns_per_request"] = speed[v]
         base = got[BASELINE]
         for variant in VARIANTS:
             fig = got[variant]
