@@ -10,7 +10,9 @@ like memory lent up front.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -386,3 +388,68 @@ async def test_an_inner_middleware_using_the_arena_lends_it(aop: electron.ArenaO
         assert await resp.text() == "ok"
     assert nothing_lent(aop)
     assert mw.statistics().requests == 1
+
+
+@pytest.mark.parametrize("round_", range(3))
+async def test_threads_lending_while_the_request_ends(
+    aop: electron.ArenaOfPools, round_: int
+) -> None:
+    """Threads keep asking for the request's arena while its handler is cancelled (client
+    gone): each gets the arena (dead once the request ended) or ArenaClosed, never a second
+    loan, and nothing stays registered or lent."""
+    from electron.aio.aiohttp._lease import ACTIVE
+
+    app = web.Application()
+    setup(app, aop)
+    stop = threading.Event()
+    started = threading.Event()
+    outcomes: dict[str, int] = {"arena": 0, "ended": 0}
+    lock = threading.Lock()
+
+    def hammer(ctx: contextvars.Context) -> None:
+        while not stop.is_set():
+            try:  # a fresh copy each time: the context still holds the lazy marker
+                ctx.copy().run(current_arena)
+                kind = "arena"
+            except electron.ArenaClosed:
+                kind = "ended"
+            with lock:
+                outcomes[kind] += 1
+            started.set()
+            time.sleep(0.0002)
+
+    threads: list[threading.Thread] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        ctx = contextvars.copy_context()
+        for _ in range(3):
+            t = threading.Thread(target=hammer, args=(ctx,))
+            t.start()
+            threads.append(t)
+        await asyncio.sleep(30)  # cancelled when the client goes
+        return web.Response(text="unreachable")
+
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+        async with aiohttp.ClientSession() as session:
+            request = asyncio.ensure_future(session.get(url))
+            await asyncio.to_thread(started.wait, 30)
+            request.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await request
+        await eventually(lambda: outcomes["ended"] > 0, "a thread found the request ended")
+        stop.set()
+        for t in threads:
+            await asyncio.to_thread(t.join, 30)
+    finally:
+        stop.set()
+        await runner.cleanup()
+    assert outcomes["ended"] > 0, outcomes
+    assert not ACTIVE, "a request stayed registered"
+    s = aop.stats()
+    assert (s.active_arenas, s.arenas_created + s.arenas_reused) == (0, 1)
