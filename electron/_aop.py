@@ -10,9 +10,15 @@ from typing import TYPE_CHECKING, Final, Literal, SupportsFloat, SupportsIndex
 
 from ._arena import Arena, _LentArena, run_hooks
 from ._buffer import Buffer
-from ._errors import DoubleRelease, ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
+from ._errors import (
+    DoubleRelease,
+    ElectronError,
+    ForeignObject,
+    InvalidArgument,
+    PoolClosed,
+    PoolExhausted,
+)
 from ._leaks import (
-    POISON,
     SAMPLE_EVERY,
     TRACKER,
     LeakDetection,
@@ -20,7 +26,15 @@ from ._leaks import (
     level_from,
     report_leak,
 )
-from ._memory import check_size, check_timeout, is_exported, local_refs, refcount, zero
+from ._memory import (
+    check_size,
+    check_timeout,
+    is_exported,
+    local_refs,
+    poison,
+    refcount,
+    zero,
+)
 from ._pools import BufferPool
 from ._stats import Stats
 
@@ -36,6 +50,7 @@ _AUTO_EVERY: Final = 256  # ... and how many returns between two recalculations
 _AUTO_QUANTILE: Final = 0.95
 _LOCAL_REFS: Final = local_refs()  # see _take_region_locked
 _NO_REGION: Final = bytearray()
+_POLL: Final = 0.05  # seconds between two looks at the leak queues while a thread waits
 
 
 # ``electron.aio`` is imported on first use of ``arena()``: the core itself needs no anyio.
@@ -133,7 +148,12 @@ class ArenaOfPools:
         self._leaks: deque[
             tuple[bytearray, int, bool, list[tuple[bytearray, bool]] | None, int]
         ] = deque()
-        self._lock = threading.Lock()
+        # Reentrant only so that a thread can tell it holds the lock: a finalizer run by the
+        # garbage collector inside a locked section (any allocation can start a collection)
+        # that gives an arena or buffer back is deferred, not let in and not deadlocked.
+        self._lock = threading.RLock()
+        self._held: Callable[[], bool] = getattr(self._lock, "_is_owned")  # noqa: B009
+        self._deferred: deque[Arena] = deque()  # returns made while this thread held the lock
         if buffer_pool is not None and not isinstance(buffer_pool, BufferPool):
             raise TypeError(f"buffer_pool must be a BufferPool, not {type(buffer_pool).__name__}")
         self._buffers = buffer_pool if buffer_pool is not None else BufferPool()
@@ -247,13 +267,26 @@ class ArenaOfPools:
                 return None
             self._lent_bytes += size
             self._note_reserved_locked()
-        return bytearray(size)
+        try:
+            return bytearray(size)
+        except MemoryError:
+            with self._lock:
+                self._lent_bytes -= size
+                if self._waiters:
+                    self._grant_locked()
+            return None  # the caller raises InsufficientCapacity; the arena is unchanged
 
     def _lend_nowait(self) -> Arena | None:
         """Lend an arena if the budget allows and nobody is queued, else None."""
+        if self._held():
+            raise RuntimeError("an arena cannot be taken from a finalizer run inside the pool")
+        if self._deferred:
+            self._drain_leaks()
         lock = self._lock
         lock.acquire()
         try:
+            if self._leaks:
+                self._drain_leaks_locked()
             if self._closed:
                 raise PoolClosed()
             if self._waiters or not self._fits_locked(self._arena_size, True):
@@ -265,7 +298,7 @@ class ArenaOfPools:
 
     def _after_loan(self, arena: Arena) -> Arena:
         """Work done outside the lock for every loan: draining leaks, tracing."""
-        if self._leaks:
+        if self._leaks or self._deferred:
             self._drain_leaks()
         if self._leak_level:
             self._loans += 1
@@ -289,8 +322,24 @@ class ArenaOfPools:
         arena = self._enqueue(waiter, t)
         if arena is not None:
             return arena
-        gate.acquire(True, -1 if t is None else min(t, threading.TIMEOUT_MAX))
+        self._wait_gate(gate, t)
         return self._finish_wait(waiter, t)
+
+    def _wait_gate(self, gate: threading.Lock, timeout: float | None) -> None:
+        """Block until ``gate`` opens or ``timeout`` passes.
+
+        Wakes every ``_POLL`` seconds to settle leaks and deferred returns: they are queued
+        by finalizers that could not take the lock, and may hold what this waiter waits for.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
+            if gate.acquire(True, max(0.0, step)):
+                return
+            if self._leaks or self._deferred or self._buffers._leaks:
+                self._drain_leaks()
+            if deadline is not None and time.monotonic() >= deadline:
+                return
 
     def _enqueue(self, waiter: Waiter, timeout: float | None) -> Arena | None:
         """Lend an arena now, or queue ``waiter`` and return None.
@@ -300,6 +349,8 @@ class ArenaOfPools:
         lock = self._lock
         lock.acquire()
         try:
+            if self._leaks:
+                self._drain_leaks_locked()
             if self._closed:
                 raise PoolClosed()
             if not self._waiters and self._fits_locked(self._arena_size, True):
@@ -319,7 +370,8 @@ class ArenaOfPools:
         """After a wait ended (woken or timed out): the arena handed over, or the error."""
         with self._lock:
             if waiter.arena is None and waiter.error is None:
-                self._waiters.remove(waiter)
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
                 self._timeouts += 1
                 raise PoolExhausted("arena", timeout, self._limit_text())
         if waiter.error is not None:
@@ -332,7 +384,7 @@ class ArenaOfPools:
         with self._lock:
             arena = waiter.arena
             if arena is None:
-                if waiter.error is None:
+                if waiter in self._waiters:
                     self._waiters.remove(waiter)
                 return
         self.return_arena(arena)
@@ -342,7 +394,12 @@ class ArenaOfPools:
         waiters = self._waiters
         while waiters and self._fits_locked(self._arena_size, True):
             w = waiters.popleft()
-            w.arena = self._lend_locked()
+            try:
+                w.arena = self._lend_locked()
+            except MemoryError as exc:  # the waiter learns it; the others keep waiting
+                w.error = exc
+                w.wake()
+                break
             w.wake()
 
     def return_arena(self, arena: Arena) -> None:
@@ -356,6 +413,9 @@ class ArenaOfPools:
             raise TypeError(f"expected an Arena, not {type(arena).__name__}")
         if arena._owner is not self:
             raise ForeignObject("arena", self)
+        if self._held():  # a finalizer inside one of our locked sections: later
+            self._deferred.append(arena)
+            return
         error: Exception | None = None
         if arena._hooks is not None:
             error = self._run_user_code(arena)
@@ -376,7 +436,7 @@ class ArenaOfPools:
             traced = arena._trace is not None or self._leak_level == 2
         finally:
             lock.release()
-        if self._leaks:
+        if self._leaks or self._deferred:
             self._drain_leaks()
         if traced:
             arena._trace = capture(self._leak_level)
@@ -448,13 +508,15 @@ class ArenaOfPools:
         for region, clean in spilled:
             if not clean:
                 self._park_locked(region, len(region))
+        if self._waiters:
+            self._grant_locked()
 
     def _park_locked(self, region: bytearray, used: int) -> None:
         """Hold back ``region``: something still exports it. Poisoned in paranoid mode."""
         self._parked_bytes += len(region)
         self._quarantine_events += 1
         if self._leak_level == 2:
-            memoryview(region)[:] = bytes((POISON,)) * len(region)
+            poison(memoryview(region), len(region))
         self._parked.append(region)
 
     def _collect_leaked(self, arena: Arena, mv: memoryview) -> None:
@@ -469,7 +531,7 @@ class ArenaOfPools:
         clean = arena._scrub(mv)
         self._leaks.append((arena._region, used, clean, arena._spilled, arena._extra))
         arena._spilled = None
-        if self._lock.acquire(False):
+        if not self._held() and self._lock.acquire(False):
             try:
                 self._drain_leaks_locked()
             finally:
@@ -487,22 +549,47 @@ class ArenaOfPools:
             self._take_back_locked(region, used, clean)
 
     def _drain_leaks(self) -> None:
+        """Settle leaked arenas and returns deferred by finalizers (never inside the lock)."""
+        if self._held():
+            return
         with self._lock:
             self._drain_leaks_locked()
+        deferred = self._deferred
+        while deferred:
+            try:
+                self.return_arena(deferred.popleft())
+            except ElectronError:
+                pass  # given back twice by a finalizer: nothing to undo
+        if self._buffers._leaks or self._buffers._deferred:
+            self._buffers._drain_leaks()
 
     def _replace_region(self, old: bytearray, used: int) -> bytearray:
-        """An arena being reset found ``old`` still exported: park it, lend a fresh one."""
+        """An arena being reset found ``old`` still exported: park it, lend a fresh one.
+
+        If no memory is left for a fresh region, the arena (already scrubbed) counts as
+        given back and the MemoryError propagates: nothing stays counted that cannot return.
+        """
+        try:
+            fresh = bytearray(self._arena_size)
+        except MemoryError:
+            with self._lock:
+                self._park_locked(old, used)
+                self._lent_bytes -= len(old)
+                self._active -= 1
+                if self._waiters:
+                    self._grant_locked()
+            raise
         with self._lock:
             self._park_locked(old, used)
             self._lent_bytes -= len(old)
             region = self._take_region_locked()
             if region is None:
                 self._created += 1
-                region = bytearray(self._arena_size)
-                self._lent_bytes += len(region)
-                self._note_reserved_locked()
-            else:
-                self._lent_bytes += len(region)
+                region = fresh
+            self._lent_bytes += len(region)
+            self._note_reserved_locked()
+            if self._waiters:
+                self._grant_locked()  # the new size may be smaller: budget may have come back
             return region
 
     def _reset_spilled(self, arena: Arena) -> None:

@@ -292,6 +292,7 @@ class Arena:
                 self._region = owner._replace_region(self._region, used)
             else:
                 self._region = bytearray(self._cap)
+            self._cap = len(self._region)  # an auto-sized pool may lend another size now
         self._mv = _UNMAPPED
         self._offset = 0
         self._generation += 1

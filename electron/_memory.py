@@ -15,6 +15,7 @@ __all__ = (
     "check_timeout",
     "is_exported",
     "local_refs",
+    "poison",
     "refcount",
     "release_all",
     "zero",
@@ -91,6 +92,18 @@ def release_all(views: list[memoryview]) -> bool:
         except BufferError:
             clean = False
     return clean
+
+
+_POISON_CHUNK: Final = memoryview(bytes((0xDB,)) * _ZERO_CHUNK)
+
+
+def poison(mv: memoryview, n: int) -> None:
+    """Fill the first ``n`` bytes of ``mv`` with the poison byte 0xDB, allocating nothing."""
+    start = 0
+    while start < n:
+        end = min(start + _ZERO_CHUNK, n)
+        mv[start:end] = _POISON_CHUNK[: end - start]
+        start = end
 
 
 def zero(mv: memoryview, n: int) -> None:

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Final, Generic, SupportsIndex, TypeVar
 
 from ._arena import Arena
 from ._buffer import Buffer, _LentBuffer
-from ._errors import DoubleRelease, ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
+from ._errors import (
+    DoubleRelease,
+    ElectronError,
+    ForeignObject,
+    InvalidArgument,
+    PoolClosed,
+    PoolExhausted,
+)
 from ._leaks import SAMPLE_EVERY, LeakDetection, capture, level_from, report_leak
 from ._memory import MAX_SIZE, check_size
 
@@ -64,7 +71,9 @@ class BufferPool:
         self._max = max_size
         self._max_bytes = check_size(max_pooled_bytes, "max_pooled_bytes")
         self._max_per_class = check_size(max_per_class, "max_per_class")
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant only to tell who holds it: see ArenaOfPools
+        self._held: Callable[[], bool] = getattr(self._lock, "_is_owned")  # noqa: B009
+        self._deferred: deque[Buffer] = deque()  # puts made while this thread held the lock
         self._free: dict[int, list[bytearray]] = {}
         self._low: dict[int, int] = {}  # fewest idle buffers per class since the last trim
         self._pooled_bytes = 0
@@ -92,6 +101,7 @@ class BufferPool:
             raise InvalidArgument("buffer_pool", self, "a BufferPool not used by another pool")
         self._budget = budget
         self._lock = budget._lock
+        self._held = budget._held
         self._leak_level = budget._leak_level
 
     def get(self, size_hint: SupportsIndex = 0) -> Buffer:
@@ -107,9 +117,13 @@ class BufferPool:
         size = self._class_of(hint)
         if size > self._max:
             size = max(hint, 1)  # unpooled: exact size, dropped on put
+        if self._held():
+            raise RuntimeError("a buffer cannot be taken from a finalizer run inside the pool")
         lock = self._lock
         lock.acquire()
         try:
+            if self._leaks:
+                self._drain_leaks_locked()
             if self._closed:
                 raise PoolClosed()
             budget = self._budget
@@ -131,7 +145,7 @@ class BufferPool:
                     budget._note_reserved_locked()
         finally:
             lock.release()
-        if self._leaks:
+        if self._leaks or self._deferred:
             self._drain_leaks()
         if region is None:
             try:
@@ -141,6 +155,8 @@ class BufferPool:
                     self._active -= 1
                     self._active_bytes -= size
                     self._created -= 1
+                    if budget is not None and budget._waiters:
+                        budget._grant_locked()
                 raise
         buf = _LentBuffer(region, self)
         if self._leak_level:
@@ -162,6 +178,9 @@ class BufferPool:
             raise TypeError(f"expected a Buffer, not {type(buf).__name__}")
         if buf._owner is not self:
             raise ForeignObject("buffer", self)
+        if self._held():  # a finalizer inside a locked section: later
+            self._deferred.append(buf)
+            return
         lock = self._lock
         lock.acquire()
         try:
@@ -175,7 +194,7 @@ class BufferPool:
             traced = buf._trace is not None or self._leak_level == 2
         finally:
             lock.release()
-        if self._leaks:
+        if self._leaks or self._deferred:
             self._drain_leaks()
         if traced:
             buf._trace = capture(self._leak_level)
@@ -212,7 +231,7 @@ class BufferPool:
         """``buf`` is being garbage-collected without a put: reclaim it, report it if traced."""
         clean = buf._detach(mv)
         self._leaks.append((buf._region, clean))
-        if self._lock.acquire(False):
+        if not self._held() and self._lock.acquire(False):
             try:
                 self._drain_leaks_locked()
             finally:
@@ -228,8 +247,17 @@ class BufferPool:
             self._take_back_locked(region, clean)
 
     def _drain_leaks(self) -> None:
+        """Settle leaked buffers and puts deferred by finalizers (never inside the lock)."""
+        if self._held():
+            return
         with self._lock:
             self._drain_leaks_locked()
+        deferred = self._deferred
+        while deferred:
+            try:
+                self.put(deferred.popleft())
+            except ElectronError:
+                pass  # put twice by a finalizer: nothing to undo
 
     def _grew(self, delta: int) -> None:
         """A lent buffer grew by ``delta`` bytes (counted, never refused: writes don't fail)."""

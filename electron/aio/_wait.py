@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import anyio
 from anyio.lowlevel import current_token
@@ -15,6 +15,8 @@ from .._memory import check_timeout
 
 # ASYNC109 is silenced on purpose below: ``timeout`` bounds the wait for the *budget* and
 # ends in PoolExhausted (like the sync get_arena), which a cancel scope cannot express.
+
+_POLL: Final = 0.05  # seconds between two looks at the pool's leak queues while waiting
 
 __all__ = ("acquire_arena", "wait_for_arena")
 
@@ -74,11 +76,19 @@ async def wait_for_arena(aop: ArenaOfPools, timeout: float | None) -> Arena:  # 
     if arena is not None:
         return arena
     try:
-        if timeout is None:
-            await event.wait()
-        else:
-            with anyio.move_on_after(timeout):
+        # Wake now and then to settle leaks and returns that finalizers queued (they cannot
+        # take the pool's lock): they may hold the arena this task waits for.
+        deadline = None if timeout is None else anyio.current_time() + timeout
+        while not event.is_set():
+            step = _POLL if deadline is None else min(_POLL, deadline - anyio.current_time())
+            with anyio.move_on_after(max(0.0, step)):
                 await event.wait()
+            if event.is_set():
+                break
+            if aop._leaks or aop._deferred or aop._buffers._leaks:
+                aop._drain_leaks()
+            if deadline is not None and anyio.current_time() >= deadline:
+                break
     except BaseException:
         aop._abandon(waiter)
         raise

@@ -1,0 +1,52 @@
+"""Regression tests for the bugs a second review found (scripts in review_cases/).
+
+Each script reproduces one bug and prints what happened; it runs in a subprocess because
+several of them set process-wide limits (RLIMIT_AS, gc thresholds) or would deadlock.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CASES = Path(__file__).parent / "review_cases"
+
+# (script, args, a line that must be printed when the bug is fixed)
+EXPECTED = [
+    ("gc_finalizer_deadlock", ["cycle", "stats"], "no deadlock"),
+    ("gc_finalizer_deadlock", ["cycle", "get_arena"], "no deadlock"),
+    ("gc_finalizer_deadlock", ["arena", "stats"], "no deadlock"),
+    ("gc_finalizer_deadlock", ["arena", "get_arena"], "no deadlock"),
+    ("reset_stale_cap", [], "active_arenas 0 bytes_in_use 0"),
+    ("reset_memoryerror", [], "lent"),
+    ("grant_memoryerror", [], "active_arenas 0 waiting 0 wait_timeouts 0"),
+    ("leak_queue_missed_wakeup", [], "lent after"),
+    ("leak_queue_missed_wakeup_threads", [], "lent"),
+    ("reset_spilled_no_grant", [], "got it after"),
+    ("chunk_memoryerror", [], "alloc raised InsufficientCapacity"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("script", "args", "expected"),
+    EXPECTED,
+    ids=[f"{s}-{'-'.join(a) or 'default'}" for s, a, _ in EXPECTED],
+)
+def test_review_finding_stays_fixed(script: str, args: list[str], expected: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(CASES / f"{script}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        check=False,
+    )
+    out = proc.stdout + proc.stderr
+    assert "BUG" not in out, out
+    assert "DEADLOCK" not in out, out
+    assert expected in out, out
