@@ -322,7 +322,11 @@ class ArenaOfPools:
         arena = self._enqueue(waiter, t)
         if arena is not None:
             return arena
-        self._wait_gate(gate, t)
+        try:
+            self._wait_gate(gate, t)
+        except BaseException:  # KeyboardInterrupt, an exception from a signal handler ...
+            self._abandon(waiter)
+            raise
         return self._finish_wait(waiter, t)
 
     def _wait_gate(self, gate: threading.Lock, timeout: float | None) -> None:
