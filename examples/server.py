@@ -382,9 +382,13 @@ def make_app(
 def _add_metrics(app: web.Application, interval: float) -> None:
     # Imported here, not at the top: a --workers parent must not import prometheus_client
     # before it has set PROMETHEUS_MULTIPROC_DIR for its workers.
-    import prometheus_client
+    try:
+        import prometheus_client
 
-    from electron import metrics
+        from electron import metrics
+    except ImportError:  # the metrics extra is not installed: serve without /metrics
+        print("prometheus-client is not installed: no GET /metrics", file=sys.stderr)
+        return
 
     registry = None
     if not metrics.multiprocess_enabled():
