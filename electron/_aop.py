@@ -345,6 +345,15 @@ class ArenaOfPools:
             if deadline is not None and time.monotonic() >= deadline:
                 return
 
+    def can_lend_now(self) -> bool:
+        """A hint, read without the lock: would :meth:`get_arena` lend without waiting?
+
+        Racy by design (another thread may take or return an arena right after), so it
+        suits cheap admission decisions, such as the aiohttp middleware's choice to lend
+        lazily, and never correctness.
+        """
+        return not self._closed and not self._waiters and self._fits_locked(self._arena_size, True)
+
     def _enqueue(self, waiter: Waiter, timeout: float | None) -> Arena | None:
         """Lend an arena now, or queue ``waiter`` and return None.
 

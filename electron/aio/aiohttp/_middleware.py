@@ -124,7 +124,7 @@ class Middleware:
             # lend nothing now (first use lends, or fails with PoolExhausted if others took
             # the budget meanwhile); otherwise queue for the budget before the handler runs.
             aop = self.aop
-            if aop._waiters or not aop._fits_locked(aop._arena_size, True):
+            if not aop.can_lend_now():
                 return await self._serve_lent(key, request, handler)
         token = _set_arena(request)  # type: ignore[arg-type]  # the lazy marker
         try:
