@@ -726,6 +726,11 @@ class ArenaOfPools:
         return self._closed
 
     @property
+    def buffer_pool(self) -> BufferPool:
+        """The :class:`BufferPool` this pool lends buffers from (shares its lock and budget)."""
+        return self._buffers
+
+    @property
     def arena_size(self) -> int:
         """Capacity of the arenas this pool lends now (learnt when ``arena_size="auto"``)."""
         return self._arena_size

@@ -43,6 +43,7 @@ class BufferPoolStatistics:
     dropped: int  #: buffers not kept on put (too large, pool full, trimmed)
     quarantined: int  #: buffers not reused because something still exported their memory
     leaks_detected: int  #: buffers garbage-collected without being given back (reclaimed)
+    pooled_by_size: tuple[tuple[int, int], ...] = ()  #: (size class, idle buffers), by size
 
 
 class BufferPool:
@@ -316,6 +317,7 @@ class BufferPool:
             dropped=self._dropped,
             quarantined=self._quarantined,
             leaks_detected=self._leaks_detected,
+            pooled_by_size=tuple(sorted((size, len(free)) for size, free in self._free.items())),
         )
 
     def __enter__(self) -> BufferPool:

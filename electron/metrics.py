@@ -69,6 +69,7 @@ __all__ = (
 DEFAULT_BUCKETS: tuple[float, ...] = tuple(float(256 << (2 * i)) for i in range(10))
 
 GaugeMode = Literal["livesum", "livemax"]
+_BY_SIZE_HELP = "Idle buffers kept for reuse, by size class (bytes)."
 
 
 @dataclass(frozen=True)
@@ -293,6 +294,12 @@ class ElectronCollector(Collector):
         figures = _figures(self.aop, self.middleware)
         for spec in self._specs:
             yield self._family(spec, figures[spec.source][spec.field])
+        by_size = GaugeMetricFamily(
+            f"{self.namespace}_buffers_pooled_by_size", _BY_SIZE_HELP, labels=["size"]
+        )
+        for size, count in self.aop.buffer_pool.statistics().pooled_by_size:
+            by_size.add_metric([str(size)], count)
+        yield by_size
 
 
 class MultiprocessPublisher:
@@ -318,6 +325,13 @@ class MultiprocessPublisher:
         self._gauges: list[tuple[MetricSpec, Gauge]] = []
         self._counters: list[tuple[MetricSpec, Counter]] = []
         self._last: dict[str, int] = {}
+        self._by_size = Gauge(
+            f"{namespace}_buffers_pooled_by_size",
+            _BY_SIZE_HELP,
+            ["size"],
+            registry=None,
+            multiprocess_mode="livesum",
+        )
         for spec in METRICS:
             if middleware is None and spec.source != "pool":
                 continue
@@ -333,6 +347,8 @@ class MultiprocessPublisher:
         figures = _figures(self.aop, self.middleware)
         for spec, gauge in self._gauges:
             gauge.set(figures[spec.source][spec.field])
+        for size, count in self.aop.buffer_pool.statistics().pooled_by_size:
+            self._by_size.labels(str(size)).set(count)
         last = self._last
         for spec, counter in self._counters:
             key = f"{spec.source}.{spec.field}"
@@ -560,4 +576,5 @@ def _names(namespace: str = "electron") -> Iterable[str]:
     """Every metric name as exposed (for docs and tests)."""
     for spec in METRICS:
         yield f"{namespace}_{spec.name}" + ("_total" if spec.counter else "")
+    yield f"{namespace}_buffers_pooled_by_size"
     yield f"{namespace}_request_bytes"

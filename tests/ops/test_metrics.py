@@ -108,9 +108,8 @@ async def test_figures_after_a_known_sequence() -> None:
     async with serve(app) as url, aiohttp.ClientSession() as session:
         before = await scrape(session, url)
         for name in metrics._names():
-            kind = "_count" if name.endswith("request_bytes") else ""
-            if kind:
-                continue  # no observation yet: the histogram has no series
+            if name.endswith(("request_bytes", "_by_size")):
+                continue  # labelled by route / size class: no series before any use
             assert (name, ()) in before, f"{name} missing"
         assert value(before, "electron_arenas_active") == 0
         for n in (64, 640, 6400):
@@ -279,3 +278,17 @@ def test_every_metric_is_documented() -> None:
     text = (Path(__file__).resolve().parents[2] / "docs" / "operating.md").read_text("utf-8")
     missing = [name for name in metrics._names() if f"`{name}`" not in text]
     assert not missing, f"docs/operating.md does not explain {missing}"
+
+
+def test_pooled_buffers_by_size_class(aop: electron.ArenaOfPools) -> None:
+    registry = CollectorRegistry()
+    registry.register(metrics.ElectronCollector(aop))
+    bufs = [aop.get_buffer(n) for n in (100, 100, 3000, 70_000)]
+    for buf in bufs:
+        aop.return_buffer(buf)
+    text = generate_latest(registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    by_size = families["electron_buffers_pooled_by_size"].samples
+    samples = {s.labels["size"]: s.value for s in by_size}
+    assert samples == {"256": 2.0, "4096": 1.0, "131072": 1.0}
+    assert sum(samples.values()) == aop.stats().pooled_buffers
