@@ -27,20 +27,11 @@ from typing import Literal
 import electron
 
 from ._harness import Result, add_common_args, print_table, ratio_vs, time_loop, write_json
+from .micro import seed_loop
 
 LeakDetection = Literal["off", "simple", "paranoid"]
 LEVELS: tuple[LeakDetection, ...] = ("off", "simple", "paranoid")
 DEPTH = 10  # frames between the loop and the benchmark driver, like a handler in a framework
-
-
-class Context:
-    """A small per-request object placed in the arena by ``new``."""
-
-    __slots__ = ("flags", "request_id")
-
-    def __init__(self) -> None:
-        self.request_id = 0
-        self.flags = 0
 
 
 def _deep(depth: int, fn: Callable[[int], None], n: int) -> None:
@@ -63,15 +54,7 @@ def _cases(aop: electron.ArenaOfPools) -> dict[str, Callable[[int], None]]:
         for _ in range(n):
             return_buffer(get_buffer(1024))
 
-    def seed_loop(n: int) -> None:
-        for i in range(n):
-            arena = get_arena()
-            ctx = arena.new(Context)
-            ctx.request_id = i
-            buf = get_buffer(1024)
-            buf.write(b"response data")
-            return_buffer(buf)
-            return_arena(arena)
+    seed = seed_loop(aop)
 
     def quarantine_loop(n: int) -> None:
         for _ in range(n):
@@ -83,7 +66,7 @@ def _cases(aop: electron.ArenaOfPools) -> dict[str, Callable[[int], None]]:
     loops = {
         "arena get/return": arena_loop,
         "buffer get/return": buffer_loop,
-        "seed loop": seed_loop,
+        "seed loop": seed,
         "quarantine": quarantine_loop,
     }
     return {name: _at_depth(fn) for name, fn in loops.items()}

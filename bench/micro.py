@@ -40,7 +40,8 @@ class CContext(ctypes.Structure):
     _fields_ = (("request_id", ctypes.c_int64), ("flags", ctypes.c_int32))
 
 
-def _seed_cases(aop: electron.ArenaOfPools) -> dict[str, Callable[[int], None]]:
+def seed_loop(aop: electron.ArenaOfPools) -> Callable[[int], None]:
+    """The reference plan's loop on ``aop``: arena, ``new`` a context, 1 KiB buffer, write."""
     get_arena, return_arena = aop.get_arena, aop.return_arena
     get_buffer, return_buffer = aop.get_buffer, aop.return_buffer
 
@@ -53,6 +54,14 @@ def _seed_cases(aop: electron.ArenaOfPools) -> dict[str, Callable[[int], None]]:
             buf.write(b"response data")
             return_buffer(buf)
             return_arena(arena)
+
+    return electron_seed
+
+
+def _seed_cases(aop: electron.ArenaOfPools) -> dict[str, Callable[[int], None]]:
+    get_arena, return_arena = aop.get_arena, aop.return_arena
+    get_buffer, return_buffer = aop.get_buffer, aop.return_buffer
+    electron_seed = seed_loop(aop)
 
     def electron_seed_ctypes(n: int) -> None:
         for i in range(n):
