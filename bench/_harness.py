@@ -81,6 +81,15 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _core() -> str:
+    """Which electron core the figures come from: a stale compiled build runs pure Python."""
+    try:
+        import electron
+    except ImportError:  # pragma: no cover - bench always has electron installed
+        return "unavailable"
+    return "compiled (mypyc)" if electron.COMPILED else "pure Python"
+
+
 def machine_info() -> dict[str, Any]:
     """What the figures were measured on: CPU, cores, Python and library versions."""
     cpu = platform.processor() or platform.machine()
@@ -100,6 +109,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "versions": {lib: _version(lib) for lib in libs},
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "electron_core": _core(),
     }
 
 
