@@ -143,6 +143,7 @@ def render(report: dict[str, Any]) -> str:
             f"- {m['cpu']}, {m['cores']} cores; {m['platform']}",
             f"- Python {m['python']} ({m['implementation']}); "
             + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v),
+            f"- electron core: {m.get('electron_core', 'unknown')}",
             f"- {report['started']}", ""]
     for p in report["parts"]:
         out += [f"## bench.{p['name']}", ""]
