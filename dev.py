@@ -32,8 +32,10 @@ def _ensure_venv() -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be run by an older python3
         sys.exit(f"electron needs Python >= 3.11, this is {sys.version.split()[0]}")
     h = hashlib.sha256()
-    for name in ("pyproject.toml", "setup.py", *sorted(ROOT.glob("electron/_*.py"))):
-        h.update((ROOT / name).read_bytes())
+    # _build_info.py is the build's own output: hashing it would reinstall on every run.
+    sources = [p for p in sorted(ROOT.glob("electron/_*.py")) if p.name != "_build_info.py"]
+    for path in (ROOT / "pyproject.toml", ROOT / "setup.py", *sources):
+        h.update(path.read_bytes())
     want = h.hexdigest()
     if not PY.exists():
         print(f"dev.py: creating {VENV}", flush=True)
