@@ -15,32 +15,21 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
 import aiohttp
 import psutil
 import pytest
-from aiohttp import web
 
 import electron
 from electron.aio.aiohttp import MIDDLEWARE_KEY
+from tests.support import anyio_backend, serve  # noqa: F401 - anyio_backend: the asyncio-only backends
 
 SERVER = Path(__file__).resolve().parents[2] / "examples" / "server.py"
 LINE = re.compile(r"^electron example server listening on (http://127\.0\.0\.1:(\d+))$")
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
-        pytest.param(("asyncio", {"use_uvloop": True}), id="asyncio+uvloop"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    """aiohttp runs on asyncio only: the stock loop and uvloop (zero-copy writes)."""
-    return request.param  # type: ignore[no-any-return]
 
 
 def load_example() -> ModuleType:
@@ -53,18 +42,6 @@ def load_example() -> ModuleType:
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
-
-
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 def test_pattern_matches_the_definition() -> None:

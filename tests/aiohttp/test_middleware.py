@@ -9,7 +9,6 @@ import hashlib
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
@@ -30,32 +29,9 @@ from electron.aio.aiohttp import (
     request_buffer,
     setup,
 )
+from tests.support import anyio_backend, serve  # noqa: F401 - anyio_backend: the asyncio-only backends
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
-        pytest.param(("asyncio", {"use_uvloop": True}), id="asyncio+uvloop"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    """aiohttp runs on asyncio only: the stock loop and uvloop (zero-copy writes)."""
-    return request.param  # type: ignore[no-any-return]
-
-
-@asynccontextmanager
-async def serve(app: web.Application, *, handler_cancellation: bool = False) -> AsyncIterator[str]:
-    """Run ``app`` on a free loopback port for the block; yields its base URL."""
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=handler_cancellation)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 async def eventually(predicate: Callable[[], bool], what: str, within: float = 20.0) -> None:

@@ -17,8 +17,7 @@ import random
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -28,21 +27,11 @@ from aiohttp import web
 
 import electron
 from electron.aio.aiohttp import MIDDLEWARE_KEY, PooledResponse
+from tests.support import anyio_backend, serve_port  # noqa: F401 - anyio_backend: the asyncio-only backends
 
 pytestmark = pytest.mark.anyio
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "server.py"
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
-        pytest.param(("asyncio", {"use_uvloop": True}), id="asyncio+uvloop"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    """aiohttp runs on asyncio only: the stock loop and uvloop (zero-copy writes)."""
-    return request.param  # type: ignore[no-any-return]
 
 
 def load_example() -> ModuleType:
@@ -55,19 +44,6 @@ def load_example() -> ModuleType:
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
-
-
-@asynccontextmanager
-async def serve(app: web.Application, *, handler_cancellation: bool = False) -> AsyncIterator[int]:
-    """Run ``app`` on a free loopback port for the block; yields the port."""
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=handler_cancellation)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
 
 
 def shrink_send_buffer(app: web.Application, size: int = 4096) -> None:
@@ -146,7 +122,7 @@ async def test_memory_is_reused_only_after_the_transport_flushed() -> None:
     app.router.add_get("/clobber/{n}", clobbered)
     shrink_send_buffer(app)
     sizes = [20_000, 40_000, 60_000, 300_000]
-    async with serve(app) as port:
+    async with serve_port(app) as port:
         paths = [(n, seed, f"/clobber/{n}?seed={seed}") for seed, n in enumerate(sizes * 4)]
         bodies = await asyncio.gather(*(slow_get(port, p) for _, _, p in paths))
     for (n, seed, path), body in zip(paths, bodies, strict=True):
@@ -163,7 +139,7 @@ async def test_slow_readers_get_their_own_bytes_while_others_churn() -> None:
     mw = app[MIDDLEWARE_KEY]
     rng = random.Random(5)
     slow_sizes = [40_000, 1 << 20, 3 << 20, 60_000, 2 << 20, 500_000] * 2
-    async with serve(app) as port:
+    async with serve_port(app) as port:
         base = f"http://127.0.0.1:{port}"
 
         async def reader(i: int, n: int) -> None:
@@ -220,7 +196,7 @@ async def test_aborted_downloads_and_stalled_readers_give_everything_back(
     shrink_send_buffer(app)
     mw = app[MIDDLEWARE_KEY]
     loop = asyncio.get_running_loop()
-    async with serve(app, handler_cancellation=handler_cancellation) as port:
+    async with serve_port(app, handler_cancellation=handler_cancellation) as port:
 
         async def abort(i: int, n: int, read: int) -> None:
             sock = await connect(port)
@@ -261,7 +237,7 @@ async def test_setup_on_a_plain_app_keeps_the_hello_world_path_undeferred() -> N
     aop = electron.ArenaOfPools(arena_size=4096)
     app = example.make_app(aop)
     mw = app[MIDDLEWARE_KEY]
-    async with serve(app) as port, aiohttp.ClientSession() as session:
+    async with serve_port(app) as port, aiohttp.ClientSession() as session:
         for _ in range(20):
             async with session.get(f"http://127.0.0.1:{port}/") as resp:
                 assert await resp.text() == "Hello, World!"

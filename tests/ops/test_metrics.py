@@ -14,8 +14,6 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -28,31 +26,9 @@ import electron
 from electron import metrics
 from electron.aio import current_arena
 from electron.aio.aiohttp import PooledResponse, request_buffer, setup
+from tests.support import anyio_backend, serve  # noqa: F401 - anyio_backend: the asyncio-only backends
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
-        pytest.param(("asyncio", {"use_uvloop": True}), id="asyncio+uvloop"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    """aiohttp runs on asyncio only."""
-    return request.param  # type: ignore[no-any-return]
-
-
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -12,8 +12,6 @@ import asyncio
 import importlib.util
 import random
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -36,6 +34,7 @@ from electron.aio.aiohttp import (
     request_buffer,
     setup,
 )
+from tests.support import anyio_backend, serve  # noqa: F401 - anyio_backend: the asyncio-only backends
 
 pytestmark = pytest.mark.anyio
 
@@ -52,29 +51,6 @@ def load_example() -> ModuleType:
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
-        pytest.param(("asyncio", {"use_uvloop": True}), id="asyncio+uvloop"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    """aiohttp runs on asyncio only."""
-    return request.param  # type: ignore[no-any-return]
-
-
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 async def settled(aop: electron.ArenaOfPools, mw: Middleware) -> None:

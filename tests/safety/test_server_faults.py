@@ -39,6 +39,7 @@ import pytest
 from aiohttp import web
 
 import electron
+from tests.support import anyio_backend  # noqa: F401 - anyio_backend: the asyncio-only backends
 
 SERVER = Path(__file__).resolve().parents[2] / "examples" / "server.py"
 LINE = re.compile(r"electron example server listening on http://(127\.0\.0\.1):(\d+)")
@@ -640,17 +641,6 @@ def test_requests_waiting_for_the_budget_then_disconnecting(tmp_path: Path) -> N
 # -- handler cancellation (in-process: the example server leaves it off) ----------------------
 
 
-@pytest.fixture(
-    params=[
-        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
-        pytest.param(("asyncio", {"use_uvloop": True}), id="asyncio+uvloop"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    """aiohttp runs on asyncio only."""
-    return request.param  # type: ignore[no-any-return]
-
-
 async def _settled(aop: electron.ArenaOfPools) -> electron.Stats:
     for _ in range(500):
         s = aop.stats()
@@ -666,7 +656,7 @@ CANCEL_STAGES = ["mid-body", "waiting-for-budget", "mid-response"]
 @pytest.mark.anyio
 @pytest.mark.parametrize("stage", CANCEL_STAGES)
 async def test_handlers_cancelled_by_a_disconnect_give_everything_back(
-    anyio_backend: object, stage: str
+    anyio_backend: object, stage: str  # noqa: F811 - the fixture imported from tests.support
 ) -> None:
     """With ``handler_cancellation=True`` a disconnect cancels the handler's task wherever it
     is: reading the body, waiting for the budget, or writing the response."""
