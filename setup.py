@@ -19,7 +19,8 @@ from typing import Any
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-CORE = ("_memory", "_arena", "_text", "_buffer", "_pools", "_aop")  # also in electron/_loader.py
+# Also in electron/_loader.py.
+CORE = ("_memory", "_arena", "_text", "_buffer", "_pools", "_scope", "_aop")
 SOURCES = [f"electron/{name}.py" for name in CORE]
 
 

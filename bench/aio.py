@@ -2,12 +2,14 @@
 
     python -m bench.aio [--quick] [--json FILE] [--repeat N]
 
-Each iteration of the seed loop (issue 4) enters a scope, places a small ctypes struct in
-the arena with ``new``, takes a 1 KiB buffer, writes to it, and gives both back (the buffer
-by hand, the arena by leaving the scope). Next to it, measured in the same run and on the
-same event loop:
+Each iteration of the seed loop (issue 4) enters a scope, makes a small request context in
+the arena with ``new`` (the slotted class of ``bench.micro``'s seed loop), takes a 1 KiB
+buffer, writes to it, and gives both back (the buffer by hand, the arena by leaving the
+scope). Next to it, measured in the same run and on the same event loop:
 
-- the same work with no electron at all (a ctypes struct and a ``bytearray``);
+- the same work with no electron at all (the same class and a ``bytearray``);
+- both loops again with a ctypes struct as the context, which ``new`` places in arena
+  memory (the plain loop makes a standalone struct);
 - the floor: a bare ``async with`` of an empty async context manager (new object each time);
 - the same seed loop with the synchronous ``get_arena``/``return_arena`` inside the
   coroutine (what the core costs without the aio layer);
@@ -37,6 +39,7 @@ import electron
 from electron.aio import ArenaScope
 
 from ._harness import Result, add_common_args, print_table, ratio_vs, write_json
+from .micro import Context
 
 SCOPE_TARGET = 1_000_000  # scopes/s of the seed loop on uvloop (issue 4)
 PAYLOAD = b"response data"
@@ -70,6 +73,41 @@ def _cases(aop: electron.ArenaOfPools) -> dict[str, AsyncLoop]:
     async def seed_scope(n: int) -> None:
         for i in range(n):
             async with arena_scope() as arena:
+                ctx = arena.new(Context)
+                ctx.request_id = i
+                buf = get_buffer(1024)
+                buf.write(PAYLOAD)
+                return_buffer(buf)
+
+    async def seed_scope_direct(n: int) -> None:
+        for i in range(n):
+            async with ArenaScope(aop) as arena:
+                ctx = arena.new(Context)
+                ctx.request_id = i
+                buf = get_buffer(1024)
+                buf.write(PAYLOAD)
+                return_buffer(buf)
+
+    async def seed_sync(n: int) -> None:
+        for i in range(n):
+            arena = get_arena()
+            ctx = arena.new(Context)
+            ctx.request_id = i
+            buf = get_buffer(1024)
+            buf.write(PAYLOAD)
+            return_buffer(buf)
+            return_arena(arena)
+
+    async def seed_plain(n: int) -> None:
+        for i in range(n):
+            ctx = Context()
+            ctx.request_id = i
+            buf = bytearray(1024)
+            memoryview(buf)[: len(PAYLOAD)] = PAYLOAD
+
+    async def seed_scope_ctypes(n: int) -> None:
+        for i in range(n):
+            async with arena_scope() as arena:
                 ctx = arena.new(CContext)
                 ctx.request_id = i
                 buf = get_buffer(1024)
@@ -77,31 +115,10 @@ def _cases(aop: electron.ArenaOfPools) -> dict[str, AsyncLoop]:
                 return_buffer(buf)
                 del ctx  # a live ctypes object pins arena memory (it would be quarantined)
 
-    async def seed_scope_direct(n: int) -> None:
+    async def seed_plain_ctypes(n: int) -> None:
         for i in range(n):
-            async with ArenaScope(aop) as arena:
-                ctx = arena.new(CContext)
-                ctx.request_id = i
-                buf = get_buffer(1024)
-                buf.write(PAYLOAD)
-                return_buffer(buf)
-                del ctx
-
-    async def seed_sync(n: int) -> None:
-        for i in range(n):
-            arena = get_arena()
-            ctx = arena.new(CContext)
-            ctx.request_id = i
-            buf = get_buffer(1024)
-            buf.write(PAYLOAD)
-            return_buffer(buf)
-            del ctx
-            return_arena(arena)
-
-    async def seed_plain(n: int) -> None:
-        for i in range(n):
-            ctx = CContext()
-            ctx.request_id = i
+            cctx = CContext()
+            cctx.request_id = i
             buf = bytearray(1024)
             memoryview(buf)[: len(PAYLOAD)] = PAYLOAD
 
@@ -129,6 +146,8 @@ def _cases(aop: electron.ArenaOfPools) -> dict[str, AsyncLoop]:
         "seed loop: async with ArenaScope(aop)": seed_scope_direct,
         "seed loop: get/return in a coroutine": seed_sync,
         "seed loop: no electron": seed_plain,
+        "seed loop, ctypes ctx: async with aop.arena()": seed_scope_ctypes,
+        "seed loop, ctypes ctx: no electron": seed_plain_ctypes,
         "floor: async with Empty()": floor,
         "empty: async with aop.arena()": empty_scope,
         "empty: async with ArenaScope(aop)": empty_scope_direct,
@@ -211,6 +230,11 @@ def run(quick: bool, repeat: int | None, backends: list[str], clock: str = "cpu"
         seed = by_name["seed loop: async with aop.arena()"]
         ratio_vs(results, core.name, floor.name)
         ratio_vs(results, sync.name, plain.name)
+        ratio_vs(
+            results,
+            by_name["seed loop, ctypes ctx: async with aop.arena()"].name,
+            by_name["seed loop, ctypes ctx: no electron"].name,
+        )
         for via in ("aop.arena()", "ArenaScope(aop)"):
             seed_via = by_name[f"seed loop: async with {via}"]
             empty = by_name[f"empty: async with {via}"]

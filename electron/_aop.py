@@ -6,7 +6,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Literal, SupportsFloat, SupportsIndex
+from typing import Final, Literal, SupportsFloat, SupportsIndex
 
 from ._arena import Arena, _LentArena, run_hooks
 from ._buffer import Buffer
@@ -27,6 +27,8 @@ from ._leaks import (
     report_leak,
 )
 from ._memory import (
+    ATOMIC,
+    Guard,
     check_size,
     check_timeout,
     is_exported,
@@ -36,10 +38,8 @@ from ._memory import (
     zero,
 )
 from ._pools import BufferPool
+from ._scope import ArenaScope
 from ._stats import Stats
-
-if TYPE_CHECKING:
-    from .aio._scope import ArenaScope
 
 __all__ = ("ArenaOfPools", "Waiter")
 
@@ -51,17 +51,6 @@ _AUTO_QUANTILE: Final = 0.95
 _LOCAL_REFS: Final = local_refs()  # see _take_region_locked
 _NO_REGION: Final = bytearray()
 _POLL: Final = 0.05  # seconds between two looks at the leak queues while a thread waits
-
-
-# ``electron.aio`` is imported on first use of ``arena()``: the core itself needs no anyio.
-_SCOPE_CLASS: list[Callable[[ArenaOfPools, float | None], ArenaScope]] = []
-
-
-def _load_scope_class() -> Callable[[ArenaOfPools, float | None], ArenaScope]:
-    from .aio._scope import ArenaScope
-
-    _SCOPE_CLASS.append(ArenaScope)
-    return ArenaScope
 
 
 def _pow2ceil(n: int) -> int:
@@ -145,15 +134,14 @@ class ArenaOfPools:
         self._leaks_detected = 0
         # Arenas collected without a return, as (region, used, clean, the arena's overflow
         # chunks with their "clean", the chunks' bytes); see _collect_leaked.
-        self._leaks: deque[
+        self._leaks: list[
             tuple[bytearray, int, bool, list[tuple[bytearray, bool]] | None, int]
-        ] = deque()
+        ] = []
         # Reentrant only so that a thread can tell it holds the lock: a finalizer run by the
         # garbage collector inside a locked section (any allocation can start a collection)
         # that gives an arena or buffer back is deferred, not let in and not deadlocked.
-        self._lock = threading.RLock()
-        self._held: Callable[[], bool] = getattr(self._lock, "_is_owned")  # noqa: B009
-        self._deferred: deque[Arena] = deque()  # returns made while this thread held the lock
+        self._lock = Guard()
+        self._deferred: list[Arena] = []  # returns made while this thread held the lock
         if buffer_pool is not None and not isinstance(buffer_pool, BufferPool):
             raise TypeError(f"buffer_pool must be a BufferPool, not {type(buffer_pool).__name__}")
         self._buffers = buffer_pool if buffer_pool is not None else BufferPool()
@@ -161,7 +149,7 @@ class ArenaOfPools:
         self._free: list[bytearray] = []
         self._low = 0  # fewest idle arenas since the last trim
         self._parked: deque[bytearray] = deque()  # regions something may still reach
-        self._waiters: deque[Waiter] = deque()
+        self._waiters: list[Waiter] = []
         self._active = 0
         self._lent_bytes = 0  # capacity of arenas lent out, overflow chunks included
         self._free_bytes = 0
@@ -249,7 +237,7 @@ class ArenaOfPools:
         else:
             self._active += 1
             self._lent_bytes += len(region)
-        return _LentArena(region, self)
+        return self._handle(region)
 
     def _lend_chunk(self, arena: Arena, need: int) -> bytearray | None:
         """An overflow chunk of at least ``need`` bytes for a growing ``arena`` (auto mode).
@@ -278,11 +266,15 @@ class ArenaOfPools:
 
     def _lend_nowait(self) -> Arena | None:
         """Lend an arena if the budget allows and nobody is queued, else None."""
-        if self._held():
+        lock = self._lock
+        if ATOMIC and lock.busy == 0:
+            region = self._take_atomic()
+            if region is not None:
+                return self._after_loan(self._handle(region))
+        if lock.held():
             raise RuntimeError("an arena cannot be taken from a finalizer run inside the pool")
         if self._deferred:
             self._drain_leaks()
-        lock = self._lock
         lock.acquire()
         try:
             if self._leaks:
@@ -295,6 +287,38 @@ class ArenaOfPools:
         finally:
             lock.release()
         return self._after_loan(arena)
+
+    def _take_atomic(self) -> bytearray | None:
+        """Lend an idle region without the lock, or None (see ``Guard``).
+
+        Only with :data:`ATOMIC` and no locked section in progress; nothing here allocates
+        or runs Python code, so no other thread or finalizer runs in between. None, having
+        changed nothing, whenever the locked path has more to do: no idle region of the
+        current size, waiters, leaks to settle, a closed pool or an exhausted budget.
+        """
+        free = self._free
+        if not free or self._closed or self._waiters or self._leaks or self._deferred:
+            return None
+        size = len(free[-1])
+        if size != self._arena_size or not self._fits_locked(size, True):
+            return None
+        region = free.pop()
+        if len(free) < self._low:
+            self._low = len(free)
+        self._free_bytes -= size
+        self._reused += 1
+        self._active += 1
+        self._lent_bytes += size
+        return region
+
+    def _handle(self, region: bytearray) -> Arena:
+        """A new ``Arena`` object for a ``region`` already counted as lent."""
+        try:
+            return _LentArena(region, self)
+        except BaseException:  # MemoryError: the region goes back, as if never lent
+            with self._lock:
+                self._take_back_locked(region, 0, True)
+            raise
 
     def _after_loan(self, arena: Arena) -> Arena:
         """Work done outside the lock for every loan: draining leaks, tracing."""
@@ -406,7 +430,7 @@ class ArenaOfPools:
         """Hand arenas to the longest waiters while the budget allows (FIFO)."""
         waiters = self._waiters
         while waiters and self._fits_locked(self._arena_size, True):
-            w = waiters.popleft()
+            w = waiters.pop(0)
             try:
                 w.arena = self._lend_locked()
             except MemoryError as exc:  # the waiter learns it; the others keep waiting
@@ -426,35 +450,78 @@ class ArenaOfPools:
             raise TypeError(f"expected an Arena, not {type(arena).__name__}")
         if arena._owner is not self:
             raise ForeignObject("arena", self)
-        if self._held():  # a finalizer inside one of our locked sections: later
+        lock = self._lock
+        if lock.busy and lock.held():  # a finalizer inside one of our locked sections: later
             self._deferred.append(arena)
             return
         error: Exception | None = None
         if arena._hooks is not None:
             error = self._run_user_code(arena)
-        elif arena._objects is not None:
-            arena._objects = None  # their finalizers run here, not under the lock
-        lock = self._lock
-        lock.acquire()
-        try:
-            mv = arena._mv
-            if mv is None:
-                raise DoubleRelease("arena", arena._trace)
-            used = arena._used_total()
-            clean = arena._scrub(mv)
-            self._settle_spilled_locked(arena)
-            region = arena._region
-            arena._region = _NO_REGION  # the dead handle must not keep the memory reachable
-            self._take_back_locked(region, used, clean)
-            traced = arena._trace is not None or self._leak_level == 2
-        finally:
-            lock.release()
+        elif arena._obj is not None:
+            arena._obj = arena._objects = None  # their finalizers run here, not under a lock
+        mv = self._claim(arena)
+        # The handle is ours alone from here: scrubbing needs no lock.
+        used = arena._used_total()
+        clean = arena._scrub(mv)
+        region = arena._region
+        arena._region = _NO_REGION  # the dead handle must not keep the memory reachable
+        spilled = arena._spilled is not None
+        if spilled or not (ATOMIC and self._give_back_atomic(region, used, clean)):
+            lock.acquire()
+            try:
+                self._settle_spilled_locked(arena)
+                self._take_back_locked(region, used, clean)
+            finally:
+                lock.release()
         if self._leaks or self._deferred:
             self._drain_leaks()
-        if traced:
+        if arena._trace is not None or self._leak_level == 2:
             arena._trace = capture(self._leak_level)
         if error is not None:
             raise error  # a reset callback failed; the arena came back all the same
+
+    def _claim(self, arena: Arena) -> memoryview:
+        """Mark ``arena`` as given back and return its base view; a second claim fails."""
+        if ATOMIC:  # a read and a write with nothing in between: atomic (see Guard)
+            mv = arena._mv
+            arena._mv = None
+        else:
+            with self._lock:
+                mv = arena._mv
+                arena._mv = None
+        if mv is None:
+            raise DoubleRelease("arena", arena._trace)
+        return mv
+
+    def _give_back_atomic(self, region: bytearray, used: int, clean: bool) -> bool:
+        """Pool ``region`` without the lock when nothing unusual applies (see ``Guard``).
+
+        False, having changed nothing, when the locked path must decide: a locked section
+        in progress, a region to quarantine, waiters, auto sizing, a trim due.
+        """
+        returns = self._returns + 1
+        if (
+            self._lock.busy
+            or not clean
+            or self._auto
+            or self._closed
+            or self._waiters
+            or returns & (_TRIM_CHECK_EVERY - 1) == 0
+        ):
+            return False
+        size = len(region)
+        if self.metrics:
+            self._used_total += used
+            if used > self._used_max:
+                self._used_max = used
+        self._active -= 1
+        self._lent_bytes -= size
+        free = self._free
+        if len(free) < self._pool_size and size == self._arena_size:
+            free.append(region)
+            self._free_bytes += size
+        self._returns = returns
+        return True
 
     def _run_user_code(self, arena: Arena) -> Exception | None:
         """Run ``arena``'s reset callbacks and drop its objects, outside the lock.
@@ -466,7 +533,8 @@ class ArenaOfPools:
             if arena._mv is None:
                 raise DoubleRelease("arena", arena._trace)
             hooks, arena._hooks = arena._hooks, None
-            objects, arena._objects = arena._objects, None
+            objects = (arena._obj, arena._objects)
+            arena._obj = arena._objects = None
         error = run_hooks(hooks)
         del objects  # their finalizers run here, not under the lock
         return error
@@ -544,7 +612,7 @@ class ArenaOfPools:
         clean = arena._scrub(mv)
         self._leaks.append((arena._region, used, clean, arena._spilled, arena._extra))
         arena._spilled = None
-        if not self._held() and self._lock.acquire(False):
+        if not self._lock.held() and self._lock.acquire(False):
             try:
                 self._drain_leaks_locked()
             finally:
@@ -555,7 +623,7 @@ class ArenaOfPools:
     def _drain_leaks_locked(self) -> None:
         leaks = self._leaks
         while leaks:
-            region, used, clean, spilled, extra = leaks.popleft()
+            region, used, clean, spilled, extra = leaks.pop(0)
             self._leaks_detected += 1
             if spilled is not None:
                 self._settle_chunks_locked(spilled, extra)
@@ -563,14 +631,14 @@ class ArenaOfPools:
 
     def _drain_leaks(self) -> None:
         """Settle leaked arenas and returns deferred by finalizers (never inside the lock)."""
-        if self._held():
+        if self._lock.held():
             return
         with self._lock:
             self._drain_leaks_locked()
         deferred = self._deferred
         while deferred:
             try:
-                self.return_arena(deferred.popleft())
+                self.return_arena(deferred.pop(0))
             except ElectronError:
                 pass  # given back twice by a finalizer: nothing to undo
         if self._buffers._leaks or self._buffers._deferred:
@@ -701,8 +769,7 @@ class ArenaOfPools:
         one (:func:`electron.aio.current_arena`) inside the scope and goes back at its end,
         on success, error or cancellation alike.
         """
-        scope = _SCOPE_CLASS[0] if _SCOPE_CLASS else _load_scope_class()
-        return scope(self, None if timeout is None else check_timeout(timeout))
+        return ArenaScope(self, None if timeout is None else check_timeout(timeout))
 
     def close(self) -> None:
         """Release idle memory, fail every waiter with :class:`PoolClosed`, refuse new gets.
@@ -714,7 +781,7 @@ class ArenaOfPools:
             self._free.clear()
             self._parked.clear()
             self._free_bytes = self._parked_bytes = 0
-            waiters, self._waiters = self._waiters, deque()
+            waiters, self._waiters = self._waiters, []
             for w in waiters:
                 w.error = PoolClosed("closed while waiting for an arena")
                 w.wake()

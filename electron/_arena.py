@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Final, SupportsIndex, TypeVar, cast
 
 from ._errors import ArenaClosed, InsufficientCapacity, InvalidArgument
 from ._memory import MAX_SIZE, check_size, is_exported, refcount, release_all, zero
+from ._memory import UNMAPPED as _UNMAPPED
 
 if TYPE_CHECKING:
     from ._aop import ArenaOfPools
@@ -28,11 +29,6 @@ _CTYPES_META: Final[tuple[type, ...]] = (
     type(ctypes.c_int),
     type(ctypes.POINTER(ctypes.c_int)),
 )
-
-
-# The base view of an arena nothing was allocated from yet: a loan that never allocates
-# (most requests of many servers) costs no memoryview, no export probe and no zeroing.
-_UNMAPPED: Final = memoryview(b"")
 
 
 def run_hooks(hooks: list[Callable[[], object]] | None) -> Exception | None:
@@ -65,6 +61,7 @@ class Arena:
         "_generation",
         "_hooks",
         "_mv",
+        "_obj",
         "_objects",
         "_offset",
         "_owner",
@@ -85,6 +82,7 @@ class Arena:
         self._mv: memoryview | None = _UNMAPPED
         self._offset = 0
         self._views: list[memoryview] | None = None
+        self._obj: object = None  # the first object made by new(); the others in _objects
         self._objects: list[object] | None = None
         self._hooks: list[Callable[[], object]] | None = None
         self._owner: ArenaOfPools | None = None
@@ -200,11 +198,12 @@ class Arena:
                 obj.__init__(*args, **kwargs)
             return cast(T, obj)
         inst = cls(*args, **kwargs) if args or kwargs else cls()
-        objects = self._objects
-        if objects is None:
+        if self._obj is None:
+            self._obj = inst
+        elif self._objects is None:
             self._objects = [inst]
         else:
-            objects.append(inst)
+            self._objects.append(inst)
         return inst
 
     # -- lifetime ---------------------------------------------------------------------------
@@ -231,7 +230,7 @@ class Arena:
         Afterwards the arena is closed. Returns True when no export of the region survives,
         i.e. the region may be handed out again.
         """
-        self._objects = None
+        self._obj = self._objects = None
         if mv is _UNMAPPED:  # nothing was ever allocated: the region was never exposed
             self._mv = None
             return True
@@ -378,6 +377,7 @@ class _LentArena(Arena):
         self._mv = _UNMAPPED
         self._offset = 0
         self._views = None
+        self._obj = None
         self._objects = None
         self._hooks = None
         self._owner = owner

@@ -6,7 +6,7 @@ import operator
 from typing import TYPE_CHECKING, Final, SupportsIndex
 
 from ._errors import BufferClosed, InvalidArgument
-from ._memory import check_size, is_exported, refcount, release_all, zero
+from ._memory import UNMAPPED, check_size, is_exported, refcount, release_all, zero
 from ._text import (
     float_repr,
     html_escape,
@@ -72,7 +72,7 @@ class Buffer:
     def __init__(self, capacity: SupportsIndex = 0) -> None:
         region = bytearray(check_size(capacity, "capacity"))
         self._region = region
-        self._mv: memoryview | None = memoryview(region)
+        self._mv: memoryview | None = UNMAPPED  # made on first need: see _base
         self._len = 0
         self._ready = 0  # end of the bytes reserve() zeroed: commit() may not go past it
         self._views: list[memoryview] | None = None
@@ -82,6 +82,18 @@ class Buffer:
     def _closed_error(self) -> BufferClosed:
         return BufferClosed(where=self._trace)
 
+    def _base(self) -> memoryview:
+        """The view of the whole region, made on first need; raises once the buffer is dead.
+
+        It never leaves the buffer: what callers get are slices of it, kept in ``_views``.
+        """
+        mv = self._mv
+        if mv is None:
+            raise self._closed_error()
+        if mv is UNMAPPED:
+            mv = self._mv = memoryview(self._region)
+        return mv
+
     def _track(self, v: memoryview) -> None:
         views = self._views
         if views is None:
@@ -90,8 +102,7 @@ class Buffer:
             views.append(v)
 
     def _grow(self, need: int) -> memoryview:
-        old = self._mv
-        assert old is not None
+        old = self._base()
         new_cap = max(need, 2 * len(self._region), 64)
         new_cap = 1 << (new_cap - 1).bit_length()
         region = bytearray(new_cap)  # may raise MemoryError: nothing counted yet
@@ -118,6 +129,8 @@ class Buffer:
         n = len(data)  # type: ignore[arg-type]
         start = self._len
         end = start + n
+        if mv is UNMAPPED:
+            mv = self._base()
         if end > len(mv):
             mv = self._grow(end)
         mv[start:end] = data
@@ -136,9 +149,7 @@ class Buffer:
         Nothing counts as written until :meth:`commit`; the view is released when the buffer
         goes back to its pool.
         """
-        mv = self._mv
-        if mv is None:
-            raise self._closed_error()
+        mv = self._base()
         n = check_size(n)
         start = self._len
         if start + n > len(mv):
@@ -165,16 +176,12 @@ class Buffer:
 
     def getvalue(self) -> bytes:
         """A copy of the written bytes."""
-        mv = self._mv
-        if mv is None:
-            raise self._closed_error()
+        mv = self._base()
         return mv[: self._len].tobytes()
 
     def view(self) -> memoryview:
         """The written bytes, without copying; released when the buffer goes back."""
-        mv = self._mv
-        if mv is None:
-            raise self._closed_error()
+        mv = self._base()
         v = mv[: self._len]
         self._track(v)
         return v
@@ -197,13 +204,21 @@ class Buffer:
 
     def _detach(self, mv: memoryview) -> bool:
         """Kill this handle (``mv`` is its base view); True when its region can be reused."""
-        clean = True
-        views = self._views
-        if views is not None:
-            clean = release_all(views)
-            self._views = None
-        mv.release()
         self._mv = None
+        if mv is UNMAPPED:  # no view was ever made: nothing can reach the region
+            return True
+        views = self._views
+        if views is None:
+            # No view was handed out, and the base view never leaves the buffer: once it is
+            # released nothing can export the region or reach it through ``view.obj``.
+            try:
+                mv.release()
+            except BufferError:
+                return False
+            return True
+        self._views = None
+        clean = release_all(views)
+        mv.release()
         return clean and not is_exported(self._region) and self._region_refs() <= _ATTR_REFS
 
     def _region_refs(self) -> int:
@@ -296,18 +311,14 @@ class Buffer:
             tracked.extend(views)
         return views
 
-    def split(
-        self, sep: BytesLike | None = None, maxsplit: SupportsIndex = -1
-    ) -> list[memoryview]:
+    def split(self, sep: BytesLike | None = None, maxsplit: SupportsIndex = -1) -> list[memoryview]:
         """``bytes.split`` of the written bytes, as views instead of copies.
 
         With ``sep`` the pieces between its occurrences (empty ones included); without, the
         runs of ASCII-whitespace-separated bytes. The views are released when the buffer
         goes back to its pool; writing to the buffer may change what they show.
         """
-        mv = self._mv
-        if mv is None:
-            raise self._closed_error()
+        mv = self._base()
         limit = operator.index(maxsplit)
         if sep is None:
             return self._track_all(whitespace_split_views(self._region, mv, self._len, limit))
@@ -321,9 +332,7 @@ class Buffer:
 
         The views are released when the buffer goes back to its pool.
         """
-        mv = self._mv
-        if mv is None:
-            raise self._closed_error()
+        mv = self._base()
         return self._track_all(splitlines_views(self._region, mv, self._len, bool(keepends)))
 
     # -- text: writing -------------------------------------------------------------------
@@ -336,6 +345,8 @@ class Buffer:
         n = len(data)
         start = self._len
         end = start + n
+        if mv is UNMAPPED:
+            mv = self._base()
         if end > len(mv):
             mv = self._grow(end)
         mv[start:end] = data
@@ -352,9 +363,7 @@ class Buffer:
         ``dest``, in one search pass); returns the number of bytes written. ``dest`` must be
         another buffer.
         """
-        mv = self._mv
-        if mv is None:
-            raise self._closed_error()
+        mv = self._base()
         if not isinstance(dest, Buffer):
             raise TypeError(f"dest must be a Buffer, not {type(dest).__name__}")
         if dest is self:
@@ -388,9 +397,7 @@ class Buffer:
 
     def _append_view(self, src: memoryview, start: int, end: int) -> int:
         """Append ``src[start:end]`` (a flat byte view)."""
-        mv = self._mv
-        if mv is None:
-            raise self._closed_error()
+        mv = self._base()
         k = end - start
         at = self._len
         if at + k > len(mv):
@@ -436,9 +443,7 @@ class Buffer:
 
     def is_utf8(self) -> bool:
         """True when the written bytes are valid (strict) UTF-8."""
-        mv = self._mv
-        if mv is None:
-            raise self._closed_error()
+        mv = self._base()
         n = self._len
         if n < _DECODE_VIA_COPY:
             return is_utf8(mv[:n].tobytes())
@@ -449,9 +454,7 @@ class Buffer:
 
         Large contents are decoded from the buffer's memory, without a copy into ``bytes``.
         """
-        mv = self._mv
-        if mv is None:
-            raise self._closed_error()
+        mv = self._base()
         n = self._len
         if n < _DECODE_VIA_COPY:
             return mv[:n].tobytes().decode(encoding, errors)
@@ -490,9 +493,9 @@ class _LentBuffer(Buffer):
 
     __slots__ = ()
 
-    def __init__(self, region: bytearray, owner: BufferPool) -> None:
+    def __init__(self, region: bytearray, mv: memoryview, owner: BufferPool) -> None:
         self._region = region
-        self._mv = memoryview(region)
+        self._mv = mv  # the region's base view kept by the pool, or UNMAPPED
         self._len = 0
         self._ready = 0
         self._views = None
@@ -509,8 +512,7 @@ class _LentBuffer(Buffer):
 def _attr_refs() -> int:
     """How many references a region held only by a detached buffer's ``_region`` shows."""
     buf = Buffer(16)
-    mv = buf._mv
-    assert mv is not None
+    mv = buf._base()
     mv.release()  # as _detach does before it counts
     return buf._region_refs()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 __all__ = ("CORE_MODULES", "restore_class_docs", "select_core")
 
 #: The modules compiled by setup.py, in an order where each imports only earlier ones.
-CORE_MODULES = ("_memory", "_arena", "_text", "_buffer", "_pools", "_aop")
+CORE_MODULES = ("_memory", "_arena", "_text", "_buffer", "_pools", "_scope", "_aop")
 
 
 def _build_hashes(package: str) -> dict[str, str] | None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import math
 import operator
 import sys
+import threading
 from typing import Final
 
 from ._errors import InvalidArgument
 
 __all__ = (
+    "ATOMIC",
     "MAX_SIZE",
+    "UNMAPPED",
+    "Guard",
     "check_size",
     "check_timeout",
     "is_exported",
@@ -23,6 +27,9 @@ __all__ = (
 
 _ZERO_CHUNK: Final = 1 << 16
 _ZEROS: Final = memoryview(bytes(_ZERO_CHUNK))
+#: The base view of an arena or buffer no view was made of yet: a loan that never needs
+#: one (most requests of many servers) costs no memoryview, no export probe and no zeroing.
+UNMAPPED: Final = memoryview(b"")
 #: Largest size accepted anywhere; larger requests are input errors, not allocation attempts.
 MAX_SIZE: Final = 1 << 40
 
@@ -113,3 +120,58 @@ def zero(mv: memoryview, n: int) -> None:
         end = min(start + _ZERO_CHUNK, n)
         mv[start:end] = _ZEROS[: end - start]
         start = end
+
+
+def _probe() -> None:
+    """Compiled by mypyc, this is a C function; interpreted, a Python one."""
+
+
+#: True when this module runs compiled by mypyc and the interpreter has a GIL. Compiled code
+#: is then never interrupted by another thread between two statements that neither allocate
+#: a garbage-collected object nor call Python code (a thread switch, a garbage collection
+#: and a finalizer all need one of the two), so such a section is atomic without a lock.
+#: Interpreted code can switch threads between any two bytecodes, and free-threaded builds
+#: have no GIL: both always take the lock.
+ATOMIC: Final = type(_probe).__name__ != "function" and bool(
+    getattr(sys, "_is_gil_enabled", lambda: True)()
+)
+
+
+class Guard:
+    """A pool's reentrant lock plus a count of the locked sections in progress.
+
+    Pools update their counters either under this lock or, when :data:`ATOMIC`, in a
+    lock-free section that first checks ``busy == 0``: no locked section is then half done
+    (one may have been suspended by a thread switch, or by a garbage collection whose
+    finalizer called back into the pool), so the section sees consistent state and, being
+    atomic, leaves it consistent.
+    """
+
+    __slots__ = ("_lock", "busy")
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.busy = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock (``threading.RLock.acquire`` semantics)."""
+        if self._lock.acquire(blocking, timeout):
+            self.busy += 1
+            return True
+        return False
+
+    def release(self) -> None:
+        """Give the lock back."""
+        self.busy -= 1
+        self._lock.release()
+
+    def held(self) -> bool:
+        """True when the calling thread holds the lock."""
+        owned: bool = self._lock._is_owned()  # type: ignore[attr-defined]
+        return owned
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from ._errors import (
     PoolExhausted,
 )
 from ._leaks import SAMPLE_EVERY, LeakDetection, capture, level_from, report_leak
-from ._memory import MAX_SIZE, check_size
+from ._memory import ATOMIC, MAX_SIZE, UNMAPPED, Guard, check_size
 
 if TYPE_CHECKING:
     from ._aop import ArenaOfPools
@@ -44,6 +43,22 @@ class BufferPoolStatistics:
     quarantined: int  #: buffers not reused because something still exported their memory
     leaks_detected: int  #: buffers garbage-collected without being given back (reclaimed)
     pooled_by_size: tuple[tuple[int, int], ...] = ()  #: (size class, idle buffers), by size
+
+
+class _SizeClass:
+    """The idle buffers of one size class, and the fewest there were since the last trim.
+
+    ``views[i]`` is the base view kept with ``free[i]``, or ``UNMAPPED``: a buffer that
+    handed out no view comes back with a base view nothing else can have reached, and the
+    next loan reuses it instead of making one.
+    """
+
+    __slots__ = ("free", "low", "views")
+
+    def __init__(self) -> None:
+        self.free: list[bytearray] = []
+        self.views: list[memoryview] = []
+        self.low = 0
 
 
 class BufferPool:
@@ -72,11 +87,12 @@ class BufferPool:
         self._max = max_size
         self._max_bytes = check_size(max_pooled_bytes, "max_pooled_bytes")
         self._max_per_class = check_size(max_per_class, "max_per_class")
-        self._lock = threading.RLock()  # reentrant only to tell who holds it: see ArenaOfPools
-        self._held: Callable[[], bool] = getattr(self._lock, "_is_owned")  # noqa: B009
-        self._deferred: deque[Buffer] = deque()  # puts made while this thread held the lock
-        self._free: dict[int, list[bytearray]] = {}
-        self._low: dict[int, int] = {}  # fewest idle buffers per class since the last trim
+        self._lock = Guard()  # shared with the ArenaOfPools this pool is bound to, if any
+        self._deferred: list[Buffer] = []  # puts made while this thread held the lock
+        self._classes: dict[int, _SizeClass] = {}
+        # The same classes indexed by log2(size), for the lock-free paths: no int boxing,
+        # no hashing.
+        self._by_log2: list[_SizeClass | None] = [None] * 64
         self._pooled_bytes = 0
         self._active = 0
         self._active_bytes = 0
@@ -91,7 +107,7 @@ class BufferPool:
         self._leaks_detected = 0
         # (region, clean) of buffers collected without a put: their __del__ cannot take the
         # lock (it may run while this very thread holds it), so whoever holds it next drains.
-        self._leaks: deque[tuple[bytearray, bool]] = deque()
+        self._leaks: list[tuple[bytearray, bool]] = []
 
     def _class_of(self, size: int) -> int:
         return self._min if size <= self._min else 1 << (size - 1).bit_length()
@@ -102,7 +118,6 @@ class BufferPool:
             raise InvalidArgument("buffer_pool", self, "a BufferPool not used by another pool")
         self._budget = budget
         self._lock = budget._lock
-        self._held = budget._held
         self._leak_level = budget._leak_level
 
     def get(self, size_hint: SupportsIndex = 0) -> Buffer:
@@ -116,9 +131,43 @@ class BufferPool:
         else:
             hint = check_size(size_hint, "size_hint")
         size = self._class_of(hint)
+        buf = None
         if size > self._max:
             size = max(hint, 1)  # unpooled: exact size, dropped on put
-        if self._held():
+        elif ATOMIC and self._lock.busy == 0:
+            buf = self._take_atomic(size)
+        if buf is None:
+            buf = self._take(size)
+        if self._leak_level:
+            self._trace_loan(buf)
+        return buf
+
+    def _take_atomic(self, size: int) -> Buffer | None:
+        """Lend an idle buffer of ``size`` bytes without the lock, or None (see ``Guard``).
+
+        Only with :data:`ATOMIC` and no locked section in progress; nothing allocates or
+        runs Python code until the pool's state is updated, so no other thread or finalizer
+        runs in between.
+        """
+        cls = self._by_log2[size.bit_length() - 1]  # size is a power of two
+        if cls is None or not cls.free or self._closed or self._leaks or self._deferred:
+            return None
+        budget = self._budget
+        if budget is not None and not budget._fits_locked(size, False):
+            return None  # the locked path raises PoolExhausted
+        region = cls.free.pop()
+        mv = cls.views.pop()
+        if len(cls.free) < cls.low:
+            cls.low = len(cls.free)
+        self._active += 1
+        self._active_bytes += size
+        self._pooled_bytes -= size
+        self._reused += 1
+        return self._handle(region, mv)
+
+    def _take(self, size: int) -> Buffer:
+        """Lend a buffer of ``size`` bytes under the lock: an idle one, else a new one."""
+        if self._lock.held():
             raise RuntimeError("a buffer cannot be taken from a finalizer run inside the pool")
         lock = self._lock
         lock.acquire()
@@ -132,15 +181,17 @@ class BufferPool:
                 raise PoolExhausted("buffer", 0, budget._limit_text())
             self._active += 1
             self._active_bytes += size
-            free = self._free.get(size)
-            if free:
-                region = free.pop()
+            cls = self._classes.get(size)
+            if cls is not None and cls.free:
+                region: bytearray | None = cls.free.pop()
+                mv = cls.views.pop()
+                if len(cls.free) < cls.low:
+                    cls.low = len(cls.free)
                 self._pooled_bytes -= size
                 self._reused += 1
-                if len(free) < self._low[size]:
-                    self._low[size] = len(free)
             else:
                 region = None
+                mv = UNMAPPED
                 self._created += 1
                 if budget is not None:
                     budget._note_reserved_locked()
@@ -159,10 +210,16 @@ class BufferPool:
                     if budget is not None and budget._waiters:
                         budget._grant_locked()
                 raise
-        buf = _LentBuffer(region, self)
-        if self._leak_level:
-            self._trace_loan(buf)
-        return buf
+        return self._handle(region, mv)
+
+    def _handle(self, region: bytearray, mv: memoryview) -> Buffer:
+        """A new ``Buffer`` object for a ``region`` already counted as lent."""
+        try:
+            return _LentBuffer(region, mv, self)
+        except BaseException:  # MemoryError: the region goes back, as if never lent
+            with self._lock:
+                self._take_back_locked(region, True, mv)
+            raise
 
     def _trace_loan(self, buf: Buffer) -> None:
         self._loans += 1
@@ -179,29 +236,77 @@ class BufferPool:
             raise TypeError(f"expected a Buffer, not {type(buf).__name__}")
         if buf._owner is not self:
             raise ForeignObject("buffer", self)
-        if self._held():  # a finalizer inside a locked section: later
+        lock = self._lock
+        if lock.busy and lock.held():  # a finalizer inside a locked section: later
             self._deferred.append(buf)
             return
-        lock = self._lock
-        lock.acquire()
-        try:
-            mv = buf._mv
-            if mv is None:
-                raise DoubleRelease("buffer", buf._trace)
+        mv = self._claim(buf)  # the handle is ours alone from here: no lock
+        if buf._views is None:
+            # Nothing was handed out and the base view never leaves the buffer: nothing
+            # can reach the region, and its view can serve the next loan.
+            clean = True
+        else:
             clean = buf._detach(mv)
-            region = buf._region
-            buf._region = _NO_REGION  # the dead handle must not keep the memory reachable
-            self._take_back_locked(region, clean)
-            traced = buf._trace is not None or self._leak_level == 2
-        finally:
-            lock.release()
+            mv = UNMAPPED
+        region = buf._region
+        buf._region = _NO_REGION  # the dead handle must not keep the memory reachable
+        if not (ATOMIC and self._put_atomic(region, clean, mv)):
+            lock.acquire()
+            try:
+                self._take_back_locked(region, clean, mv)
+            finally:
+                lock.release()
         if self._leaks or self._deferred:
             self._drain_leaks()
-        if traced:
+        if buf._trace is not None or self._leak_level == 2:
             buf._trace = capture(self._leak_level)
 
-    def _take_back_locked(self, region: bytearray, clean: bool) -> None:
-        """Account for a buffer's ``region`` coming back; keep it if it may be reused."""
+    def _claim(self, buf: Buffer) -> memoryview:
+        """Mark ``buf`` as given back and return its base view; a second claim fails."""
+        if ATOMIC:  # a read and a write with nothing in between: atomic (see Guard)
+            mv = buf._mv
+            buf._mv = None
+        else:
+            with self._lock:
+                mv = buf._mv
+                buf._mv = None
+        if mv is None:
+            raise DoubleRelease("buffer", buf._trace)
+        return mv
+
+    def _put_atomic(self, region: bytearray, clean: bool, mv: memoryview) -> bool:
+        """Pool ``region`` without the lock when nothing unusual applies (see ``Guard``).
+
+        False, having changed nothing, when the locked path must decide: a locked section
+        in progress, a region to quarantine or drop, a full class, a waiter to wake.
+        """
+        size = len(region)
+        if (
+            self._lock.busy
+            or not clean
+            or self._closed
+            or size & (size - 1)
+            or size < self._min
+            or size > self._max
+            or self._pooled_bytes + size > self._max_bytes
+        ):
+            return False
+        budget = self._budget
+        if budget is not None and budget._waiters:
+            return False
+        cls = self._by_log2[size.bit_length() - 1]
+        if cls is None or len(cls.free) >= self._max_per_class:
+            return False
+        cls.free.append(region)
+        cls.views.append(mv)
+        self._active -= 1
+        self._active_bytes -= size
+        self._pooled_bytes += size
+        return True
+
+    def _take_back_locked(self, region: bytearray, clean: bool, mv: memoryview) -> None:
+        """Account for a buffer's ``region`` coming back; keep it (with ``mv``) if it may be
+        reused. ``mv`` is its unreachable base view, or ``UNMAPPED``."""
         size = len(region)
         self._active -= 1
         self._active_bytes -= size
@@ -215,14 +320,14 @@ class BufferPool:
         ):
             self._dropped += 1
         else:
-            free = self._free.get(size)
-            if free is None:
-                free = self._free[size] = []
-                self._low[size] = 0
-            if len(free) >= self._max_per_class:
+            cls = self._classes.get(size)
+            if cls is None:
+                cls = self._classes[size] = self._by_log2[size.bit_length() - 1] = _SizeClass()
+            if len(cls.free) >= self._max_per_class:
                 self._dropped += 1
             else:
-                free.append(region)
+                cls.free.append(region)
+                cls.views.append(mv)
                 self._pooled_bytes += size
         budget = self._budget
         if budget is not None and budget._waiters:
@@ -232,7 +337,7 @@ class BufferPool:
         """``buf`` is being garbage-collected without a put: reclaim it, report it if traced."""
         clean = buf._detach(mv)
         self._leaks.append((buf._region, clean))
-        if not self._held() and self._lock.acquire(False):
+        if not self._lock.held() and self._lock.acquire(False):
             try:
                 self._drain_leaks_locked()
             finally:
@@ -243,20 +348,20 @@ class BufferPool:
     def _drain_leaks_locked(self) -> None:
         leaks = self._leaks
         while leaks:
-            region, clean = leaks.popleft()
+            region, clean = leaks.pop(0)
             self._leaks_detected += 1
-            self._take_back_locked(region, clean)
+            self._take_back_locked(region, clean, UNMAPPED)
 
     def _drain_leaks(self) -> None:
         """Settle leaked buffers and puts deferred by finalizers (never inside the lock)."""
-        if self._held():
+        if self._lock.held():
             return
         with self._lock:
             self._drain_leaks_locked()
         deferred = self._deferred
         while deferred:
             try:
-                self.put(deferred.popleft())
+                self.put(deferred.pop(0))
             except ElectronError:
                 pass  # put twice by a finalizer: nothing to undo
 
@@ -276,22 +381,23 @@ class BufferPool:
         """Release idle buffers that went unused since the last trim; return bytes freed."""
         freed = 0
         with self._lock:
-            for size, free in self._free.items():
-                drop = min(self._low.get(size, 0), len(free))
+            for size, cls in self._classes.items():
+                drop = min(cls.low, len(cls.free))
                 if drop:
-                    del free[:drop]
+                    del cls.free[:drop]
+                    del cls.views[:drop]
                     freed += drop * size
                     self._dropped += drop
-                self._low[size] = len(free)
+                cls.low = len(cls.free)
             self._pooled_bytes -= freed
         return freed
 
     def clear(self) -> None:
         """Release every idle buffer now."""
         with self._lock:
-            self._dropped += sum(len(f) for f in self._free.values())
-            self._free.clear()
-            self._low.clear()
+            self._dropped += sum(len(c.free) for c in self._classes.values())
+            self._classes.clear()
+            self._by_log2 = [None] * 64
             self._pooled_bytes = 0
 
     def close(self) -> None:
@@ -310,14 +416,14 @@ class BufferPool:
         return BufferPoolStatistics(
             active=self._active,
             active_bytes=self._active_bytes,
-            pooled=sum(len(f) for f in self._free.values()),
+            pooled=sum(len(c.free) for c in self._classes.values()),
             pooled_bytes=self._pooled_bytes,
             created=self._created,
             reused=self._reused,
             dropped=self._dropped,
             quarantined=self._quarantined,
             leaks_detected=self._leaks_detected,
-            pooled_by_size=tuple(sorted((size, len(free)) for size, free in self._free.items())),
+            pooled_by_size=tuple(sorted((size, len(c.free)) for size, c in self._classes.items())),
         )
 
     def __enter__(self) -> BufferPool:

@@ -10,13 +10,13 @@ extra (anyio).
 from __future__ import annotations
 
 from .._context import current_arena as current_arena
+from .._scope import ArenaScope as ArenaScope
 from ._scheduler import Job as Job
 from ._scheduler import JobCancelled as JobCancelled
 from ._scheduler import Scheduler as Scheduler
 from ._scheduler import SchedulerClosed as SchedulerClosed
 from ._scheduler import SchedulerFull as SchedulerFull
 from ._scheduler import SchedulerStatistics as SchedulerStatistics
-from ._scope import ArenaScope as ArenaScope
 from ._wait import acquire_arena as acquire_arena
 
 __all__ = (

@@ -62,9 +62,7 @@ def measure_throughput(fn: Callable[[], object], iterations: int = 100_000) -> f
     return iterations / (time.perf_counter() - start)
 
 
-def run_concurrent(
-    workers: int, fn: Callable[[int, int], object], *, iterations: int = 1
-) -> None:
+def run_concurrent(workers: int, fn: Callable[[int, int], object], *, iterations: int = 1) -> None:
     """Run ``fn(worker_id, iteration)`` ``iterations`` times on each of ``workers`` threads.
 
     All threads start together (a barrier) to maximise contention. Raises an

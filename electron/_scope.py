@@ -1,0 +1,112 @@
+"""ArenaScope: lends the current task (or thread) an arena for the length of a block.
+
+Part of the compiled core (it runs for every request), yet it needs no anyio until a task
+has to wait for the budget: ``electron.aio`` is imported on that slow path only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from ._context import current_arena_var
+from ._memory import check_timeout
+
+if TYPE_CHECKING:
+    from contextvars import Token
+    from types import TracebackType
+
+    from ._aop import ArenaOfPools
+    from ._arena import Arena
+
+__all__ = ("ArenaScope",)
+
+_FRESH: Final = 0
+_INSIDE: Final = 1
+_SPENT: Final = 2  # entered once (successfully or not): cannot be entered again
+
+
+class ArenaScope:
+    """What ``aop.arena()`` returns: an async (or plain) context manager lending an arena.
+
+    Entering takes an arena (waiting fairly for the budget, :class:`~electron.PoolExhausted`
+    after the timeout) and makes it :func:`~electron.aio.current_arena`; leaving gives it
+    back and restores the outer scope's arena, on success, error or cancellation alike.
+    Leaving never suspends, so a cancellation cannot interrupt the return. Closing the arena
+    early inside the block is allowed (the scope then has nothing left to return). A scope
+    object is single-use: entering it a second time raises :class:`RuntimeError`.
+    """
+
+    __slots__ = ("_aop", "_arena", "_state", "_timeout", "_token")
+
+    def __init__(self, aop: ArenaOfPools, timeout: float | None = None) -> None:
+        self._aop = aop
+        self._timeout = None if timeout is None else check_timeout(timeout)
+        self._arena: Arena | None = None
+        self._token: Token[Arena] | None = None
+        self._state = _FRESH
+
+    def _reused(self) -> RuntimeError:
+        return RuntimeError("an arena scope can be entered only once; call aop.arena() again")
+
+    async def __aenter__(self) -> Arena:
+        if self._state != _FRESH:
+            raise self._reused()
+        self._state = _SPENT  # until inside: a second enter while this one waits must fail
+        aop = self._aop
+        arena = aop._lend_nowait()  # no one queued and the budget allows: no await at all
+        if arena is None:
+            from .aio._wait import wait_for_arena  # anyio is needed from here on only
+
+            arena = await wait_for_arena(aop, self._timeout)
+        self._enter(arena)
+        return arena
+
+    def __enter__(self) -> Arena:
+        if self._state != _FRESH:
+            raise self._reused()
+        self._state = _SPENT
+        arena = self._aop.get_arena(self._timeout)
+        self._enter(arena)
+        return arena
+
+    def _enter(self, arena: Arena) -> None:
+        self._token = current_arena_var.set(arena)
+        self._arena = arena
+        self._state = _INSIDE
+
+    def _leave(self) -> None:
+        """Restore the outer arena and give this scope's back (unless closed already)."""
+        arena = self._arena
+        token = self._token
+        if self._state != _INSIDE or arena is None or token is None:
+            return
+        self._state = _SPENT
+        self._arena = None
+        self._token = None
+        try:
+            current_arena_var.reset(token)
+        except ValueError:
+            pass  # left in another context than it was entered in: not ours to restore
+        finally:
+            if arena._mv is not None:
+                self._aop.return_arena(arena)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._leave()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._leave()
+
+    def __repr__(self) -> str:
+        state = ("fresh", "inside", "spent")[self._state]
+        return f"<ArenaScope {state} of {self._aop!r}>"
