@@ -28,7 +28,9 @@ from ._leaks import (
 )
 from ._memory import (
     ATOMIC,
+    UNMAPPED,
     Guard,
+    Stack,
     check_size,
     check_timeout,
     is_exported,
@@ -146,8 +148,7 @@ class ArenaOfPools:
             raise TypeError(f"buffer_pool must be a BufferPool, not {type(buffer_pool).__name__}")
         self._buffers = buffer_pool if buffer_pool is not None else BufferPool()
         self._buffers._bind(self)
-        self._free: list[bytearray] = []
-        self._low = 0  # fewest idle arenas since the last trim
+        self._free = Stack()  # idle regions; its ``low``: the fewest since the last trim
         self._parked: deque[bytearray] = deque()  # regions something may still reach
         self._waiters: list[Waiter] = []
         self._active = 0
@@ -200,10 +201,8 @@ class ArenaOfPools:
 
     def _take_region_locked(self) -> bytearray | None:
         free = self._free
-        while free:
+        while free.n:
             region = free.pop()
-            if len(free) < self._low:
-                self._low = len(free)
             self._free_bytes -= len(region)
             if len(region) == self._arena_size:
                 self._reused += 1
@@ -297,14 +296,12 @@ class ArenaOfPools:
         current size, waiters, leaks to settle, a closed pool or an exhausted budget.
         """
         free = self._free
-        if not free or self._closed or self._waiters or self._leaks or self._deferred:
+        if not free.n or self._closed or self._waiters or self._leaks or self._deferred:
             return None
-        size = len(free[-1])
+        size = len(free.top())
         if size != self._arena_size or not self._fits_locked(size, True):
             return None
         region = free.pop()
-        if len(free) < self._low:
-            self._low = len(free)
         self._free_bytes -= size
         self._reused += 1
         self._active += 1
@@ -517,8 +514,8 @@ class ArenaOfPools:
         self._active -= 1
         self._lent_bytes -= size
         free = self._free
-        if len(free) < self._pool_size and size == self._arena_size:
-            free.append(region)
+        if free.n < self._pool_size and size == self._arena_size:
+            free.push(region, UNMAPPED)
             self._free_bytes += size
         self._returns = returns
         return True
@@ -553,8 +550,8 @@ class ArenaOfPools:
             pass
         elif not clean:
             self._park_locked(region, used)
-        elif len(self._free) < self._pool_size and len(region) == self._arena_size:
-            self._free.append(region)
+        elif self._free.n < self._pool_size and len(region) == self._arena_size:
+            self._free.push(region, UNMAPPED)
             self._free_bytes += len(region)
         if self._waiters:
             self._grant_locked()
@@ -710,15 +707,14 @@ class ArenaOfPools:
             self._trim_locked(now)
 
     def _trim_locked(self, now: float) -> int:
-        drop = min(self._low, len(self._free))
-        freed = sum(len(r) for r in self._free[:drop])
-        del self._free[:drop]
+        free = self._free
+        freed = free.drop_oldest(min(free.low, free.n))
         self._free_bytes -= freed
         # Parked regions are already unreachable from the pool's side; forget them.
         freed += self._parked_bytes
         self._parked_bytes = 0
         self._parked.clear()
-        self._low = len(self._free)
+        free.low = free.n
         self._last_trim = now
         self._trimmed += freed
         return freed
@@ -740,7 +736,7 @@ class ArenaOfPools:
             bstats = self._buffers._statistics_locked()
             return Stats(
                 active_arenas=self._active,
-                pooled_arenas=len(self._free),
+                pooled_arenas=self._free.n,
                 arenas_created=self._created,
                 arenas_reused=self._reused,
                 active_buffers=bstats.active,
@@ -826,5 +822,5 @@ class ArenaOfPools:
     def __repr__(self) -> str:
         return (
             f"<ArenaOfPools arena_size={self._arena_size} active={self._active} "
-            f"pooled={len(self._free)} max_arenas={self._max_arenas}>"
+            f"pooled={self._free.n} max_arenas={self._max_arenas}>"
         )

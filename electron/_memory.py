@@ -15,6 +15,7 @@ __all__ = (
     "MAX_SIZE",
     "UNMAPPED",
     "Guard",
+    "Stack",
     "check_size",
     "check_timeout",
     "is_exported",
@@ -175,3 +176,76 @@ class Guard:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
+
+
+_EMPTY: Final = bytearray()
+
+
+class Stack:
+    """Idle regions, last in first out, each with the base view kept with it (or UNMAPPED).
+
+    Its lists never shrink: a list that pops its last item frees its storage and the next
+    push allocates it again, a pair of reallocations per loan when a single region is in
+    use at a time. Popped slots hold shared placeholders instead, so the stack keeps no
+    reference to a region it lent. ``low`` is the fewest items held since the last trim.
+    """
+
+    __slots__ = ("_regions", "_views", "low", "n")
+
+    def __init__(self) -> None:
+        self._regions: list[bytearray] = []
+        self._views: list[memoryview] = []
+        self.n = 0
+        self.low = 0
+
+    def push(self, region: bytearray, view: memoryview) -> None:
+        """Add ``region`` (with its ``view``) on top. Allocates only when the stack grows."""
+        n = self.n
+        if n < len(self._regions):
+            self._regions[n] = region
+            self._views[n] = view
+        else:
+            self._regions.append(region)
+            self._views.append(view)
+        self.n = n + 1
+
+    def top(self) -> bytearray:
+        """The region on top (the stack must not be empty)."""
+        return self._regions[self.n - 1]
+
+    def top_view(self) -> memoryview:
+        """The view kept with the region on top (the stack must not be empty)."""
+        return self._views[self.n - 1]
+
+    def pop(self) -> bytearray:
+        """Remove and return the region on top (the stack must not be empty).
+
+        Neither allocates nor frees anything: the caller holds the region.
+        """
+        n = self.n - 1
+        region = self._regions[n]
+        self._regions[n] = _EMPTY
+        self._views[n] = UNMAPPED
+        self.n = n
+        if n < self.low:
+            self.low = n
+        return region
+
+    def drop_oldest(self, count: int) -> int:
+        """Forget the ``count`` oldest regions (the bottom of the stack); return their bytes."""
+        count = min(count, self.n)
+        freed = 0
+        for region in self._regions[:count]:
+            freed += len(region)
+        self._regions = self._regions[count : self.n]
+        self._views = self._views[count : self.n]
+        self.n -= count
+        self.low = min(self.low, self.n)
+        return freed
+
+    def clear(self) -> int:
+        """Forget every region; return their bytes."""
+        return self.drop_oldest(self.n)
+
+    def __len__(self) -> int:
+        return self.n

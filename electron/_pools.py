@@ -19,7 +19,7 @@ from ._errors import (
     PoolExhausted,
 )
 from ._leaks import SAMPLE_EVERY, LeakDetection, capture, level_from, report_leak
-from ._memory import ATOMIC, MAX_SIZE, UNMAPPED, Guard, check_size
+from ._memory import ATOMIC, MAX_SIZE, UNMAPPED, Guard, Stack, check_size
 
 if TYPE_CHECKING:
     from ._aop import ArenaOfPools
@@ -43,22 +43,6 @@ class BufferPoolStatistics:
     quarantined: int  #: buffers not reused because something still exported their memory
     leaks_detected: int  #: buffers garbage-collected without being given back (reclaimed)
     pooled_by_size: tuple[tuple[int, int], ...] = ()  #: (size class, idle buffers), by size
-
-
-class _SizeClass:
-    """The idle buffers of one size class, and the fewest there were since the last trim.
-
-    ``views[i]`` is the base view kept with ``free[i]``, or ``UNMAPPED``: a buffer that
-    handed out no view comes back with a base view nothing else can have reached, and the
-    next loan reuses it instead of making one.
-    """
-
-    __slots__ = ("free", "low", "views")
-
-    def __init__(self) -> None:
-        self.free: list[bytearray] = []
-        self.views: list[memoryview] = []
-        self.low = 0
 
 
 class BufferPool:
@@ -89,10 +73,13 @@ class BufferPool:
         self._max_per_class = check_size(max_per_class, "max_per_class")
         self._lock = Guard()  # shared with the ArenaOfPools this pool is bound to, if any
         self._deferred: list[Buffer] = []  # puts made while this thread held the lock
-        self._classes: dict[int, _SizeClass] = {}
+        # Idle buffers per size class, each with the base view it came back with: a buffer
+        # that handed out no view returns a view nothing else can have reached, and the next
+        # loan reuses it instead of making one.
+        self._classes: dict[int, Stack] = {}
         # The same classes indexed by log2(size), for the lock-free paths: no int boxing,
         # no hashing.
-        self._by_log2: list[_SizeClass | None] = [None] * 64
+        self._by_log2: list[Stack | None] = [None] * 64
         self._pooled_bytes = 0
         self._active = 0
         self._active_bytes = 0
@@ -150,15 +137,13 @@ class BufferPool:
         runs in between.
         """
         cls = self._by_log2[size.bit_length() - 1]  # size is a power of two
-        if cls is None or not cls.free or self._closed or self._leaks or self._deferred:
+        if cls is None or not cls.n or self._closed or self._leaks or self._deferred:
             return None
         budget = self._budget
         if budget is not None and not budget._fits_locked(size, False):
             return None  # the locked path raises PoolExhausted
-        region = cls.free.pop()
-        mv = cls.views.pop()
-        if len(cls.free) < cls.low:
-            cls.low = len(cls.free)
+        mv = cls.top_view()
+        region = cls.pop()
         self._active += 1
         self._active_bytes += size
         self._pooled_bytes -= size
@@ -182,11 +167,9 @@ class BufferPool:
             self._active += 1
             self._active_bytes += size
             cls = self._classes.get(size)
-            if cls is not None and cls.free:
-                region: bytearray | None = cls.free.pop()
-                mv = cls.views.pop()
-                if len(cls.free) < cls.low:
-                    cls.low = len(cls.free)
+            if cls is not None and cls.n:
+                mv = cls.top_view()
+                region: bytearray | None = cls.pop()
                 self._pooled_bytes -= size
                 self._reused += 1
             else:
@@ -295,10 +278,9 @@ class BufferPool:
         if budget is not None and budget._waiters:
             return False
         cls = self._by_log2[size.bit_length() - 1]
-        if cls is None or len(cls.free) >= self._max_per_class:
+        if cls is None or cls.n >= self._max_per_class:
             return False
-        cls.free.append(region)
-        cls.views.append(mv)
+        cls.push(region, mv)
         self._active -= 1
         self._active_bytes -= size
         self._pooled_bytes += size
@@ -322,12 +304,11 @@ class BufferPool:
         else:
             cls = self._classes.get(size)
             if cls is None:
-                cls = self._classes[size] = self._by_log2[size.bit_length() - 1] = _SizeClass()
-            if len(cls.free) >= self._max_per_class:
+                cls = self._classes[size] = self._by_log2[size.bit_length() - 1] = Stack()
+            if cls.n >= self._max_per_class:
                 self._dropped += 1
             else:
-                cls.free.append(region)
-                cls.views.append(mv)
+                cls.push(region, mv)
                 self._pooled_bytes += size
         budget = self._budget
         if budget is not None and budget._waiters:
@@ -381,21 +362,19 @@ class BufferPool:
         """Release idle buffers that went unused since the last trim; return bytes freed."""
         freed = 0
         with self._lock:
-            for size, cls in self._classes.items():
-                drop = min(cls.low, len(cls.free))
+            for cls in self._classes.values():
+                drop = min(cls.low, cls.n)
                 if drop:
-                    del cls.free[:drop]
-                    del cls.views[:drop]
-                    freed += drop * size
+                    freed += cls.drop_oldest(drop)
                     self._dropped += drop
-                cls.low = len(cls.free)
+                cls.low = cls.n
             self._pooled_bytes -= freed
         return freed
 
     def clear(self) -> None:
         """Release every idle buffer now."""
         with self._lock:
-            self._dropped += sum(len(c.free) for c in self._classes.values())
+            self._dropped += sum(c.n for c in self._classes.values())
             self._classes.clear()
             self._by_log2 = [None] * 64
             self._pooled_bytes = 0
@@ -416,14 +395,14 @@ class BufferPool:
         return BufferPoolStatistics(
             active=self._active,
             active_bytes=self._active_bytes,
-            pooled=sum(len(c.free) for c in self._classes.values()),
+            pooled=sum(c.n for c in self._classes.values()),
             pooled_bytes=self._pooled_bytes,
             created=self._created,
             reused=self._reused,
             dropped=self._dropped,
             quarantined=self._quarantined,
             leaks_detected=self._leaks_detected,
-            pooled_by_size=tuple(sorted((size, len(c.free)) for size, c in self._classes.items())),
+            pooled_by_size=tuple(sorted((size, c.n) for size, c in self._classes.items())),
         )
 
     def __enter__(self) -> BufferPool:

@@ -141,3 +141,34 @@ def test_an_arena_returned_from_many_threads_is_counted_once() -> None:
             assert _race_returns(aop, arena, 4) == ["double", "double", "double", "ok"]
             assert aop.stats().active_arenas == 0
             assert aop.stats().pooled_arenas == 1
+
+
+def test_stack_is_lifo_keeps_no_reference_to_popped_regions_and_trims_the_oldest() -> None:
+    from electron._memory import UNMAPPED, Stack
+
+    stack = Stack()
+    regions = [bytearray(16 * (i + 1)) for i in range(4)]
+    views = [memoryview(r) for r in regions[:2]]
+    stack.push(regions[0], views[0])
+    stack.push(regions[1], views[1])
+    stack.push(regions[2], UNMAPPED)
+    assert len(stack) == 3
+    assert stack.top() is regions[2]
+    assert stack.top_view() is UNMAPPED
+    refs = sys.getrefcount(regions[2])
+    assert stack.pop() is regions[2]
+    after = sys.getrefcount(regions[2])  # outside an assert: pytest's rewrite holds operands
+    assert after == refs - 1  # the popped slot let go of it
+    assert stack.low == 0  # never reset by a trim: still the initial 0
+    stack.low = stack.n  # what a trim does
+    stack.push(regions[3], UNMAPPED)  # reuses the freed slot
+    assert [stack.pop(), stack.top_view()] == [regions[3], views[1]]
+    assert stack.low == 2
+    assert stack.drop_oldest(1) == len(regions[0])
+    assert len(stack) == 1
+    assert stack.top() is regions[1]
+    assert stack.top_view() is views[1]
+    assert stack.clear() == len(regions[1])
+    assert len(stack) == 0
+    for v in views:
+        v.release()
