@@ -26,6 +26,7 @@ __all__ = (
     "machine_info",
     "print_table",
     "ratio_vs",
+    "time_cases",
     "time_loop",
     "write_json",
 )
@@ -64,6 +65,29 @@ def time_loop(fn: Callable[[int], object], n: int, repeat: int) -> float:
         if gc_was_enabled:
             gc.enable()
     return best / n
+
+
+def time_cases(cases: dict[str, Callable[[int], object]], n: int, repeat: int) -> dict[str, float]:
+    """Nanoseconds per iteration of each case, the minimum over ``repeat`` runs.
+
+    The cases take turns (round robin), so that a burst of load elsewhere on a shared
+    machine hits all of them alike instead of every run of one case.
+    """
+    for fn in cases.values():
+        fn(max(1, n // 10))  # warm up caches, pools and the specialising interpreter
+    best = dict.fromkeys(cases, float("inf"))
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeat):
+            for name, fn in cases.items():
+                t0 = time.perf_counter_ns()
+                fn(n)
+                best[name] = min(best[name], time.perf_counter_ns() - t0)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {name: ns / n for name, ns in best.items()}
 
 
 def ratio_vs(results: Sequence[Result], name: str, baseline: str) -> None:

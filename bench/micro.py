@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import electron
 
-from ._harness import Result, add_common_args, print_table, ratio_vs, time_loop, write_json
+from ._harness import Result, add_common_args, print_table, ratio_vs, time_cases, write_json
 
 SEED_TARGET = 1_000_000  # ops/s promised by the Go design; ours must reach it too
 
@@ -153,13 +153,13 @@ def _small_alloc_cases() -> dict[str, Callable[[int], None]]:
 
 def run(quick: bool, repeat: int | None) -> list[Result]:
     """Measure every case; return the results with their ratios filled in."""
-    reps = repeat or (3 if quick else 7)
+    reps = repeat or (5 if quick else 7)
     scale = 1 if quick else 10
     results: list[Result] = []
 
     def measure(group: str, cases: dict[str, Callable[[int], None]], n: int) -> None:
-        for name, fn in cases.items():
-            results.append(Result(group, name, time_loop(fn, n, reps)))
+        times = time_cases(dict(cases), n, reps)
+        results.extend(Result(group, name, ns) for name, ns in times.items())
 
     with electron.ArenaOfPools() as aop:
         measure("seed", _seed_cases(aop), 20_000 * scale)
