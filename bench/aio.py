@@ -70,14 +70,28 @@ def _cases(aop: electron.ArenaOfPools) -> dict[str, AsyncLoop]:
     get_arena, return_arena = aop.get_arena, aop.return_arena
     get_buffer, return_buffer = aop.get_buffer, aop.return_buffer
 
-    async def seed_scope(n: int) -> None:
-        for i in range(n):
-            async with arena_scope() as arena:
-                ctx = arena.new(Context)
+    def seed_scope_of(ctx_class: type[Any]) -> AsyncLoop:
+        async def seed_scope(n: int) -> None:
+            for i in range(n):
+                async with arena_scope() as arena:
+                    ctx = arena.new(ctx_class)
+                    ctx.request_id = i
+                    buf = get_buffer(1024)
+                    buf.write(PAYLOAD)
+                    return_buffer(buf)
+                    del ctx  # a live ctypes object pins arena memory (it would be quarantined)
+
+        return seed_scope
+
+    def seed_plain_of(ctx_class: type[Any]) -> AsyncLoop:
+        async def seed_plain(n: int) -> None:
+            for i in range(n):
+                ctx = ctx_class()
                 ctx.request_id = i
-                buf = get_buffer(1024)
-                buf.write(PAYLOAD)
-                return_buffer(buf)
+                buf = bytearray(1024)
+                memoryview(buf)[: len(PAYLOAD)] = PAYLOAD
+
+        return seed_plain
 
     async def seed_scope_direct(n: int) -> None:
         for i in range(n):
@@ -97,30 +111,6 @@ def _cases(aop: electron.ArenaOfPools) -> dict[str, AsyncLoop]:
             buf.write(PAYLOAD)
             return_buffer(buf)
             return_arena(arena)
-
-    async def seed_plain(n: int) -> None:
-        for i in range(n):
-            ctx = Context()
-            ctx.request_id = i
-            buf = bytearray(1024)
-            memoryview(buf)[: len(PAYLOAD)] = PAYLOAD
-
-    async def seed_scope_ctypes(n: int) -> None:
-        for i in range(n):
-            async with arena_scope() as arena:
-                ctx = arena.new(CContext)
-                ctx.request_id = i
-                buf = get_buffer(1024)
-                buf.write(PAYLOAD)
-                return_buffer(buf)
-                del ctx  # a live ctypes object pins arena memory (it would be quarantined)
-
-    async def seed_plain_ctypes(n: int) -> None:
-        for i in range(n):
-            cctx = CContext()
-            cctx.request_id = i
-            buf = bytearray(1024)
-            memoryview(buf)[: len(PAYLOAD)] = PAYLOAD
 
     async def floor(n: int) -> None:
         for _ in range(n):
@@ -142,12 +132,12 @@ def _cases(aop: electron.ArenaOfPools) -> dict[str, AsyncLoop]:
             return_arena(get_arena())
 
     return {
-        "seed loop: async with aop.arena()": seed_scope,
+        "seed loop: async with aop.arena()": seed_scope_of(Context),
         "seed loop: async with ArenaScope(aop)": seed_scope_direct,
         "seed loop: get/return in a coroutine": seed_sync,
-        "seed loop: no electron": seed_plain,
-        "seed loop, ctypes ctx: async with aop.arena()": seed_scope_ctypes,
-        "seed loop, ctypes ctx: no electron": seed_plain_ctypes,
+        "seed loop: no electron": seed_plain_of(Context),
+        "seed loop, ctypes ctx: async with aop.arena()": seed_scope_of(CContext),
+        "seed loop, ctypes ctx: no electron": seed_plain_of(CContext),
         "floor: async with Empty()": floor,
         "empty: async with aop.arena()": empty_scope,
         "empty: async with ArenaScope(aop)": empty_scope_direct,

@@ -456,7 +456,7 @@ class ArenaOfPools:
             error = self._run_user_code(arena)
         elif arena._obj is not None:
             arena._obj = arena._objects = None  # their finalizers run here, not under a lock
-        mv = self._claim(arena)
+        mv = arena._claim(self._lock, "arena")
         # The handle is ours alone from here: scrubbing needs no lock.
         used = arena._used_total()
         clean = arena._scrub(mv)
@@ -476,19 +476,6 @@ class ArenaOfPools:
             arena._trace = capture(self._leak_level)
         if error is not None:
             raise error  # a reset callback failed; the arena came back all the same
-
-    def _claim(self, arena: Arena) -> memoryview:
-        """Mark ``arena`` as given back and return its base view; a second claim fails."""
-        if ATOMIC:  # a read and a write with nothing in between: atomic (see Guard)
-            mv = arena._mv
-            arena._mv = None
-        else:
-            with self._lock:
-                mv = arena._mv
-                arena._mv = None
-        if mv is None:
-            raise DoubleRelease("arena", arena._trace)
-        return mv
 
     def _give_back_atomic(self, region: bytearray, used: int, clean: bool) -> bool:
         """Pool ``region`` without the lock when nothing unusual applies (see ``Guard``).

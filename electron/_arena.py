@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, SupportsIndex, TypeVar, cast
 
 from ._errors import ArenaClosed, InsufficientCapacity, InvalidArgument
-from ._memory import MAX_SIZE, check_size, is_exported, refcount, release_all, zero
+from ._memory import MAX_SIZE, Handle, check_size, is_exported, refcount, release_all, zero
 from ._memory import UNMAPPED as _UNMAPPED
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def run_hooks(hooks: list[Callable[[], object]] | None) -> Exception | None:
     return error
 
 
-class Arena:
+class Arena(Handle):
     """A fixed-capacity region that hands out zero-filled, 16-byte-aligned memory.
 
     Everything allocated from an arena lives until :meth:`reset` or :meth:`close`, which
@@ -60,7 +60,6 @@ class Arena:
         "_extra",
         "_generation",
         "_hooks",
-        "_mv",
         "_obj",
         "_objects",
         "_offset",
@@ -68,7 +67,6 @@ class Arena:
         "_quarantined",
         "_region",
         "_spilled",
-        "_trace",
         "_views",
     )
 

@@ -6,7 +6,7 @@ import operator
 from typing import TYPE_CHECKING, Final, SupportsIndex
 
 from ._errors import BufferClosed, InvalidArgument
-from ._memory import UNMAPPED, check_size, is_exported, refcount, release_all, zero
+from ._memory import UNMAPPED, Handle, check_size, is_exported, refcount, release_all, zero
 from ._text import (
     float_repr,
     html_escape,
@@ -58,7 +58,7 @@ _DENSE_AFTER: Final = 4
 _DENSE: Final = 512
 
 
-class Buffer:
+class Buffer(Handle):
     """A growable byte buffer that keeps its capacity across uses.
 
     Writes append; :meth:`view` exposes the written bytes without copying. A buffer from a
@@ -67,7 +67,7 @@ class Buffer:
     next caller under a new ``Buffer``. Bytes beyond what was written are never exposed.
     """
 
-    __slots__ = ("_len", "_mv", "_owner", "_ready", "_region", "_trace", "_views")
+    __slots__ = ("_len", "_owner", "_ready", "_region", "_views")
 
     def __init__(self, capacity: SupportsIndex = 0) -> None:
         region = bytearray(check_size(capacity, "capacity"))

@@ -6,15 +6,19 @@ import math
 import operator
 import sys
 import threading
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from ._errors import InvalidArgument
+from ._errors import DoubleRelease, InvalidArgument
+
+if TYPE_CHECKING:
+    from ._leaks import Trace
 
 __all__ = (
     "ATOMIC",
     "MAX_SIZE",
     "UNMAPPED",
     "Guard",
+    "Handle",
     "Stack",
     "check_size",
     "check_timeout",
@@ -249,3 +253,31 @@ class Stack:
 
     def __len__(self) -> int:
         return self.n
+
+
+class Handle:
+    """What an :class:`~electron.Arena` and a :class:`~electron.Buffer` share as lent objects.
+
+    ``_mv`` is the base view of the memory (``UNMAPPED`` until one is needed) and ``None``
+    once the handle is dead; ``_trace`` says where it was taken, then where given back.
+    """
+
+    __slots__ = ("_mv", "_trace")
+
+    def __init__(self) -> None:
+        self._mv: memoryview | None = UNMAPPED
+        self._trace: Trace | None = None
+
+    def _claim(self, guard: Guard, kind: str) -> memoryview:
+        """Mark this handle as given back and return its base view; a second claim fails
+        with :class:`~electron.DoubleRelease` (``kind`` names it: "arena", "buffer")."""
+        if ATOMIC:  # a read and a write with nothing in between: atomic (see Guard)
+            mv = self._mv
+            self._mv = None
+        else:
+            with guard:
+                mv = self._mv
+                self._mv = None
+        if mv is None:
+            raise DoubleRelease(kind, self._trace)
+        return mv

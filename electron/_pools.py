@@ -223,7 +223,7 @@ class BufferPool:
         if lock.busy and lock.held():  # a finalizer inside a locked section: later
             self._deferred.append(buf)
             return
-        mv = self._claim(buf)  # the handle is ours alone from here: no lock
+        mv = buf._claim(self._lock, "buffer")  # the handle is ours alone from here: no lock
         if buf._views is None:
             # Nothing was handed out and the base view never leaves the buffer: nothing
             # can reach the region, and its view can serve the next loan.
@@ -243,19 +243,6 @@ class BufferPool:
             self._drain_leaks()
         if buf._trace is not None or self._leak_level == 2:
             buf._trace = capture(self._leak_level)
-
-    def _claim(self, buf: Buffer) -> memoryview:
-        """Mark ``buf`` as given back and return its base view; a second claim fails."""
-        if ATOMIC:  # a read and a write with nothing in between: atomic (see Guard)
-            mv = buf._mv
-            buf._mv = None
-        else:
-            with self._lock:
-                mv = buf._mv
-                buf._mv = None
-        if mv is None:
-            raise DoubleRelease("buffer", buf._trace)
-        return mv
 
     def _put_atomic(self, region: bytearray, clean: bool, mv: memoryview) -> bool:
         """Pool ``region`` without the lock when nothing unusual applies (see ``Guard``).
