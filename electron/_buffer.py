@@ -6,7 +6,16 @@ import operator
 from typing import TYPE_CHECKING, Final, SupportsIndex
 
 from ._errors import BufferClosed, InvalidArgument
-from ._memory import UNMAPPED, Handle, check_size, is_exported, refcount, release_all, zero
+from ._memory import (
+    COMPILED_HERE,
+    UNMAPPED,
+    Handle,
+    check_size,
+    is_exported,
+    refcount,
+    release_all,
+    zero,
+)
 from ._text import (
     float_repr,
     html_escape,
@@ -54,6 +63,30 @@ _REPLACE_IN_PIECES: Final = 2048
 # Decoding a few hundred bytes is faster from a bytes copy than through a view (``str(view,
 # ...)`` pays for keyword parsing and a buffer export; ``bytes.decode`` has fast paths).
 _DECODE_VIA_COPY: Final = 512
+# The encodings CPython decodes in C straight from the memory (PyUnicode_Decode's shortcuts,
+# after its normalisation); any other goes through a codec that may be Python code.
+_C_DECODERS: Final = frozenset(
+    (
+        "utf_8",
+        "utf8",
+        "utf_16",
+        "utf16",
+        "utf_32",
+        "utf32",
+        "ascii",
+        "us_ascii",
+        "latin1",
+        "latin_1",
+        "iso_8859_1",
+        "iso8859_1",
+    )
+)
+
+
+def _decodes_in_c(encoding: str) -> bool:
+    return encoding.lower().replace("-", "_").replace(" ", "_") in _C_DECODERS
+
+
 _DENSE_AFTER: Final = 4
 _DENSE: Final = 512
 
@@ -208,17 +241,21 @@ class Buffer(Handle):
         if mv is UNMAPPED:  # no view was ever made: nothing can reach the region
             return True
         views = self._views
-        if views is None:
-            # No view was handed out, and the base view never leaves the buffer: once it is
-            # released nothing can export the region or reach it through ``view.obj``.
+        if views is None and COMPILED_HERE:
+            # No view was handed out, and the base view never leaves the buffer (compiled
+            # code keeps no frames, so no traceback holds it): once it is released nothing
+            # can export the region or reach it through ``view.obj``.
             try:
                 mv.release()
             except BufferError:
                 return False
             return True
         self._views = None
-        clean = release_all(views)
-        mv.release()
+        clean = True if views is None else release_all(views)
+        try:
+            mv.release()
+        except BufferError:
+            return False
         return clean and not is_exported(self._region) and self._region_refs() <= _ATTR_REFS
 
     def _region_refs(self) -> int:
@@ -456,7 +493,9 @@ class Buffer(Handle):
         """
         mv = self._base()
         n = self._len
-        if n < _DECODE_VIA_COPY:
+        if n < _DECODE_VIA_COPY or not _decodes_in_c(encoding):
+            # A codec written in Python gets a raw view of the memory, which its frame (kept
+            # by a decoding error's traceback) could hold past the buffer's return: copy.
             return mv[:n].tobytes().decode(encoding, errors)
         return str(mv[:n], encoding, errors)
 

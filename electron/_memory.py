@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "ATOMIC",
+    "COMPILED_HERE",
     "MAX_SIZE",
     "UNMAPPED",
     "Guard",
@@ -131,15 +132,17 @@ def _probe() -> None:
     """Compiled by mypyc, this is a C function; interpreted, a Python one."""
 
 
-#: True when this module runs compiled by mypyc and the interpreter has a GIL. Compiled code
-#: is then never interrupted by another thread between two statements that neither allocate
-#: a garbage-collected object nor call Python code (a thread switch, a garbage collection
-#: and a finalizer all need one of the two), so such a section is atomic without a lock.
-#: Interpreted code can switch threads between any two bytecodes, and free-threaded builds
-#: have no GIL: both always take the lock.
-ATOMIC: Final = type(_probe).__name__ != "function" and bool(
-    getattr(sys, "_is_gil_enabled", lambda: True)()
-)
+#: True when this module runs compiled by mypyc. Compiled functions have no frames, so an
+#: exception's traceback never keeps their local variables (a view, a region) alive; an
+#: interpreted function's frame does, for as long as anything holds the exception.
+COMPILED_HERE: Final = type(_probe).__name__ != "function"
+
+#: True when compiled and the interpreter has a GIL. Compiled code is then never interrupted
+#: by another thread between two statements that neither allocate a garbage-collected object
+#: nor call Python code (a thread switch, a garbage collection and a finalizer all need one of
+#: the two), so such a section is atomic without a lock. Interpreted code can switch threads
+#: between any two bytecodes, and free-threaded builds have no GIL: both take the lock.
+ATOMIC: Final = COMPILED_HERE and bool(getattr(sys, "_is_gil_enabled", lambda: True)())
 
 
 class Guard:
@@ -167,8 +170,10 @@ class Guard:
 
     def release(self) -> None:
         """Give the lock back."""
-        self.busy -= 1
-        self._lock.release()
+        try:
+            self.busy -= 1
+        finally:  # interpreted, a signal's exception could land between the two
+            self._lock.release()
 
     def held(self) -> bool:
         """True when the calling thread holds the lock."""
@@ -241,8 +246,11 @@ class Stack:
         freed = 0
         for region in self._regions[:count]:
             freed += len(region)
-        self._regions = self._regions[count : self.n]
-        self._views = self._views[count : self.n]
+        regions = self._regions[count : self.n]
+        views = self._views[count : self.n]
+        # Both lists change together, with no allocation in between: a finalizer run by a
+        # collection (which an allocation can start) never sees them out of step.
+        self._regions, self._views = regions, views
         self.n -= count
         self.low = min(self.low, self.n)
         return freed

@@ -19,7 +19,7 @@ from ._errors import (
     PoolExhausted,
 )
 from ._leaks import SAMPLE_EVERY, LeakDetection, capture, level_from, report_leak
-from ._memory import ATOMIC, MAX_SIZE, UNMAPPED, Guard, Stack, check_size
+from ._memory import ATOMIC, COMPILED_HERE, MAX_SIZE, UNMAPPED, Guard, Stack, check_size
 
 if TYPE_CHECKING:
     from ._aop import ArenaOfPools
@@ -224,9 +224,10 @@ class BufferPool:
             self._deferred.append(buf)
             return
         mv = buf._claim(self._lock, "buffer")  # the handle is ours alone from here: no lock
-        if buf._views is None:
-            # Nothing was handed out and the base view never leaves the buffer: nothing
-            # can reach the region, and its view can serve the next loan.
+        if buf._views is None and COMPILED_HERE:
+            # Nothing was handed out and the base view never leaves the buffer (compiled
+            # code keeps no frames for a traceback to hold): nothing can reach the region,
+            # and its view can serve the next loan.
             clean = True
         else:
             clean = buf._detach(mv)
