@@ -468,6 +468,9 @@ class ArenaOfPools:
             try:
                 self._settle_spilled_locked(arena)
                 self._take_back_locked(region, used, clean)
+                # Interpreted, this frame's reference would outlive the lock: whoever is
+                # lent the region next would count it as someone still holding the memory.
+                del region
             finally:
                 lock.release()
         if self._leaks or self._deferred:

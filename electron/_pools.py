@@ -238,6 +238,7 @@ class BufferPool:
             lock.acquire()
             try:
                 self._take_back_locked(region, clean, mv)
+                del region  # see ArenaOfPools.return_arena
             finally:
                 lock.release()
         if self._leaks or self._deferred:
