@@ -12,7 +12,6 @@ from ._arena import Arena, _LentArena, run_hooks
 from ._buffer import Buffer
 from ._errors import (
     DoubleRelease,
-    ElectronError,
     ForeignObject,
     InvalidArgument,
     PoolClosed,
@@ -33,6 +32,7 @@ from ._memory import (
     Stack,
     check_size,
     check_timeout,
+    give_back_all,
     is_exported,
     local_refs,
     poison,
@@ -622,12 +622,7 @@ class ArenaOfPools:
             return
         with self._lock:
             self._drain_leaks_locked()
-        deferred = self._deferred
-        while deferred:
-            try:
-                self.return_arena(deferred.pop(0))
-            except ElectronError:
-                pass  # given back twice by a finalizer: nothing to undo
+        give_back_all(self._deferred, self.return_arena)
         if self._buffers._leaks or self._buffers._deferred:
             self._buffers._drain_leaks()
 

@@ -6,9 +6,10 @@ import math
 import operator
 import sys
 import threading
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, TypeVar
 
-from ._errors import DoubleRelease, InvalidArgument
+from ._errors import DoubleRelease, ElectronError, InvalidArgument
 
 if TYPE_CHECKING:
     from ._leaks import Trace
@@ -23,6 +24,7 @@ __all__ = (
     "Stack",
     "check_size",
     "check_timeout",
+    "give_back_all",
     "is_exported",
     "local_refs",
     "poison",
@@ -30,6 +32,8 @@ __all__ = (
     "release_all",
     "zero",
 )
+
+T = TypeVar("T")
 
 _ZERO_CHUNK: Final = 1 << 16
 _ZEROS: Final = memoryview(bytes(_ZERO_CHUNK))
@@ -289,3 +293,16 @@ class Handle:
         if mv is None:
             raise DoubleRelease(kind, self._trace)
         return mv
+
+
+def give_back_all(deferred: list[T], give_back: Callable[[T], object]) -> None:
+    """Give back, oldest first, what finalizers queued while the pool's lock was held.
+
+    One given back twice (a finalizer and the code it interrupted both returned it) raises an
+    :class:`~electron.ElectronError` with nothing to undo: it is skipped.
+    """
+    while deferred:
+        try:
+            give_back(deferred.pop(0))
+        except ElectronError:
+            pass

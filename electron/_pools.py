@@ -12,14 +12,22 @@ from ._arena import Arena
 from ._buffer import Buffer, _LentBuffer
 from ._errors import (
     DoubleRelease,
-    ElectronError,
     ForeignObject,
     InvalidArgument,
     PoolClosed,
     PoolExhausted,
 )
 from ._leaks import SAMPLE_EVERY, LeakDetection, capture, level_from, report_leak
-from ._memory import ATOMIC, COMPILED_HERE, MAX_SIZE, UNMAPPED, Guard, Stack, check_size
+from ._memory import (
+    ATOMIC,
+    COMPILED_HERE,
+    MAX_SIZE,
+    UNMAPPED,
+    Guard,
+    Stack,
+    check_size,
+    give_back_all,
+)
 
 if TYPE_CHECKING:
     from ._aop import ArenaOfPools
@@ -328,12 +336,7 @@ class BufferPool:
             return
         with self._lock:
             self._drain_leaks_locked()
-        deferred = self._deferred
-        while deferred:
-            try:
-                self.put(deferred.pop(0))
-            except ElectronError:
-                pass  # put twice by a finalizer: nothing to undo
+        give_back_all(self._deferred, self.put)
 
     def _grew(self, delta: int) -> None:
         """A lent buffer grew by ``delta`` bytes (counted, never refused: writes don't fail)."""
