@@ -597,8 +597,13 @@ class ArenaOfPools:
         used = arena._used_total()
         arena._hooks = None  # user callbacks may take locks of their own; the arena is gone
         clean = arena._scrub(mv)
-        self._leaks.append((arena._region, used, clean, arena._spilled, arena._extra))
+        entry = (arena._region, used, clean, arena._spilled, arena._extra)
+        # The dying handle must not keep the region referenced once it is back in the pool:
+        # the next borrower's reference check would take it for memory still held.
+        arena._region = _NO_REGION
         arena._spilled = None
+        self._leaks.append(entry)
+        del entry
         if not self._lock.held() and self._lock.acquire(False):
             try:
                 self._drain_leaks_locked()

@@ -83,7 +83,9 @@ _C_DECODERS: Final = frozenset(
 )
 
 
-def _decodes_in_c(encoding: str) -> bool:
+def _decodes_in_c(encoding: object) -> bool:
+    if type(encoding) is not str:  # not even a str subclass: its lower() could lie
+        return False  # bytes.decode then raises the usual TypeError
     return encoding.lower().replace("-", "_").replace(" ", "_") in _C_DECODERS
 
 

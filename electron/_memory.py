@@ -7,7 +7,7 @@ import operator
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Final, NoReturn, SupportsIndex, TypeVar
 
 from ._errors import DoubleRelease, ElectronError, InvalidArgument
 
@@ -279,6 +279,15 @@ class Handle:
     def __init__(self) -> None:
         self._mv: memoryview | None = UNMAPPED
         self._trace: Trace | None = None
+
+    def __copy__(self) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} objects cannot be copied: a loan has one handle")
+
+    def __deepcopy__(self, memo: object) -> NoReturn:
+        self.__copy__()
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} objects cannot be pickled: they are live memory")
 
     def _claim(self, guard: Guard, kind: str) -> memoryview:
         """Mark this handle as given back and return its base view; a second claim fails

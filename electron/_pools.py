@@ -314,7 +314,10 @@ class BufferPool:
     def _collect_leaked(self, buf: Buffer, mv: memoryview) -> None:
         """``buf`` is being garbage-collected without a put: reclaim it, report it if traced."""
         clean = buf._detach(mv)
-        self._leaks.append((buf._region, clean))
+        entry = (buf._region, clean)
+        buf._region = _NO_REGION  # see ArenaOfPools._collect_leaked
+        self._leaks.append(entry)
+        del entry
         if not self._lock.held() and self._lock.acquire(False):
             try:
                 self._drain_leaks_locked()
