@@ -45,39 +45,51 @@ def test_a_standalone_handle_cannot_be_copied_either(make: Callable[[], object])
         copy.copy(make())
 
 
-@pytest.mark.electron_leaks_expected
-def test_a_leaked_buffer_does_not_get_its_region_quarantined() -> None:
-    pool = BufferPool(leak_detection="off")
-    reused: list[int] = []
+def _leak_in_a_cycle(take: Callable[[], object], while_collected: Callable[[], None]) -> None:
+    """Leak the handle ``take()`` lends in a reference cycle, then collect it; the cycle also
+    holds an object whose finalizer runs ``while_collected()`` as the handle is reclaimed."""
 
     class Later:
-        """Runs while the collector frees the cycle: borrows and returns a buffer."""
-
         cycle: object = None
 
         def __del__(self) -> None:
-            again = pool.get(100)
-            again.write(b"z")
-            reused.append(again.capacity)
-            pool.put(again)
+            while_collected()
 
-    def leak_in_a_cycle() -> None:
-        buf = pool.get(100)
-        buf.write(b"x")
-        buf.view()
+    def leak() -> None:
+        handle = take()  # made first: the collector finalizes it first, then runs Later's
         later = Later()
-        holder: list[object] = [buf, later]
+        holder: list[object] = [handle, later]
         holder.append(holder)
         later.cycle = holder
 
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        leak_in_a_cycle()
+        leak()
         gc.collect()
     finally:
         if was_enabled:
             gc.enable()
+
+
+@pytest.mark.electron_leaks_expected
+def test_a_leaked_buffer_does_not_get_its_region_quarantined() -> None:
+    pool = BufferPool(leak_detection="off")
+    reused: list[int] = []
+
+    def take() -> Buffer:
+        buf = pool.get(100)
+        buf.write(b"x")
+        buf.view()
+        return buf
+
+    def borrow_and_return() -> None:
+        again = pool.get(100)
+        again.write(b"z")
+        reused.append(again.capacity)
+        pool.put(again)
+
+    _leak_in_a_cycle(take, borrow_and_return)
     stats = pool.statistics()
     assert reused
     assert stats.leaks_detected == 1
@@ -89,33 +101,18 @@ def test_a_leaked_buffer_does_not_get_its_region_quarantined() -> None:
 def test_a_leaked_arena_does_not_get_its_region_quarantined(pool: ArenaOfPools) -> None:
     reused: list[int] = []
 
-    class Later:
-        """Runs while the collector frees the cycle: borrows and returns an arena."""
-
-        cycle: object = None
-
-        def __del__(self) -> None:
-            again = pool.get_arena()
-            again.alloc(32)
-            reused.append(again.capacity)
-            pool.return_arena(again)
-
-    def leak_in_a_cycle() -> None:
+    def take() -> Arena:
         arena = pool.get_arena()
         arena.alloc(32)
-        later = Later()
-        holder: list[object] = [arena, later]
-        holder.append(holder)
-        later.cycle = holder
+        return arena
 
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        leak_in_a_cycle()
-        gc.collect()
-    finally:
-        if was_enabled:
-            gc.enable()
+    def borrow_and_return() -> None:
+        again = pool.get_arena()
+        again.alloc(32)
+        reused.append(again.capacity)
+        pool.return_arena(again)
+
+    _leak_in_a_cycle(take, borrow_and_return)
     stats = pool.stats()
     assert reused
     assert stats.leaks_detected == 1
