@@ -38,11 +38,15 @@ EXPECTED = [
     ids=[f"{s}-{'-'.join(a) or 'default'}" for s, a, _ in EXPECTED],
 )
 def test_review_finding_stays_fixed(script: str, args: list[str], expected: str) -> None:
+    # A script still running after 90 s dumps every thread's stack (faulthandler) and exits,
+    # so that a hang fails with where it hung instead of a bare timeout.
+    dump = "import faulthandler, runpy, sys; faulthandler.dump_traceback_later(90, exit=True); "
+    run = "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
     proc = subprocess.run(
-        [sys.executable, str(CASES / f"{script}.py"), *args],
+        [sys.executable, "-c", dump + run, str(CASES / f"{script}.py"), *args],
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=150,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
         check=False,
     )
