@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import importlib.util
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 from aiohttp import web
+
+EXAMPLE_SERVER = Path(__file__).resolve().parents[1] / "examples" / "server.py"
 
 
 @pytest.fixture(
@@ -40,3 +48,24 @@ async def serve(app: web.Application, *, handler_cancellation: bool = False) -> 
     """Run ``app`` on a free loopback port for the block; yields its base URL."""
     async with serve_port(app, handler_cancellation=handler_cancellation) as port:
         yield f"http://127.0.0.1:{port}"
+
+
+async def eventually(predicate: Callable[[], bool], what: str, within: float = 20.0) -> None:
+    """Wait (polling every 10 ms) until ``predicate()`` holds; fail after ``within`` s."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.01)
+
+
+def load_example(name: str) -> ModuleType:
+    """``examples/server.py`` imported as module ``name`` (once: later calls reuse it)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, EXAMPLE_SERVER)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
 import json
 import os
 import random
@@ -17,7 +16,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import ModuleType
 
 import aiohttp
@@ -26,26 +24,13 @@ import pytest
 
 import electron
 from electron.aio.aiohttp import MIDDLEWARE_KEY
-from tests.support import anyio_backend, serve  # noqa: F401 - anyio_backend: the asyncio-only backends
+from tests.support import EXAMPLE_SERVER, anyio_backend, load_example, serve  # noqa: F401 - anyio_backend: the asyncio-only backends
 
-SERVER = Path(__file__).resolve().parents[2] / "examples" / "server.py"
 LINE = re.compile(r"^electron example server listening on (http://127\.0\.0\.1:(\d+))$")
 
 
-def load_example() -> ModuleType:
-    name = "electron_example_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, SERVER)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def test_pattern_matches_the_definition() -> None:
-    pattern = load_example().pattern
+    pattern = load_example("electron_example_server").pattern
     for seed in (0, 1, 7, 250, 251, 1000, -3):
         assert pattern(1000, seed) == bytes((seed * 31 + i) % 251 for i in range(1000))
     assert pattern(0, 5) == b""
@@ -104,7 +89,7 @@ async def hammer(url: str, example: ModuleType, requests: int, seed: int) -> Non
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["electron", "baseline"])
 async def test_every_route_under_concurrent_load(mode: str) -> None:
-    example = load_example()
+    example = load_example("electron_example_server")
     aop = electron.ArenaOfPools(arena_size=16 << 10) if mode == "electron" else None
     app = example.make_app(aop, upload_limit=2 << 20)
     async with serve(app) as url:
@@ -131,7 +116,7 @@ async def test_every_route_under_concurrent_load(mode: str) -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["electron", "baseline"])
 async def test_bad_requests_get_clear_answers(mode: str) -> None:
-    example = load_example()
+    example = load_example("electron_example_server")
     aop = electron.ArenaOfPools(arena_size=16 << 10) if mode == "electron" else None
     app = example.make_app(aop, upload_limit=1000)
     async with serve(app) as url, aiohttp.ClientSession() as session:
@@ -161,7 +146,7 @@ async def test_bad_requests_get_clear_answers(mode: str) -> None:
 def server_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """Start examples/server.py on port 0; yield (process, base URL); stop it at the end."""
     proc = subprocess.Popen(
-        [sys.executable, str(SERVER), "--port", "0", *args],
+        [sys.executable, str(EXAMPLE_SERVER), "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -209,7 +194,7 @@ def check_routes(url: str, example: ModuleType) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("args", [(), ("--no-electron",), ("--loop", "asyncio")])
 def test_server_process_serves_and_stops_on_sigterm(args: tuple[str, ...]) -> None:
-    example = load_example()
+    example = load_example("electron_example_server")
     with server_process(*args) as (proc, url):
         check_routes(url, example)
         stats = json.loads(fetch(url + "/stats")[1])
@@ -231,7 +216,7 @@ def test_server_process_serves_and_stops_on_sigterm(args: tuple[str, ...]) -> No
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_workers_share_the_port_and_leave_no_orphans(sig: signal.Signals) -> None:
-    example = load_example()
+    example = load_example("electron_example_server")
     with server_process("--workers", "2") as (proc, url):
         parent = psutil.Process(proc.pid)
         workers = parent.children()
@@ -263,7 +248,7 @@ def test_port_in_use_is_reported() -> None:
     with server_process() as (proc, url):
         port = url.rsplit(":", 1)[1]
         other = subprocess.run(
-            [sys.executable, str(SERVER), "--port", port],
+            [sys.executable, str(EXAMPLE_SERVER), "--port", port],
             capture_output=True,
             text=True,
             timeout=60,
@@ -277,7 +262,7 @@ def test_port_in_use_is_reported() -> None:
 
 def test_help_explains_the_options() -> None:
     out = subprocess.run(
-        [sys.executable, str(SERVER), "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, str(EXAMPLE_SERVER), "--help"], capture_output=True, text=True, timeout=60
     ).stdout
     for option in ("--host", "--port", "--workers", "--no-electron", "--upload-limit"):
         assert option in out

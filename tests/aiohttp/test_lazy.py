@@ -13,7 +13,6 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -30,18 +29,9 @@ from electron.aio.aiohttp import (
     request_buffer,
     setup,
 )
-from tests.support import anyio_backend, serve  # noqa: F401 - anyio_backend: the asyncio-only backends
+from tests.support import anyio_backend, eventually, serve  # noqa: F401 - anyio_backend: the asyncio-only backends
 
 pytestmark = pytest.mark.anyio
-
-
-async def eventually(predicate: Callable[[], bool], what: str, within: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.01)
 
 
 def nothing_lent(aop: electron.ArenaOfPools) -> bool:

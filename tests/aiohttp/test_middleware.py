@@ -7,7 +7,6 @@ import dataclasses
 import gc
 import hashlib
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -29,18 +28,9 @@ from electron.aio.aiohttp import (
     request_buffer,
     setup,
 )
-from tests.support import anyio_backend, serve  # noqa: F401 - anyio_backend: the asyncio-only backends
+from tests.support import anyio_backend, eventually, serve  # noqa: F401 - anyio_backend: the asyncio-only backends
 
 pytestmark = pytest.mark.anyio
-
-
-async def eventually(predicate: Callable[[], bool], what: str, within: float = 20.0) -> None:
-    """Wait (polling every 10 ms) until ``predicate()`` holds; fail after ``within`` s."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.01)
 
 
 def pattern(n: int, seed: int = 0) -> bytes:

@@ -12,14 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
 import random
 import socket
-import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 
 import aiohttp
 import pytest
@@ -27,23 +21,9 @@ from aiohttp import web
 
 import electron
 from electron.aio.aiohttp import MIDDLEWARE_KEY, PooledResponse
-from tests.support import anyio_backend, serve_port  # noqa: F401 - anyio_backend: the asyncio-only backends
+from tests.support import anyio_backend, eventually, load_example, serve_port  # noqa: F401 - anyio_backend: the asyncio-only backends
 
 pytestmark = pytest.mark.anyio
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "server.py"
-
-
-def load_example() -> ModuleType:
-    name = "electron_example_server"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, EXAMPLE)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def shrink_send_buffer(app: web.Application, size: int = 4096) -> None:
@@ -56,15 +36,6 @@ def shrink_send_buffer(app: web.Application, size: int = 4096) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
     app.on_response_prepare.append(shrink)
-
-
-async def eventually(predicate: Callable[[], bool], what: str, within: float = 20.0) -> None:
-    """Wait (polling every 10 ms) until ``predicate()`` holds; fail after ``within`` s."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.01)
 
 
 async def connect(port: int, rcvbuf: int = 4096) -> socket.socket:
@@ -104,7 +75,7 @@ async def test_memory_is_reused_only_after_the_transport_flushed() -> None:
     Without the wait for the transport's flush this fails on uvloop: the transport still
     sends from the memory after the response was "written", so clients receive 0xFF bytes.
     """
-    pattern = load_example().pattern
+    pattern = load_example("electron_example_server").pattern
     app = web.Application()
     released = 0
 
@@ -132,7 +103,7 @@ async def test_memory_is_reused_only_after_the_transport_flushed() -> None:
 
 async def test_slow_readers_get_their_own_bytes_while_others_churn() -> None:
     """Many slow readers download large pooled bodies while other clients churn every route."""
-    example = load_example()
+    example = load_example("electron_example_server")
     aop = electron.ArenaOfPools(arena_size=16 << 10, pool_size=16)
     app = example.make_app(aop, upload_limit=1 << 20)
     shrink_send_buffer(app, 8192)
@@ -190,7 +161,7 @@ async def test_slow_readers_get_their_own_bytes_while_others_churn() -> None:
 async def test_aborted_downloads_and_stalled_readers_give_everything_back(
     handler_cancellation: bool,
 ) -> None:
-    example = load_example()
+    example = load_example("electron_example_server")
     aop = electron.ArenaOfPools(arena_size=16 << 10)
     app = example.make_app(aop)
     shrink_send_buffer(app)
@@ -233,7 +204,7 @@ async def test_aborted_downloads_and_stalled_readers_give_everything_back(
 async def test_setup_on_a_plain_app_keeps_the_hello_world_path_undeferred() -> None:
     """The example's hello route never touches electron memory: nothing is lent, nothing
     deferred."""
-    example = load_example()
+    example = load_example("electron_example_server")
     aop = electron.ArenaOfPools(arena_size=4096)
     app = example.make_app(aop)
     mw = app[MIDDLEWARE_KEY]

@@ -9,11 +9,7 @@ agree with a sequence of requests whose sizes are known.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import random
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import aiohttp
 import pytest
@@ -34,23 +30,9 @@ from electron.aio.aiohttp import (
     request_buffer,
     setup,
 )
-from tests.support import anyio_backend, serve  # noqa: F401 - anyio_backend: the asyncio-only backends
+from tests.support import anyio_backend, load_example, serve  # noqa: F401 - anyio_backend: the asyncio-only backends
 
 pytestmark = pytest.mark.anyio
-
-SERVER = Path(__file__).resolve().parents[2] / "examples" / "server.py"
-
-
-def load_example() -> ModuleType:
-    name = "electron_example_server_ops"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, SERVER)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 async def settled(aop: electron.ArenaOfPools, mw: Middleware) -> None:
@@ -223,7 +205,7 @@ async def test_unmatched_route_label(aop: electron.ArenaOfPools) -> None:
 
 
 async def test_example_stats_shows_the_top_routes() -> None:
-    example = load_example()
+    example = load_example("electron_example_server_ops")
     aop = electron.ArenaOfPools(arena_size=16 << 10)
     app = example.make_app(aop)
     mw = app[MIDDLEWARE_KEY]

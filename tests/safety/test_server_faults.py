@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -31,7 +30,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import aiohttp
 import psutil
@@ -39,9 +37,8 @@ import pytest
 from aiohttp import web
 
 import electron
-from tests.support import anyio_backend  # noqa: F401 - anyio_backend: the asyncio-only backends
+from tests.support import EXAMPLE_SERVER, anyio_backend, load_example  # noqa: F401 - anyio_backend: the asyncio-only backends
 
-SERVER = Path(__file__).resolve().parents[2] / "examples" / "server.py"
 LINE = re.compile(r"electron example server listening on http://(127\.0\.0\.1):(\d+)")
 MiB = 1 << 20
 UPLOAD_LIMIT = 1 * MiB
@@ -50,19 +47,8 @@ SETTLE_SECONDS = 10.0
 LEAK_REPORT = "garbage-collected without being given back"
 
 
-def load_example() -> ModuleType:
-    name = "electron_example_server_safety"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, SERVER)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-EXAMPLE = load_example()  # once, here: threads must not race to import it
+# Once, here: threads must not race to import it.
+EXAMPLE = load_example("electron_example_server_safety")
 
 
 def pattern(n: int, seed: int) -> bytes:
@@ -154,7 +140,7 @@ def server(tmp: Path, *args: str) -> Iterator[Server]:
     env = dict(os.environ, ELECTRON_LEAK_DETECTION="paranoid", PYTHONUNBUFFERED="1")
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, str(SERVER), "--port", "0", *args],
+            [sys.executable, str(EXAMPLE_SERVER), "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=err,
             env=env,
@@ -656,7 +642,8 @@ CANCEL_STAGES = ["mid-body", "waiting-for-budget", "mid-response"]
 @pytest.mark.anyio
 @pytest.mark.parametrize("stage", CANCEL_STAGES)
 async def test_handlers_cancelled_by_a_disconnect_give_everything_back(
-    anyio_backend: object, stage: str  # noqa: F811 - the fixture imported from tests.support
+    anyio_backend: object,  # noqa: F811 - the fixture imported from tests.support
+    stage: str,
 ) -> None:
     """With ``handler_cancellation=True`` a disconnect cancels the handler's task wherever it
     is: reading the body, waiting for the budget, or writing the response."""
