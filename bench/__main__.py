@@ -31,7 +31,7 @@ __all__ = ("MICRO", "main", "render", "run_part")
 
 ROOT = Path(__file__).resolve().parents[1]
 # bench.<name> modules written on the shared harness
-MICRO = ("micro", "aio", "http", "text", "leaks")
+MICRO = ("micro", "aio", "http", "instructions", "text", "leaks")
 PARTS = (*MICRO, "loadtest")
 
 
@@ -114,7 +114,10 @@ def _micro_table(part: dict[str, Any]) -> list[str]:
     for r in data.get("results", []):
         ratio = f"{r['ratio']:.2f}x" if r.get("ratio") is not None else ""
         target = f"{_mark(r['passed'])} {r['target']}" if r.get("target") else ""
-        rows.append(f"| {r['name']} | {r['ns_per_op']:,.1f} | {r['ops_per_s']:,.0f} | {ratio} "
+        value, per_s = f"{r['ns_per_op']:,.1f}", f"{r['ops_per_s']:,.0f}"
+        if (r.get("extra") or {}).get("unit"):  # a count, not a time (bench.instructions)
+            value, per_s = f"{r['ns_per_op']:,.0f} ({r['extra']['unit']})", ""
+        rows.append(f"| {r['name']} | {value} | {per_s} | {ratio} "
                     f"| {r.get('baseline') or ''} | {target} |")
     return rows
 

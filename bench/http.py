@@ -384,20 +384,45 @@ def _result(group: str, name: str, loads: Sequence[Load], server: Server) -> Res
 Schedule = Callable[[dict[str, Server], str, int, float, int], dict[str, list[Load]]]
 
 
-def bench_hello(rounds: int, seconds: float, loop: str, schedule: Schedule) -> list[Result]:
-    print("hello world: electron's middleware vs an empty @web.middleware", flush=True)
-    servers: dict[str, Server] = {}
-    try:
-        for variant in ("electron", "empty"):
-            cmd = [sys.executable, "-m", "bench.http", "--serve", variant, "--loop", loop]
-            servers[f"hello: {variant} middleware"] = Server(variant, cmd)
-        runs = schedule(servers, "/", rounds, seconds, 64)
-        results = [_result("http", name, runs[name], servers[name]) for name in servers]
-    finally:
-        for s in servers.values():
-            s.stop()
-    ratio_vs(results, "hello: electron middleware", "hello: empty middleware")
-    _pair_ratios(results, runs, "hello: electron middleware", "hello: empty middleware")
+def bench_hello(
+    rounds: int,
+    seconds: float,
+    loop: str,
+    schedule: Schedule,
+    blocks: int = 1,
+    variants: tuple[str, str] = ("electron", "empty"),
+) -> list[Result]:
+    """Hello world, ``rounds`` rounds in each of ``blocks`` pairs of fresh server processes.
+
+    Two processes running the same code can differ by a few percent for their whole life
+    (hash seed, address layout): an A/A run here measured 2.3%. A fresh pair per block
+    spreads that difference over the run instead of letting one pair decide it; which side
+    starts first alternates by block. ``variants=("empty", "empty")`` is the A/A control.
+    """
+    name, base = (f"hello: {v} middleware" for v in variants)
+    if name == base:
+        name, base = f"{name} (A)", f"{base} (B)"
+    print(f"hello world: {name} vs {base}, {blocks} block(s) of fresh servers", flush=True)
+    runs: dict[str, list[Load]] = {name: [], base: []}
+    results: list[Result] = []
+    for block in range(blocks):
+        servers: dict[str, Server] = {}
+        try:
+            order = [(name, variants[0]), (base, variants[1])]
+            for label, variant in order if block % 2 == 0 else order[::-1]:
+                cmd = [sys.executable, "-m", "bench.http", "--serve", variant, "--loop", loop]
+                servers[label] = Server(variant, cmd)
+            got = schedule(servers, "/", rounds, seconds, 64)
+            for label in runs:
+                runs[label] += got[label]
+            if block == blocks - 1:
+                results = [_result("http", label, runs[label], servers[label]) for label in runs]
+        finally:
+            for s in servers.values():
+                s.stop()
+    ratio_vs(results, name, base)
+    _pair_ratios(results, runs, name, base)
+    results[0].extra["blocks"] = blocks
     r = results[0]
     if schedule is paired:  # both sides shared each round's seconds: compare within rounds
         r.extra["cpu_ratio_of_medians"] = round(r.ratio or 0.0, 3)
@@ -539,6 +564,18 @@ def main(argv: list[str] | None = None) -> int:
         help="paired: both sides loaded at once on one core (default); alternate: one after "
         "the other, the order flipped every round",
     )
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        help="hello world: pairs of fresh server processes, each loaded for the given rounds "
+        "(default: 1 with --quick, else 4)",
+    )
+    parser.add_argument(
+        "--aa",
+        action="store_true",
+        help="also run the A/A control: hello world with an empty middleware on both sides, "
+        "measured the same way (how far apart this machine puts two identical servers)",
+    )
     parser.add_argument("--serve", choices=("electron", "empty"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -549,35 +586,41 @@ def main(argv: list[str] | None = None) -> int:
             import uvloop  # noqa: F401
         except ImportError:
             args.loop = "asyncio"
-    rounds = args.repeat or (2 if args.quick else 16)
-    seconds = args.seconds or (1.0 if args.quick else 4.0)
+    rounds = args.repeat or (2 if args.quick else 8)
+    seconds = args.seconds or (1.0 if args.quick else 3.0)
+    blocks = args.blocks or (1 if args.quick else 4)
     tool = "wrk" if shutil.which("wrk") else "aiohttp client processes (wrk not installed)"
     print(
-        f"load: {tool}; {rounds} {args.schedule} rounds of {seconds:g} s per side; "
-        f"loop: {args.loop}"
+        f"load: {tool}; {rounds} {args.schedule} rounds of {seconds:g} s per side "
+        f"(hello world: in each of {blocks} blocks of fresh servers); loop: {args.loop}"
     )
     schedule: Schedule = paired if args.schedule == "paired" else alternate
-    results: list[Result] = []
-    for case in (bench_hello, bench_bytes):
-        results += case(rounds, seconds, args.loop, schedule)
+    results = bench_hello(rounds, seconds, args.loop, schedule, blocks)
+    hello_empty = results[1]
+    if args.aa:
+        control = bench_hello(rounds, seconds, args.loop, schedule, blocks, ("empty", "empty"))
+        control[0].target = control[0].passed = None
+        results += control
+    results += bench_bytes(rounds, seconds, args.loop, schedule)
     for r in results:
         r.extra["load"] = tool
     calls = bench_call(repeat=5 if args.quick else 15, n=20_000 if args.quick else 100_000)
-    hello_empty = next(r for r in results if r.name == "hello: empty middleware")
     added = calls[0].extra["added_ns"]
     calls[0].extra["implied_hello_ratio"] = round(
         hello_empty.ns_per_op / (hello_empty.ns_per_op + added), 3
     )
     print_table("bench.http (ns/op: server CPU per request; ratio: baseline / electron)", results)
-    hello = results[0].extra
-    if "cpu_ratio_median_ci95" in hello:
-        low, high = hello["cpu_ratio_median_ci95"]
-        print(
-            f"hello world, CPU per request round by round: median ratio "
-            f"{hello['cpu_ratio_median']:.3f} (95% bootstrap interval {low:.3f}-{high:.3f}, "
-            f"{len(hello['cpu_round_ratios'])} rounds; rounds range "
-            f"{min(hello['cpu_round_ratios']):.3f}-{max(hello['cpu_round_ratios']):.3f})"
-        )
+    for r in results:
+        hello = r.extra
+        if r.name.startswith("hello") and "cpu_ratio_median_ci95" in hello:
+            low, high = hello["cpu_ratio_median_ci95"]
+            print(
+                f"{r.name}, CPU per request round by round: median ratio "
+                f"{hello['cpu_ratio_median']:.3f} (95% bootstrap interval {low:.3f}-{high:.3f}"
+                f", {len(hello['cpu_round_ratios'])} rounds in {hello['blocks']} blocks; "
+                f"rounds range {min(hello['cpu_round_ratios']):.3f}-"
+                f"{max(hello['cpu_round_ratios']):.3f})"
+            )
     _print_rss(results)
     print_table("the middleware alone (ns per call, in-process)", calls)
     print(

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 
 __all__ = ("ArenaScope",)
 
+# Bound once: the compiled core then calls them directly instead of looking the methods up
+# on every scope.
+_set_arena: Final = current_arena_var.set
+_reset_arena: Final = current_arena_var.reset
+
 _FRESH: Final = 0
 _INSIDE: Final = 1
 _SPENT: Final = 2  # entered once (successfully or not): cannot be entered again
@@ -70,7 +75,7 @@ class ArenaScope:
         return arena
 
     def _enter(self, arena: Arena) -> None:
-        self._token = current_arena_var.set(arena)
+        self._token = _set_arena(arena)
         self._arena = arena
         self._state = _INSIDE
 
@@ -84,7 +89,7 @@ class ArenaScope:
         self._arena = None
         self._token = None
         try:
-            current_arena_var.reset(token)
+            _reset_arena(token)
         except ValueError:
             pass  # left in another context than it was entered in: not ours to restore
         finally:

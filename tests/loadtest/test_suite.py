@@ -58,3 +58,38 @@ def test_combined_report_lists_every_part_and_its_failures() -> None:
     issues = md[md.index("## Issues Found"):]
     assert "`bench.aio` failed" in issues
     assert "seed missed its target" in issues
+
+
+def test_a_counted_result_is_shown_as_a_count_not_a_time() -> None:
+    part = {"name": "instructions", "status": "ok", "exit_code": 0, "seconds": 40.0,
+            "log": "instructions.log", "command": "python -m bench.instructions --quick",
+            "output": "instructions.json", "data": {"results": [
+                {"name": "hello: electron", "ns_per_op": 204595.0, "ops_per_s": 4.9,
+                 "ratio": 0.984, "baseline": "hello: empty", "target": ">= 0.97",
+                 "passed": True, "extra": {"unit": "instructions per request"}},
+            ]}}
+    md = render(_suite_report([part], passed=True))
+    assert ("| hello: electron | 204,595 (instructions per request) |  | 0.98x | hello: empty "
+            "| ✅ >= 0.97 |") in md
+
+
+def test_instruction_counts_skip_without_valgrind(
+    tmp_path: Path, monkeypatch: Any, capsys: Any
+) -> None:
+    import json
+    import shutil
+
+    from bench import instructions
+
+    monkeypatch.setattr(shutil, "which", lambda tool: None)
+    out = tmp_path / "instructions.json"
+    assert instructions.main(["--quick", "--json", str(out)]) == 0
+    assert "skipped: valgrind and callgrind_control not installed" in capsys.readouterr().out
+    assert json.loads(out.read_text())["results"] == []
+
+
+def test_instruction_totals_are_read_from_a_callgrind_dump() -> None:
+    from bench.instructions import _TOTALS
+
+    dump = "events: Ir\nfl=(1) x.c\nfn=(1) main\n1 5\nsummary: 123456\ntotals: 123456\n"
+    assert [int(m) for m in _TOTALS.findall(dump)] == [123456, 123456]
