@@ -36,12 +36,12 @@ import time
 from pathlib import Path
 
 from ._harness import Result, add_common_args, write_json
+from .http import _LISTENING  # the line bench.http's hello-world servers print when ready
 
 ROOT = Path(__file__).resolve().parents[1]
 HELLO_TARGET = 0.97
 CONNECTIONS = 32
 WARMUP = 300
-_LISTENING = re.compile(r"listening on (http://\S+)")
 _TOTALS = re.compile(r"^(?:totals|summary):\s+(\d+)", re.MULTILINE)
 
 
