@@ -23,6 +23,10 @@ ratio is the median over rounds of the two sides' CPU per request in the same ro
 round's pair shared the same seconds of the same core); the ratio of the medians is kept in
 the JSON. Requests per second (best and median round) and the ratio of each round to the
 other side's are reported next to it. Which side's load starts first alternates by round.
+The hello world's rounds run in ``--blocks`` blocks, each with a fresh pair of server
+processes (two processes of the same code can differ by a few percent for their whole
+life); ``--aa`` adds the A/A control, an empty middleware on both sides measured the same
+way. ``python -m bench.instructions`` counts the same comparison in instructions.
 """
 
 from __future__ import annotations
