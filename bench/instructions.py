@@ -40,10 +40,8 @@ import time
 from pathlib import Path
 
 from ._harness import Result, add_common_args, write_json
-from .http import _LISTENING  # the line bench.http's hello-world servers print when ready
+from .http import _LISTENING, HELLO_TARGET, ROOT  # _LISTENING: the servers' ready line
 
-ROOT = Path(__file__).resolve().parents[1]
-HELLO_TARGET = 0.97
 CONNECTIONS = 32
 WARMUP = 300
 _TOTALS = re.compile(r"^(?:totals|summary):\s+(\d+)", re.MULTILINE)
