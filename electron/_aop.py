@@ -496,19 +496,29 @@ class ArenaOfPools:
             or returns & (_TRIM_CHECK_EVERY - 1) == 0
         ):
             return False
-        size = len(region)
+        self._count_return(region, used)
+        self._keep_locked(region)
+        self._returns = returns
+        return True
+
+    def _count_return(self, region: bytearray, used: int) -> None:
+        """The counters of a region coming back, on either return path (it runs in the
+        lock-free one too: no object is allocated, no Python code runs)."""
         if self.metrics:
             self._used_total += used
             if used > self._used_max:
                 self._used_max = used
         self._active -= 1
-        self._lent_bytes -= size
+        self._lent_bytes -= len(region)
+
+    def _keep_locked(self, region: bytearray) -> None:
+        """Pool a clean ``region`` if it has the current size and there is room, else drop it
+        (it runs in the lock-free return too: no object is allocated, no Python code runs)."""
         free = self._free
+        size = len(region)
         if free.n < self._pool_size and size == self._arena_size:
             free.push(region, UNMAPPED)
             self._free_bytes += size
-        self._returns = returns
-        return True
 
     def _run_user_code(self, arena: Arena) -> Exception | None:
         """Run ``arena``'s reset callbacks and drop its objects, outside the lock.
@@ -528,21 +538,15 @@ class ArenaOfPools:
 
     def _take_back_locked(self, region: bytearray, used: int, clean: bool) -> None:
         """Account for an arena's ``region`` coming back; keep, park or drop it."""
-        if self.metrics:
-            self._used_total += used
-            if used > self._used_max:
-                self._used_max = used
+        self._count_return(region, used)
         if self._auto:
             self._learn_locked(used)
-        self._active -= 1
-        self._lent_bytes -= len(region)
         if self._closed:
             pass
         elif not clean:
             self._park_locked(region, used)
-        elif self._free.n < self._pool_size and len(region) == self._arena_size:
-            self._free.push(region, UNMAPPED)
-            self._free_bytes += len(region)
+        else:
+            self._keep_locked(region)
         if self._waiters:
             self._grant_locked()
         self._returns += 1
