@@ -420,3 +420,67 @@ async def test_threads_lending_while_the_request_ends(
     assert not ACTIVE, "a request stayed registered"
     s = aop.stats()
     assert (s.active_arenas, s.arenas_created + s.arenas_reused) == (0, 1)
+
+
+async def test_called_directly_the_middleware_leaves_the_context_as_it_found_it(
+    aop: electron.ArenaOfPools,
+) -> None:
+    """Outside aiohttp's per-request task (a direct call) the caller's context outlives the
+    request: afterwards it holds no arena again (LookupError), and inside a scope the
+    scope's arena again."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from electron._context import current_arena_var
+
+    mw = middleware(aop=aop)
+    seen: list[int] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(id(request_arena(request)))
+        return web.Response(text="ok")
+
+    def writer() -> object:
+        return type("Writer", (), {"output_size": 0, "transport": None})()
+
+    for _ in range(3):
+        await mw(make_mocked_request("GET", "/", writer=writer()), handler)
+        assert current_arena_var not in contextvars.copy_context()
+        with pytest.raises(LookupError, match="no current arena"):
+            current_arena()
+    async with aop.arena() as outer:
+        for _ in range(2):
+            await mw(make_mocked_request("GET", "/", writer=writer()), handler)
+            assert current_arena() is outer
+    with pytest.raises(LookupError, match="no current arena"):
+        current_arena()
+    assert len(seen) == 5
+    assert nothing_lent(aop)
+    assert mw.statistics().requests == 5
+
+
+async def test_a_cloned_request_shares_the_arena(aop: electron.ArenaOfPools) -> None:
+    """A middleware inside electron's may hand the handler ``request.clone()``: the clone
+    finds the same arena, and a second electron middleware sees the request is served."""
+    app = web.Application()
+    mw = setup(app, aop)
+    inner_mw = middleware(aop=aop)
+    arenas: list[electron.Arena] = []
+
+    @web.middleware
+    async def cloning(request: web.Request, handler: Handler) -> web.StreamResponse:
+        arenas.append(request_arena(request))
+        return await handler(request.clone())
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        arenas.append(request_arena(request))
+        arenas.append(current_arena())
+        return web.Response(text="cloned")
+
+    app.middlewares.extend([cloning, inner_mw])
+    app.router.add_get("/", handler)
+    async with serve(app) as url, aiohttp.ClientSession() as session, session.get(url) as resp:
+        assert await resp.text() == "cloned"
+    assert len(arenas) == 3
+    assert arenas[0] is arenas[1] is arenas[2]
+    assert (mw.statistics().requests, inner_mw.statistics().requests) == (1, 0)
+    assert nothing_lent(aop)

@@ -1,9 +1,9 @@
 """Lease: one request's arena and pooled buffers, given back once nothing references them.
 
 Most requests never touch electron memory, so the middleware lends nothing up front: it
-registers the request in :data:`ACTIVE` as *lazy* and sets the context variable of
-:func:`electron.aio.current_arena` to the request itself (a lazy marker). The first helper
-call (or ``current_arena()``) lends the arena and upgrades the entry.
+registers the request in :data:`ACTIVE` (by :func:`key_of`) as *lazy* and sets the context
+variable of :func:`electron.aio.current_arena` to the request itself (a lazy marker). The
+first helper call (or ``current_arena()``) lends the arena and upgrades the entry.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ __all__ = (
     "Lease",
     "arena_of",
     "claimed_pop",
+    "key_of",
     "lease_of",
     "lease_of_async",
     "route_of",
@@ -156,12 +157,22 @@ def route_of(request: web.BaseRequest) -> str:
     return str(resource.canonical)
 
 
-#: The requests whose handler runs under electron's middleware now: ``id(request)`` -> the
-#: middleware itself (lazy: nothing lent yet), the ``(middleware, arena)`` pair of a lent
-#: arena, or the :class:`Lease` a helper made of it (most requests never need one). An entry
-#: lives exactly while the handler runs; the middleware holds the request meanwhile, so its
-#: id cannot be reused.
-ACTIVE: dict[int, Any] = {}
+#: The requests whose handler runs under electron's middleware now: :func:`key_of` the
+#: request -> the middleware itself (lazy: nothing lent yet), the ``(middleware, arena)`` pair
+#: of a lent arena, or the :class:`Lease` a helper made of it (most requests never need one).
+#: An entry lives exactly while the handler runs.
+ACTIVE: dict[object, Any] = {}
+
+
+def key_of(request: web.BaseRequest) -> object:
+    """The key of ``request``'s entry in :data:`ACTIVE`: its response writer.
+
+    aiohttp makes one writer per HTTP exchange and hands it to every ``request.clone()``, so
+    a clone (a middleware may pass one on) finds the same arena. The writer hashes by
+    identity, and reading it is cheaper than ``id(request)``, which allocates an int.
+    """
+    return request._payload_writer  # request.writer without the property's call
+
 
 # Serialises upgrades of an entry (lazy -> lent -> Lease). An upgrade *claims* the entry by
 # popping it, so that the middleware, popping it at the end of the request, either gets it
@@ -182,7 +193,7 @@ def _ended() -> ArenaClosed:
     return ArenaClosed("its request has ended: the request's memory went back with it")
 
 
-def _entry(key: int) -> Any:
+def _entry(key: object) -> Any:
     entry = ACTIVE.get(key)
     if entry is None:
         with _UPGRADE:  # an upgrade in another thread may hold it for a moment
@@ -192,7 +203,7 @@ def _entry(key: int) -> Any:
     return entry
 
 
-def claimed_pop(key: int) -> Any:
+def claimed_pop(key: object) -> Any:
     """The middleware's end of a request: take the entry, waiting out an upgrade in flight.
 
     None if there is none (the same middleware object installed in a parent app and a subapp
@@ -202,7 +213,7 @@ def claimed_pop(key: int) -> Any:
         return ACTIVE.pop(key, None)
 
 
-def _upgrade(key: int, request: web.BaseRequest, lease: bool) -> Any:
+def _upgrade(key: object, request: web.BaseRequest, lease: bool) -> Any:
     """The entry of ``request`` with its arena lent (at once, or PoolExhausted), made a
     :class:`Lease` if ``lease``."""
     with _UPGRADE:
@@ -231,7 +242,7 @@ def _upgrade(key: int, request: web.BaseRequest, lease: bool) -> Any:
 
 def arena_of(request: web.BaseRequest) -> Arena:
     """The arena of ``request``, whose handler runs now (lent on first use)."""
-    key = id(request)
+    key = key_of(request)
     entry = _entry(key)
     kind = type(entry)
     if kind is tuple:
@@ -245,7 +256,7 @@ def arena_of(request: web.BaseRequest) -> Arena:
 
 def lease_of(request: web.BaseRequest) -> Lease:
     """The lease of ``request``, whose handler runs now (made, and lent, on first use)."""
-    key = id(request)
+    key = key_of(request)
     entry = _entry(key)
     if type(entry) is Lease:
         return entry
@@ -255,7 +266,7 @@ def lease_of(request: web.BaseRequest) -> Lease:
 async def lease_of_async(request: web.BaseRequest) -> Lease:
     """Like :func:`lease_of`, but a request without an arena yet waits for the budget
     (fairly, up to the middleware's ``acquire_timeout``) rather than failing at once."""
-    key = id(request)
+    key = key_of(request)
     entry = _entry(key)
     kind = type(entry)
     if kind is Lease:
@@ -285,7 +296,7 @@ def _resolve_lazy(marker: object) -> Arena:
     """``current_arena()`` met the middleware's lazy marker (a request): lend its arena."""
     if not isinstance(marker, web.BaseRequest):
         raise LookupError(f"no current arena: the context holds {marker!r}")  # noqa: TRY004
-    key = id(marker)
+    key = key_of(marker)
     entry = ACTIVE.get(key)
     if entry is None:
         with _UPGRADE:

@@ -34,7 +34,7 @@ _set_arena = current_arena_var.set
 _reset_arena = current_arena_var.reset
 _Response = web.Response
 _log = logging.getLogger("electron.aio.aiohttp")
-_register: Callable[[int, object], object] = ACTIVE.setdefault
+_ACTIVE = ACTIVE
 _unregister = ACTIVE.pop
 
 
@@ -113,12 +113,11 @@ class Middleware:
         )
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self.exclude and request.path in self.exclude:
+        key = request._payload_writer  # key_of(request), inline: this runs for every request
+        if key in _ACTIVE or (self.exclude and request.path in self.exclude):
+            # An outer electron middleware (a parent app's) serves it, or it is excluded.
             return await handler(request)
-        key = id(request)
-        if _register(key, self) is not self:
-            # An outer electron middleware (a parent app's) serves this request.
-            return await handler(request)
+        _ACTIVE[key] = self
         if self._bounded:
             # A cheap, racy look without the pool's lock: could the pool lend at once? If so
             # lend nothing now (first use lends, or fails with PoolExhausted if others took
@@ -145,7 +144,7 @@ class Middleware:
         return resp if entry is None or entry is self else self._finish(entry, request, resp)
 
     async def _serve_lent(
-        self, key: int, request: web.Request, handler: Handler
+        self, key: object, request: web.Request, handler: Handler
     ) -> web.StreamResponse:
         """The budget is exhausted or others queue for it: wait for an arena first."""
         aop = self.aop

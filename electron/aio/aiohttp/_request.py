@@ -7,7 +7,7 @@ from aiohttp import web
 from ..._arena import Arena
 from ..._buffer import Buffer
 from ..._memory import check_size
-from ._lease import ACTIVE, Lease, arena_of, lease_of, lease_of_async
+from ._lease import ACTIVE, Lease, arena_of, key_of, lease_of, lease_of_async
 
 __all__ = ("read_body", "request_arena", "request_buffer")
 
@@ -35,7 +35,7 @@ def request_buffer(request: web.BaseRequest, size_hint: int = 0) -> Buffer:
 
 
 def _lent(request: web.BaseRequest) -> bool:
-    entry = ACTIVE.get(id(request))
+    entry = ACTIVE.get(key_of(request))
     return entry is None or type(entry) is tuple or type(entry) is Lease
 
 
