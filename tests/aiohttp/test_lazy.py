@@ -450,6 +450,7 @@ async def test_called_directly_the_middleware_leaves_the_context_as_it_found_it(
     async with aop.arena() as outer:
         for _ in range(2):
             await mw(make_mocked_request("GET", "/", writer=writer()), handler)
+            assert seen[-1] != id(outer), "the request did not get an arena of its own"
             assert current_arena() is outer
     with pytest.raises(LookupError, match="no current arena"):
         current_arena()
@@ -484,3 +485,42 @@ async def test_a_cloned_request_shares_the_arena(aop: electron.ArenaOfPools) -> 
     assert arenas[0] is arenas[1] is arenas[2]
     assert (mw.statistics().requests, inner_mw.statistics().requests) == (1, 0)
     assert nothing_lent(aop)
+
+
+@pytest.mark.parametrize("lend_first", [False, True], ids=["lazy", "lent"])
+async def test_the_helpers_work_on_a_clone(aop: electron.ArenaOfPools, lend_first: bool) -> None:
+    """Handed a clone (as proxy middlewares such as aiohttp-remotes do), while the request's
+    entry is still lazy or already lent, the handler's helpers find the request's memory."""
+    app = web.Application()
+    mw = setup(app, aop)
+    arenas: list[electron.Arena] = []
+
+    @web.middleware
+    async def cloning(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if lend_first:
+            arenas.append(request_arena(request))
+        clone = request.clone()
+        assert clone._payload_writer is request._payload_writer  # what the registry keys on
+        return await handler(clone)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = await read_body(request)
+        arenas.append(request_arena(request))
+        arenas.append(current_arena())
+        buf = request_buffer(request, 16)
+        buf.write(b"got ")
+        buf.write(body.view())
+        return PooledResponse(buf)
+
+    app.middlewares.append(cloning)
+    app.router.add_post("/", handler)
+    async with (
+        serve(app) as url,
+        aiohttp.ClientSession() as session,
+        session.post(url, data=b"payload") as resp,
+    ):
+        assert await resp.read() == b"got payload"
+    assert len(arenas) == 2 + lend_first
+    assert all(arena is arenas[0] for arena in arenas)
+    assert mw.statistics().requests == 1
+    await eventually(lambda: nothing_lent(aop), "everything back")

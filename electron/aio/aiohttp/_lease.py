@@ -170,6 +170,8 @@ def key_of(request: web.BaseRequest) -> object:
     aiohttp makes one writer per HTTP exchange and hands it to every ``request.clone()``, so
     a clone (a middleware may pass one on) finds the same arena. The writer hashes by
     identity, and reading it is cheaper than ``id(request)``, which allocates an int.
+    Requests built by hand (``make_mocked_request``) that run concurrently need a writer
+    each: two sharing one count as one exchange.
     """
     return request._payload_writer  # request.writer without the property's call
 
@@ -206,8 +208,8 @@ def _entry(key: object) -> Any:
 def claimed_pop(key: object) -> Any:
     """The middleware's end of a request: take the entry, waiting out an upgrade in flight.
 
-    None if there is none (the same middleware object installed in a parent app and a subapp
-    serves the request twice: the inner one has taken it).
+    None if there is none: only when a second electron middleware checked the entry while a
+    thread's upgrade held it, and so served the request itself and took the entry.
     """
     with _UPGRADE:
         return ACTIVE.pop(key, None)
