@@ -34,7 +34,6 @@ _set_arena = current_arena_var.set
 _reset_arena = current_arena_var.reset
 _Response = web.Response
 _log = logging.getLogger("electron.aio.aiohttp")
-_ACTIVE = ACTIVE
 _unregister = ACTIVE.pop
 
 
@@ -114,10 +113,10 @@ class Middleware:
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         key = request._payload_writer  # key_of(request), inline: this runs for every request
-        if key in _ACTIVE or (self.exclude and request.path in self.exclude):
+        if key in ACTIVE or (self.exclude and request.path in self.exclude):
             # An outer electron middleware (a parent app's) serves it, or it is excluded.
             return await handler(request)
-        _ACTIVE[key] = self
+        ACTIVE[key] = self
         if self._bounded:
             # A cheap, racy look without the pool's lock: could the pool lend at once? If so
             # lend nothing now (first use lends, or fails with PoolExhausted if others took
