@@ -29,6 +29,7 @@ from ._memory import (
     ATOMIC,
     UNMAPPED,
     Guard,
+    Spares,
     Stack,
     check_size,
     check_timeout,
@@ -144,6 +145,7 @@ class ArenaOfPools:
         # that gives an arena or buffer back is deferred, not let in and not deadlocked.
         self._lock = Guard()
         self._deferred: list[Arena] = []  # returns made while this thread held the lock
+        self._spares: Spares[_LentArena] = Spares()  # dead handles to revive for later loans
         if buffer_pool is not None and not isinstance(buffer_pool, BufferPool):
             raise TypeError(f"buffer_pool must be a BufferPool, not {type(buffer_pool).__name__}")
         self._buffers = buffer_pool if buffer_pool is not None else BufferPool()
@@ -310,6 +312,11 @@ class ArenaOfPools:
 
     def _handle(self, region: bytearray) -> Arena:
         """A new ``Arena`` object for a ``region`` already counted as lent."""
+        if ATOMIC:
+            arena = self._spares.take()
+            if arena is not None:
+                arena._revive(region, self)
+                return arena
         try:
             return _LentArena(region, self)
         except BaseException:  # MemoryError: the region goes back, as if never lent
@@ -477,6 +484,8 @@ class ArenaOfPools:
             self._drain_leaks()
         if arena._trace is not None or self._leak_level == 2:
             arena._trace = capture(self._leak_level)
+        elif ATOMIC and type(arena) is _LentArena:
+            self._spares.put(arena)
         if error is not None:
             raise error  # a reset callback failed; the arena came back all the same
 

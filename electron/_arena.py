@@ -365,11 +365,19 @@ class Arena(Handle):
 
 
 class _LentArena(Arena):
-    """An arena over a region lent by an :class:`ArenaOfPools` (a new object per loan)."""
+    """An arena over a region lent by an :class:`ArenaOfPools`.
+
+    One object per loan: dead once given back, and revived for a later loan only when
+    nothing but the pool refers to it any more (see ``Spares``).
+    """
 
     __slots__ = ()
 
     def __init__(self, region: bytearray, owner: ArenaOfPools) -> None:
+        self._revive(region, owner)
+
+    def _revive(self, region: bytearray, owner: ArenaOfPools) -> None:
+        """Set every attribute as for a new loan of ``region``; allocates nothing."""
         self._region = region
         self._cap = len(region)
         self._mv = _UNMAPPED

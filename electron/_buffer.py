@@ -530,11 +530,19 @@ class Buffer(Handle):
 
 
 class _LentBuffer(Buffer):
-    """A buffer over a region lent by a :class:`BufferPool` (a new object per loan)."""
+    """A buffer over a region lent by a :class:`BufferPool`.
+
+    One object per loan: dead once given back, and revived for a later loan only when
+    nothing but the pool refers to it any more (see ``Spares``).
+    """
 
     __slots__ = ()
 
     def __init__(self, region: bytearray, mv: memoryview, owner: BufferPool) -> None:
+        self._revive(region, mv, owner)
+
+    def _revive(self, region: bytearray, mv: memoryview, owner: BufferPool) -> None:
+        """Set every attribute as for a new loan of ``region``; allocates nothing."""
         self._region = region
         self._mv = mv  # the region's base view kept by the pool, or UNMAPPED
         self._len = 0

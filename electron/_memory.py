@@ -7,7 +7,7 @@ import operator
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, NoReturn, SupportsIndex, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, NoReturn, SupportsIndex, TypeVar
 
 from ._errors import DoubleRelease, ElectronError, InvalidArgument
 
@@ -21,6 +21,7 @@ __all__ = (
     "UNMAPPED",
     "Guard",
     "Handle",
+    "Spares",
     "Stack",
     "check_size",
     "check_timeout",
@@ -85,19 +86,66 @@ def is_exported(region: bytearray) -> bool:
     return False
 
 
+_getrefcount: Final = sys.getrefcount  # bound once: compiled, a module lookup is slow
+
+
 def refcount(obj: object) -> int:
     """``sys.getrefcount(obj)``: compared against a count calibrated at import time.
 
     A ``memoryview``'s ``.obj`` hands out the whole backing ``bytearray`` without creating
     a buffer export, so the export probe cannot see it; an extra reference can.
     """
-    return sys.getrefcount(obj)
+    return _getrefcount(obj)
 
 
 def local_refs() -> int:
     """The reference count of a region held by one local variable (the calibration)."""
     region = bytearray(1)
     return refcount(region)
+
+
+class Spares(Generic[T]):
+    """The last two dead handles a pool gave back, kept so that a later loan can revive one.
+
+    Two, because the handle given back last is usually still bound to a variable of the code
+    that used it (``async with ... as arena``) when the next loan is made; the one before it
+    is not. A handle nothing but this object refers to cannot be reached by anyone (the handle
+    classes support no weak references), so reviving it is invisible; a handle anything
+    still holds stays dead for good. Used only with :data:`ATOMIC`: the reference count is
+    then exact and nothing runs between reading it and taking the handle.
+    """
+
+    __slots__ = ("_new", "_old")
+
+    def __init__(self) -> None:
+        self._old: T | None = None
+        self._new: T | None = None
+
+    def _old_refs(self) -> int:
+        return _getrefcount(self._old)
+
+    def take(self) -> T | None:
+        """The older spare if nothing else refers to it (it is then no longer kept), else None."""
+        if self._old is not None and self._old_refs() <= _SPARE_REFS:
+            old = self._old
+            self._old = None
+            return old
+        return None
+
+    def put(self, handle: T) -> None:
+        """Keep the dead ``handle``; the older of the two kept so far is let go."""
+        self._old = self._new
+        self._new = handle
+
+
+def _spare_refs() -> int:
+    """What ``Spares._old_refs`` reads for an object only the ``Spares`` refers to."""
+    spares: Spares[bytearray] = Spares()
+    spares._old = bytearray(1)
+    return spares._old_refs()
+
+
+_SPARE_REFS: Final = _spare_refs()
 
 
 def release_all(views: list[memoryview]) -> bool:

@@ -24,6 +24,7 @@ from ._memory import (
     MAX_SIZE,
     UNMAPPED,
     Guard,
+    Spares,
     Stack,
     check_size,
     give_back_all,
@@ -81,6 +82,7 @@ class BufferPool:
         self._max_per_class = check_size(max_per_class, "max_per_class")
         self._lock = Guard()  # shared with the ArenaOfPools this pool is bound to, if any
         self._deferred: list[Buffer] = []  # puts made while this thread held the lock
+        self._spares: Spares[_LentBuffer] = Spares()  # dead handles to revive for later loans
         # Idle buffers per size class, each with the base view it came back with: a buffer
         # that handed out no view returns a view nothing else can have reached, and the next
         # loan reuses it instead of making one.
@@ -205,6 +207,11 @@ class BufferPool:
 
     def _handle(self, region: bytearray, mv: memoryview) -> Buffer:
         """A new ``Buffer`` object for a ``region`` already counted as lent."""
+        if ATOMIC:
+            buf = self._spares.take()
+            if buf is not None:
+                buf._revive(region, mv, self)
+                return buf
         try:
             return _LentBuffer(region, mv, self)
         except BaseException:  # MemoryError: the region goes back, as if never lent
@@ -253,6 +260,8 @@ class BufferPool:
             self._drain_leaks()
         if buf._trace is not None or self._leak_level == 2:
             buf._trace = capture(self._leak_level)
+        elif ATOMIC and type(buf) is _LentBuffer:
+            self._spares.put(buf)
 
     def _put_atomic(self, region: bytearray, clean: bool, mv: memoryview) -> bool:
         """Pool ``region`` without the lock when nothing unusual applies (see ``Guard``).
