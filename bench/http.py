@@ -80,8 +80,9 @@ def _hello_app(variant: str) -> Any:
         return await handler(request)  # type: ignore[no-any-return]
 
     app = web.Application()
-    if variant == "electron":
-        setup(app, electron.ArenaOfPools())
+    if variant in ("electron", "electron-context"):
+        # electron-context: current_arena() works in handlers (the context variable is set)
+        setup(app, electron.ArenaOfPools(), current_arena=variant == "electron-context")
     else:
         app.middlewares.append(empty)
     app.router.add_get("/", hello)
@@ -581,7 +582,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the A/A control: hello world with an empty middleware on both sides, "
         "measured the same way (how far apart this machine puts two identical servers)",
     )
-    parser.add_argument("--serve", choices=("electron", "empty"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve", choices=("electron", "electron-context", "empty"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.serve:
         _run_loop(_serve_hello(args.serve), args.loop)

@@ -22,8 +22,9 @@ __all__ = ("current_arena", "current_arena_var", "set_lazy_resolver")
 current_arena_var: ContextVar[Arena] = ContextVar("electron.current_arena")
 
 _NO_ARENA = (
-    "no current arena: call this inside 'async with aop.arena():' (or a request handled by "
-    "electron's aiohttp middleware)"
+    "no current arena: call this inside 'async with aop.arena():'; in an aiohttp handler "
+    "use electron.aio.aiohttp.request_arena(request), or install the middleware with "
+    "setup(app, aop, current_arena=True)"
 )
 
 
@@ -48,8 +49,9 @@ def set_lazy_resolver(resolver: Callable[[object], Arena]) -> None:
 def current_arena() -> Arena:
     """The arena of the innermost enclosing ``aop.arena()`` scope of this task or thread.
 
-    Inside a request handled by electron's aiohttp middleware it is the request's arena,
-    lent on this first use. Raises :class:`LookupError` outside any scope.
+    Inside a request handled by electron's aiohttp middleware installed with
+    ``current_arena=True`` it is the request's arena, lent on this first use. Raises
+    :class:`LookupError` outside any scope.
     """
     try:
         value: object = current_arena_var.get()

@@ -73,7 +73,7 @@ async def test_every_way_in_gives_the_one_arena_of_the_request(
     aop: electron.ArenaOfPools,
 ) -> None:
     app = web.Application()
-    mw = setup(app, aop)
+    mw = setup(app, aop, current_arena=True)
     other = electron.ArenaOfPools(arena_size=4096)
     report: dict[str, object] = {}
 
@@ -113,7 +113,7 @@ async def test_first_use_beyond_the_budget_answers_503() -> None:
     use: the sync helpers cannot wait, so the request is answered 503 (and counted)."""
     aop = electron.ArenaOfPools(arena_size=4096, max_arenas=1)
     app = web.Application()
-    mw = setup(app, aop, retry_after=3)
+    mw = setup(app, aop, current_arena=True, retry_after=3)
     started = asyncio.Event()
     go_on = asyncio.Event()
     holding = asyncio.Event()
@@ -155,7 +155,7 @@ async def test_first_use_beyond_the_budget_answers_503() -> None:
 async def test_read_body_waits_for_the_budget(wait: float) -> None:
     aop = electron.ArenaOfPools(arena_size=4096, max_arenas=1)
     app = web.Application()
-    mw = setup(app, aop, acquire_timeout=wait)
+    mw = setup(app, aop, current_arena=True, acquire_timeout=wait)
     started = asyncio.Event()
     go_on = asyncio.Event()
     holding = asyncio.Event()
@@ -202,7 +202,7 @@ async def test_child_tasks_and_threads_share_the_lazily_lent_arena(
     """Tasks and threads of the request lend at most one arena between them, whoever asks
     first; it goes back with the request."""
     app = web.Application()
-    mw = setup(app, aop)
+    mw = setup(app, aop, current_arena=True)
     arenas: list[int] = []
     lock = threading.Lock()
 
@@ -243,7 +243,7 @@ async def test_a_task_that_outlives_its_request_cannot_lend(
     """A child task still holds the request's lazy marker after the request ended: its
     first use finds the request gone (ArenaClosed), and nothing is lent."""
     app = web.Application()
-    setup(app, aop)
+    setup(app, aop, current_arena=True)
     outcome: list[BaseException] = []
     request_done = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
@@ -275,7 +275,7 @@ async def test_a_budget_already_exhausted_queues_before_the_handler() -> None:
     (as before lazy lending) and its handler starts with the arena lent."""
     aop = electron.ArenaOfPools(arena_size=4096, max_arenas=1)
     app = web.Application()
-    mw = setup(app, aop, acquire_timeout=30)
+    mw = setup(app, aop, current_arena=True, acquire_timeout=30)
     holding = asyncio.Event()
     release = asyncio.Event()
     lent_at_start: list[int] = []
@@ -339,7 +339,7 @@ async def test_an_inner_middleware_using_the_arena_lends_it(aop: electron.ArenaO
         current_arena().alloc(64)
         return await handler(request)
 
-    mw = middleware(aop=aop)
+    mw = middleware(aop=aop, current_arena=True)
     app = web.Application(middlewares=[mw, inner])
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -367,7 +367,7 @@ async def test_threads_lending_while_the_request_ends(
     from electron.aio.aiohttp._lease import ACTIVE
 
     app = web.Application()
-    setup(app, aop)
+    setup(app, aop, current_arena=True)
     stop = threading.Event()
     started = threading.Event()
     outcomes: dict[str, int] = {"arena": 0, "ended": 0}
@@ -432,7 +432,7 @@ async def test_called_directly_the_middleware_leaves_the_context_as_it_found_it(
 
     from electron._context import current_arena_var
 
-    mw = middleware(aop=aop)
+    mw = middleware(aop=aop, current_arena=True)
     seen: list[int] = []
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -463,8 +463,8 @@ async def test_a_cloned_request_shares_the_arena(aop: electron.ArenaOfPools) -> 
     """A middleware inside electron's may hand the handler ``request.clone()``: the clone
     finds the same arena, and a second electron middleware sees the request is served."""
     app = web.Application()
-    mw = setup(app, aop)
-    inner_mw = middleware(aop=aop)
+    mw = setup(app, aop, current_arena=True)
+    inner_mw = middleware(aop=aop, current_arena=True)
     arenas: list[electron.Arena] = []
 
     @web.middleware
@@ -492,7 +492,7 @@ async def test_the_helpers_work_on_a_clone(aop: electron.ArenaOfPools, lend_firs
     """Handed a clone (as proxy middlewares such as aiohttp-remotes do), while the request's
     entry is still lazy or already lent, the handler's helpers find the request's memory."""
     app = web.Application()
-    mw = setup(app, aop)
+    mw = setup(app, aop, current_arena=True)
     arenas: list[electron.Arena] = []
 
     @web.middleware

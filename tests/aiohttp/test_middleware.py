@@ -57,7 +57,7 @@ async def test_handler_gets_the_request_arena_and_it_goes_back(
     aop: electron.ArenaOfPools,
 ) -> None:
     app = web.Application()
-    mw = setup(app, aop)
+    mw = setup(app, aop, current_arena=True)
     seen: list[electron.Arena] = []
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -83,6 +83,51 @@ async def test_handler_gets_the_request_arena_and_it_goes_back(
     assert (stats.requests, stats.in_flight, stats.deferred) == (3, 0, 0)
     with pytest.raises(LookupError):
         current_arena()
+
+
+@pytest.mark.parametrize("lent_first", [False, True], ids=["lazy", "lent"])
+async def test_current_arena_in_a_handler_is_opt_in(
+    aop: electron.ArenaOfPools, lent_first: bool
+) -> None:
+    """By default the middleware leaves the context variable alone: current_arena() in a
+    handler says how to get the request's arena, and request_arena() gives it. ``lent``
+    makes the request wait for its arena before the handler (the budget is queued for)."""
+    budget = electron.ArenaOfPools(max_arenas=1) if lent_first else aop
+    app = web.Application()
+    mw = setup(app, budget)
+    outcome: list[object] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        with pytest.raises(LookupError) as info:
+            current_arena()
+        outcome.append(str(info.value))
+        arena = request_arena(request)
+        outcome.append(arena)
+        view = arena.alloc(3)
+        view[:] = b"abc"
+        return web.Response(body=bytes(view))
+
+    app.router.add_get("/", handler)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        held = budget.get_arena() if lent_first else None
+
+        async def release_soon() -> None:
+            await asyncio.sleep(0.05)
+            if held is not None:
+                budget.return_arena(held)
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(release_soon())
+            async with session.get(url + "/") as resp:
+                assert resp.status == 200
+                assert await resp.read() == b"abc"
+    message, arena = outcome
+    assert "request_arena(request)" in str(message)
+    assert "current_arena=True" in str(message)
+    assert isinstance(arena, electron.Arena)
+    assert arena.closed
+    assert mw.statistics().requests == 1
+    assert budget.stats().active_arenas == 0
 
 
 async def test_pooled_response_sends_buffer_and_arena_memory_intact(
@@ -197,7 +242,7 @@ async def test_handler_errors_return_the_arena(aop: electron.ArenaOfPools) -> No
 async def test_budget_exhausted_answers_503_with_retry_after() -> None:
     aop = electron.ArenaOfPools(arena_size=4096, max_arenas=1)
     app = web.Application()
-    mw = setup(app, aop, acquire_timeout=0.05, retry_after=7)
+    mw = setup(app, aop, current_arena=True, acquire_timeout=0.05, retry_after=7)
     release = asyncio.Event()
 
     async def hold(request: web.Request) -> web.StreamResponse:
@@ -336,7 +381,7 @@ async def test_composes_with_other_middlewares(aop: electron.ArenaOfPools) -> No
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=500)
 
-    mw = middleware(aop=aop)
+    mw = middleware(aop=aop, current_arena=True)
     app = web.Application(middlewares=[outer, mw, errors_as_json])
 
     async def ok(request: web.Request) -> web.StreamResponse:
@@ -533,7 +578,7 @@ async def test_child_task_cannot_use_the_arena_after_the_request(
 ) -> None:
     """A task spawned by the handler inherits the context, not the arena's lifetime."""
     app = web.Application()
-    setup(app, aop)
+    setup(app, aop, current_arena=True)
     outcome: list[BaseException] = []
     request_done = asyncio.Event()
 
@@ -616,9 +661,9 @@ async def test_a_subapp_with_its_own_setup_uses_the_outer_arena(
 ) -> None:
     inner_aop = electron.ArenaOfPools(arena_size=4096)
     app = web.Application()
-    outer = setup(app, aop)
+    outer = setup(app, aop, current_arena=True)
     sub = web.Application()
-    inner = setup(sub, inner_aop)
+    inner = setup(sub, inner_aop, current_arena=True)
     seen: list[electron.Arena] = []
 
     async def handler(request: web.Request) -> web.StreamResponse:

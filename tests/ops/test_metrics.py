@@ -56,7 +56,7 @@ async def scrape(session: aiohttp.ClientSession, url: str) -> Samples:
 
 def known_app(aop: electron.ArenaOfPools) -> tuple[web.Application, CollectorRegistry]:
     app = web.Application()
-    setup(app, aop, acquire_timeout=0.05)
+    setup(app, aop, current_arena=True, acquire_timeout=0.05)
     registry = CollectorRegistry()
     metrics.setup_metrics(app, registry=registry)
 

@@ -45,9 +45,12 @@ def _in_request_task(task: asyncio.Task[object]) -> bool:
 class Middleware:
     """electron's aiohttp middleware (new style): request-scoped memory for every request.
 
-    Inside the handler :func:`electron.aio.current_arena` (or :func:`request_arena`
-    anywhere) is the request's arena, lent on first use: a request that never touches
-    electron memory costs next to nothing. The arena goes back, with every buffer taken
+    Inside the handler :func:`request_arena` is the request's arena, lent on first use: a
+    request that never touches electron memory costs next to nothing. With
+    ``current_arena=True`` :func:`electron.aio.current_arena` gives the same arena in the
+    handler and in the tasks it starts (for code that is not handed the request); it is
+    off by default, as setting and resetting the context variable costs about as much as
+    the rest of the middleware's per-request work. The arena goes back, with every buffer taken
     through :func:`request_buffer` or :func:`read_body`, as soon as nothing can reference
     it: when the handler returns a response whose body is ``bytes``, at once; otherwise (a
     :class:`PooledResponse`, a streamed or memoryview body) only after aiohttp has written
@@ -82,6 +85,7 @@ class Middleware:
         body_limit: int = 1 << 20,
         exclude: Iterable[str] = (),
         max_routes: int = 256,
+        current_arena: bool = False,
     ) -> None:
         if not isinstance(aop, ArenaOfPools):
             raise TypeError(f"aop must be an ArenaOfPools, not {type(aop).__name__}")
@@ -92,6 +96,7 @@ class Middleware:
         self.exclude = frozenset(exclude)
         self.max_routes = check_size(max_routes, "max_routes")
         self._bounded = aop.max_arenas is not None or aop.max_bytes is not None
+        self._context = bool(current_arena)
         self._lent = 0  # requests lent an arena
         self._released = 0
         self._rejected = 0
@@ -124,18 +129,22 @@ class Middleware:
             aop = self.aop
             if not aop.can_lend_now():
                 return await self._serve_lent(key, request, handler)
-        token = _set_arena(request)  # type: ignore[arg-type]  # the lazy marker
+        # The lazy marker, for current_arena() in the handler and its child tasks; opt-in,
+        # as it costs a context variable's set and reset (about half the middleware's cost).
+        token = _set_arena(request) if self._context else None  # type: ignore[arg-type]
         try:
             resp = await handler(request)
         except BaseException as exc:
-            _reset_arena(token)
+            if token is not None:
+                _reset_arena(token)
             entry = _unregister(key, None) or claimed_pop(key)
             if entry is self or entry is None:
                 self._failed_unlent(request, exc)
             else:
                 self._failed(self._lease(entry, request), request, exc)
             raise
-        _reset_arena(token)
+        if token is not None:
+            _reset_arena(token)
         entry = _unregister(key, None)
         if entry is self:
             return resp
@@ -157,15 +166,17 @@ class Middleware:
             raise
         self._lent += 1
         ACTIVE[key] = (self, arena)  # a Lease is made of it only if a helper needs one
-        token = _set_arena(arena)
+        token = _set_arena(arena) if self._context else None
         try:
             resp = await handler(request)
         except BaseException as exc:
-            _reset_arena(token)
+            if token is not None:
+                _reset_arena(token)
             entry = _unregister(key, None) or claimed_pop(key)
             self._failed(self._lease(entry, request), request, exc)
             raise
-        _reset_arena(token)
+        if token is not None:
+            _reset_arena(token)
         return self._finish(_unregister(key, None) or claimed_pop(key), request, resp)
 
     def _finish(
@@ -299,6 +310,7 @@ def middleware(
     body_limit: int = 1 << 20,
     exclude: Iterable[str] = (),
     max_routes: int = 256,
+    current_arena: bool = False,
 ) -> Middleware:
     """electron's middleware for an app's ``middlewares`` list (put it first).
 
@@ -312,6 +324,7 @@ def middleware(
         body_limit=body_limit,
         exclude=exclude,
         max_routes=max_routes,
+        current_arena=current_arena,
     )
 
 
@@ -328,6 +341,7 @@ def setup(
     body_limit: int = 1 << 20,
     exclude: Iterable[str] = (),
     max_routes: int = 256,
+    current_arena: bool = False,
 ) -> Middleware:
     """Install electron's middleware as ``app``'s outermost one and return it.
 
@@ -341,6 +355,7 @@ def setup(
         body_limit=body_limit,
         exclude=exclude,
         max_routes=max_routes,
+        current_arena=current_arena,
     )
     app.middlewares.insert(0, mw)
     app[AOP_KEY] = aop

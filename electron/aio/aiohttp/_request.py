@@ -15,8 +15,9 @@ __all__ = ("read_body", "request_arena", "request_buffer")
 def request_arena(request: web.BaseRequest) -> Arena:
     """The arena electron's middleware lends ``request``, from its handler.
 
-    Call it from the handler (or a middleware inside electron's), where
-    :func:`electron.aio.current_arena` returns the same arena; the arena stays valid until
+    Call it from the handler (or a middleware inside electron's); when the middleware was
+    installed with ``current_arena=True``, :func:`electron.aio.current_arena` returns the
+    same arena. The arena stays valid until
     the response has been sent. The first call lends it: beyond the budget that raises
     :class:`~electron.PoolExhausted` at once (the middleware answers 503 for it). Raises
     :class:`LookupError` elsewhere.
