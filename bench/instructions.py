@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     electron = results[0]
     print(f"\nhello world, user-space instructions per request (callgrind; loop {args.loop})")
     for r in results:
-        print(f"  {r.name:50} {r.ns_per_op:12,.0f}  (spread {r.extra['spread']:.3%})")
+        print(f"  {r.name:66} {r.ns_per_op:9,.0f}  (spread {r.extra['spread']:.3%})")
     assert electron.ratio is not None
     verdict = "PASS" if electron.passed else "FAIL"
     print(
