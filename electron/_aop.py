@@ -27,6 +27,7 @@ from ._leaks import (
 )
 from ._memory import (
     ATOMIC,
+    REVIVE,
     UNMAPPED,
     Guard,
     Spares,
@@ -312,7 +313,7 @@ class ArenaOfPools:
 
     def _handle(self, region: bytearray) -> Arena:
         """A new ``Arena`` object for a ``region`` already counted as lent."""
-        if ATOMIC:
+        if REVIVE:
             arena = self._spares.take()
             if arena is not None:
                 arena._revive(region, self)
@@ -465,6 +466,11 @@ class ArenaOfPools:
             arena._obj = arena._objects = None  # their finalizers run here, not under a lock
         mv = arena._claim(self._lock, "arena")
         # The handle is ours alone from here: scrubbing needs no lock.
+        if arena._hooks is not None or arena._obj is not None or arena._objects is not None:
+            # Added by a reset callback or a finalizer after they were claimed above: drop them
+            # now, outside the lock, not when a later loan revives this handle (see Spares).
+            arena._hooks = None
+            arena._obj = arena._objects = None
         used = arena._used_total()
         clean = arena._scrub(mv)
         region = arena._region
@@ -484,7 +490,7 @@ class ArenaOfPools:
             self._drain_leaks()
         if arena._trace is not None or self._leak_level == 2:
             arena._trace = capture(self._leak_level)
-        elif ATOMIC and type(arena) is _LentArena:
+        elif REVIVE and type(arena) is _LentArena:
             self._spares.put(arena)
         if error is not None:
             raise error  # a reset callback failed; the arena came back all the same

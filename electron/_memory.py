@@ -18,6 +18,7 @@ __all__ = (
     "ATOMIC",
     "COMPILED_HERE",
     "MAX_SIZE",
+    "REVIVE",
     "UNMAPPED",
     "Guard",
     "Handle",
@@ -111,7 +112,7 @@ class Spares(Generic[T]):
     that used it (``async with ... as arena``) when the next loan is made; the one before it
     is not. A handle nothing but this object refers to cannot be reached by anyone (the handle
     classes support no weak references), so reviving it is invisible; a handle anything
-    still holds stays dead for good. Used only with :data:`ATOMIC`: the reference count is
+    still holds stays dead for good. Used only with :data:`REVIVE`: the reference count is
     then exact and nothing runs between reading it and taking the handle.
     """
 
@@ -195,6 +196,12 @@ COMPILED_HERE: Final = type(_probe).__name__ != "function"
 #: the two), so such a section is atomic without a lock. Interpreted code can switch threads
 #: between any two bytecodes, and free-threaded builds have no GIL: both take the lock.
 ATOMIC: Final = COMPILED_HERE and bool(getattr(sys, "_is_gil_enabled", lambda: True)())
+
+#: True when pools revive dead handles (see :class:`Spares`): with :data:`ATOMIC`, on the
+#: interpreter versions where every reference to an object is counted. From 3.14 the
+#: interpreter may keep uncounted (borrowed) references on its stack, so there a reference
+#: count of one no longer proves that nothing can reach the handle.
+REVIVE: Final = ATOMIC and sys.version_info < (3, 14)
 
 
 class Guard:

@@ -22,6 +22,7 @@ from ._memory import (
     ATOMIC,
     COMPILED_HERE,
     MAX_SIZE,
+    REVIVE,
     UNMAPPED,
     Guard,
     Spares,
@@ -207,7 +208,7 @@ class BufferPool:
 
     def _handle(self, region: bytearray, mv: memoryview) -> Buffer:
         """A new ``Buffer`` object for a ``region`` already counted as lent."""
-        if ATOMIC:
+        if REVIVE:
             buf = self._spares.take()
             if buf is not None:
                 buf._revive(region, mv, self)
@@ -260,7 +261,7 @@ class BufferPool:
             self._drain_leaks()
         if buf._trace is not None or self._leak_level == 2:
             buf._trace = capture(self._leak_level)
-        elif ATOMIC and type(buf) is _LentBuffer:
+        elif REVIVE and type(buf) is _LentBuffer:
             self._spares.put(buf)
 
     def _put_atomic(self, region: bytearray, clean: bool, mv: memoryview) -> bool:

@@ -9,6 +9,7 @@ import math
 import threading
 import time
 import tracemalloc
+import weakref
 from typing import Any
 
 import numpy as np
@@ -130,6 +131,35 @@ def test_reset_keeps_the_arena_lent(aop: ArenaOfPools) -> None:
     assert aop.stats().active_arenas == 1
     assert arena.alloc(aop.arena_size) == bytes(aop.arena_size)
     aop.return_arena(arena)
+
+
+class _Marker:
+    """Something user code hangs on an arena, to see when the arena lets go of it."""
+
+
+def test_what_a_reset_callback_adds_during_the_return_is_dropped_with_it(
+    aop: ArenaOfPools,
+) -> None:
+    """A reset callback run by ``return_arena`` may register another callback or make an
+    object with ``new``; the returned (dead) handle must not keep them: they are dropped
+    during the return, not whenever the handle object happens to be dropped or reused."""
+    arena = aop.get_arena()
+    late = _Marker()
+    late_ref = weakref.ref(late)
+    late_callbacks = [lambda late=late: None]  # a callback that keeps ``late`` alive
+    made: list[weakref.ref[_Marker]] = []
+
+    def on_reset() -> None:
+        arena.call_on_reset(late_callbacks.pop())
+        made.append(weakref.ref(arena.new(_Marker)))
+
+    arena.call_on_reset(on_reset)
+    del late
+    aop.return_arena(arena)
+    assert arena.closed
+    assert late_ref() is None, "the dead arena still holds a callback registered at return"
+    assert len(made) == 1
+    assert made[0]() is None, "the dead arena still holds an object made at return"
 
 
 # -- misuse -----------------------------------------------------------------------------------

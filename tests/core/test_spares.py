@@ -15,10 +15,11 @@ import gc
 import pytest
 
 from electron import ArenaClosed, ArenaOfPools, BufferClosed, BufferPool
-from electron._memory import ATOMIC
+from electron._memory import REVIVE
 
 pytestmark = pytest.mark.skipif(
-    not ATOMIC, reason="handles are revived only by the compiled core on a GIL build (ATOMIC)"
+    not REVIVE,
+    reason="handles are revived only by the compiled core on a GIL build before 3.14 (REVIVE)",
 )
 
 
