@@ -312,7 +312,7 @@ class ArenaOfPools:
         return region
 
     def _handle(self, region: bytearray) -> Arena:
-        """A new ``Arena`` object for a ``region`` already counted as lent."""
+        """An ``Arena`` object (new, or a revived dead one) for a ``region`` already lent."""
         if REVIVE:
             arena = self._spares.take()
             if arena is not None:

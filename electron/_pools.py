@@ -207,7 +207,7 @@ class BufferPool:
         return self._handle(region, mv)
 
     def _handle(self, region: bytearray, mv: memoryview) -> Buffer:
-        """A new ``Buffer`` object for a ``region`` already counted as lent."""
+        """A ``Buffer`` object (new, or a revived dead one) for a ``region`` already lent."""
         if REVIVE:
             buf = self._spares.take()
             if buf is not None:
