@@ -58,6 +58,7 @@ async def test_handler_gets_the_request_arena_and_it_goes_back(
 ) -> None:
     app = web.Application()
     mw = setup(app, aop, current_arena=True)
+    assert mw.current_arena is True
     seen: list[electron.Arena] = []
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -95,6 +96,7 @@ async def test_current_arena_in_a_handler_is_opt_in(
     budget = electron.ArenaOfPools(max_arenas=1) if lent_first else aop
     app = web.Application()
     mw = setup(app, budget)
+    assert mw.current_arena is False
     outcome: list[object] = []
 
     async def handler(request: web.Request) -> web.StreamResponse:

@@ -96,7 +96,7 @@ class Middleware:
         self.exclude = frozenset(exclude)
         self.max_routes = check_size(max_routes, "max_routes")
         self._bounded = aop.max_arenas is not None or aop.max_bytes is not None
-        self._context = bool(current_arena)
+        self.current_arena = bool(current_arena)
         self._lent = 0  # requests lent an arena
         self._released = 0
         self._rejected = 0
@@ -131,7 +131,7 @@ class Middleware:
                 return await self._serve_lent(key, request, handler)
         # The lazy marker, for current_arena() in the handler and its child tasks; opt-in,
         # as it costs a context variable's set and reset (about half the middleware's cost).
-        token = _set_arena(request) if self._context else None  # type: ignore[arg-type]
+        token = _set_arena(request) if self.current_arena else None  # type: ignore[arg-type]
         try:
             resp = await handler(request)
         except BaseException as exc:
@@ -166,7 +166,7 @@ class Middleware:
             raise
         self._lent += 1
         ACTIVE[key] = (self, arena)  # a Lease is made of it only if a helper needs one
-        token = _set_arena(arena) if self._context else None
+        token = _set_arena(arena) if self.current_arena else None
         try:
             resp = await handler(request)
         except BaseException as exc:
