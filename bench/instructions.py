@@ -165,7 +165,7 @@ def run(quick: bool, repeat: int | None, requests: int | None, loop: str) -> lis
         side.ratio = empty.ns_per_op / side.ns_per_op
         side.extra["added_per_request"] = round(side.ns_per_op - empty.ns_per_op)
     electron.target = f">= {HELLO_TARGET}"  # the default set-up; current_arena=True is opt-in
-    electron.passed = empty.ns_per_op / electron.ns_per_op >= HELLO_TARGET
+    electron.passed = electron.ratio is not None and electron.ratio >= HELLO_TARGET
     return results
 
 

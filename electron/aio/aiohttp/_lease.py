@@ -1,9 +1,10 @@
 """Lease: one request's arena and pooled buffers, given back once nothing references them.
 
 Most requests never touch electron memory, so the middleware lends nothing up front: it
-registers the request in :data:`ACTIVE` (by :func:`key_of`) as *lazy* and sets the context
-variable of :func:`electron.aio.current_arena` to the request itself (a lazy marker). The
-first helper call (or ``current_arena()``) lends the arena and upgrades the entry.
+registers the request in :data:`ACTIVE` (by :func:`key_of`) as *lazy*; installed with
+``current_arena=True`` it also sets the context variable of
+:func:`electron.aio.current_arena` to the request itself (a lazy marker). The first helper
+call (or ``current_arena()`` then) lends the arena and upgrades the entry.
 """
 
 from __future__ import annotations
