@@ -31,7 +31,7 @@ __all__ = ("MICRO", "main", "render", "run_part")
 
 ROOT = Path(__file__).resolve().parents[1]
 # bench.<name> modules written on the shared harness
-MICRO = ("micro", "aio", "http", "instructions", "text", "leaks")
+MICRO = ("micro", "aio", "aio_count", "http", "instructions", "text", "leaks")
 PARTS = (*MICRO, "loadtest")
 
 
