@@ -6,9 +6,11 @@ has to wait for the budget: ``electron.aio`` is imported on that slow path only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Final
 
 from ._context import current_arena_var
+from ._done import DONE
 from ._memory import check_timeout
 
 if TYPE_CHECKING:
@@ -104,13 +106,16 @@ class ArenaScope:
     ) -> None:
         self._leave()
 
-    async def __aexit__(
+    def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
+    ) -> Coroutine[Any, Any, None]:
+        # Not a coroutine function: the arena goes back here, in the call, and what it
+        # returns is finished already (see electron/_done.py for why that is cheaper).
         self._leave()
+        return DONE
 
     def __repr__(self) -> str:
         state = ("fresh", "inside", "spent")[self._state]

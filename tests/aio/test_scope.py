@@ -124,6 +124,31 @@ async def test_leaving_a_scope_never_suspends(aop: ArenaOfPools) -> None:
     assert aop.stats().active_arenas == 0
 
 
+async def test_every_exit_returns_one_finished_awaitable_that_never_suspends(
+    aop: ArenaOfPools,
+) -> None:
+    # __aexit__ returns a shared, already finished awaitable (electron/_done.py): awaiting it
+    # must give None without ever yielding to the event loop, however often and from
+    # however many scopes, or a cancellation could land between a body and its return.
+    first, second = aop.arena(), aop.arena()
+    await first.__aenter__()
+    await second.__aenter__()
+    done = second.__aexit__(None, None, None)
+    assert first.__aexit__(None, None, None) is done
+    assert aop.stats().active_arenas == 0  # the returns happened in the calls
+    other_task_ran = anyio.Event()
+
+    async def other() -> None:
+        other_task_ran.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        for _ in range(1000):
+            assert await done is None
+        assert not other_task_ran.is_set(), "awaiting the exit suspended the task"
+    assert other_task_ran.is_set()
+
+
 async def test_closing_the_arena_inside_the_scope_is_allowed(aop: ArenaOfPools) -> None:
     async with aop.arena() as arena:
         arena.close()
