@@ -46,7 +46,7 @@ from prometheus_client import multiprocess as _mp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ._aop import ArenaOfPools
+from ._aop import ArenaOfPools as _ArenaOfPools
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -218,16 +218,20 @@ METRICS: tuple[MetricSpec, ...] = (
 class UsageSource(Protocol):
     """What the metrics need of electron's aiohttp middleware (or any stand-in)."""
 
-    def statistics(self) -> _HasAsDict: ...
+    def statistics(self) -> _HasAsDict:
+        """The middleware's counters (a dataclass: ``asdict`` gives the figures)."""
+        ...
 
-    def add_usage_listener(self, listener: Callable[[str, int], object]) -> None: ...
+    def add_usage_listener(self, listener: Callable[[str, int], object]) -> None:
+        """Call ``listener(route, bytes_used)`` at the end of every request."""
+        ...
 
 
 class _HasAsDict(Protocol):
     def as_dict(self) -> dict[str, int]: ...
 
 
-def _figures(aop: ArenaOfPools, middleware: UsageSource | None) -> dict[str, dict[str, int]]:
+def _figures(aop: _ArenaOfPools, middleware: UsageSource | None) -> dict[str, dict[str, int]]:
     figures = {"pool": aop.stats().as_dict()}
     if middleware is not None:
         figures["middleware"] = middleware.statistics().as_dict()
@@ -268,12 +272,12 @@ class ElectronCollector(Collector):
 
     def __init__(
         self,
-        aop: ArenaOfPools,
+        aop: _ArenaOfPools,
         middleware: UsageSource | None = None,
         *,
         namespace: str = "electron",
     ) -> None:
-        if not isinstance(aop, ArenaOfPools):
+        if not isinstance(aop, _ArenaOfPools):
             raise TypeError(f"aop must be an ArenaOfPools, not {type(aop).__name__}")
         self.aop = aop
         self.middleware = middleware
@@ -287,10 +291,12 @@ class ElectronCollector(Collector):
         return GaugeMetricFamily(name, spec.help, value=value)
 
     def describe(self) -> Iterator[Metric]:
+        """The metric families this collector yields, without reading the pool."""
         for spec in self._specs:
             yield self._family(spec, None)
 
     def collect(self) -> Iterator[Metric]:
+        """The current figures, read from the pool (and middleware) at scrape time."""
         figures = _figures(self.aop, self.middleware)
         for spec in self._specs:
             yield self._family(spec, figures[spec.source][spec.field])
@@ -313,7 +319,7 @@ class MultiprocessPublisher:
 
     def __init__(
         self,
-        aop: ArenaOfPools,
+        aop: _ArenaOfPools,
         middleware: UsageSource | None = None,
         *,
         namespace: str = "electron",
@@ -435,9 +441,11 @@ class RouteHistogram(Collector):
                         child.observe(min(self._bounds[i], counts[-1]))
 
     def describe(self) -> Iterable[Metric]:
+        """The histogram's metric family, without flushing pending observations."""
         return self.histogram.describe()
 
     def collect(self) -> Iterable[Metric]:
+        """Flush what requests recorded since the last scrape, then the histogram."""
         self.flush()
         return self.histogram.collect()
 
@@ -453,7 +461,7 @@ class Metrics:
 
     def __init__(
         self,
-        aop: ArenaOfPools,
+        aop: _ArenaOfPools,
         middleware: UsageSource | None = None,
         *,
         registry: CollectorRegistry | None = None,

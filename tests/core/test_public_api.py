@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-MODULES = ["electron", "electron.aio"]
+MODULES = [
+    "electron",
+    "electron.aio",
+    "electron.aio.aiohttp",
+    "electron.metrics",
+    "electron.testing",
+]
 
 
 def _module(name: str) -> types.ModuleType:
@@ -122,21 +128,23 @@ def test_module_is_documented(modname: str) -> None:
     assert mod.__doc__.strip()
 
 
-def test_public_methods_of_exported_classes_are_documented() -> None:
+@pytest.mark.parametrize("modname", MODULES)
+def test_public_methods_of_exported_classes_are_documented(modname: str) -> None:
     # Read from the source: a mypyc-compiled method has no runtime docstring to inspect.
-    import electron
-
+    mod = _module(modname)
     undocumented = []
-    for name in electron.__all__:
-        cls = getattr(electron, name)
+    for name in mod.__all__:
+        cls = getattr(mod, name)
         if not inspect.isclass(cls) or issubclass(cls, BaseException):
             continue
         tree = ast.parse(_source_path(sys.modules[cls.__module__]).read_text(encoding="utf-8"))
-        (node,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name]
+        (node,) = [
+            n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__
+        ]
         undocumented += [
-            f"{name}.{item.name}"
+            f"{modname}.{name}.{item.name}"
             for item in node.body
-            if isinstance(item, ast.FunctionDef)
+            if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
             and not item.name.startswith("_")
             and not (ast.get_docstring(item) or "").strip()
         ]

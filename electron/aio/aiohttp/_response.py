@@ -87,12 +87,14 @@ class PooledResponse(web.StreamResponse):
         return self._released
 
     async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
+        """Send the headers (as ``StreamResponse.prepare``) and keep the writer to flush later."""
         writer = await super().prepare(request)
         if writer is not None:
             self._writer = writer
         return writer
 
     async def write_eof(self, data: bytes = b"") -> None:
+        """Send the pooled body and end the response; the memory goes back once flushed."""
         if data:
             raise ValueError("PooledResponse sends its own body; write_eof() takes no data")
         writer = self._writer
