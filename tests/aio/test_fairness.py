@@ -9,6 +9,7 @@ in which woken tasks get to run cannot blur the order in which they were served.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import anyio
@@ -16,12 +17,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import electron.aio._wait
 from electron import Arena, ArenaOfPools, PoolExhausted
 from electron.aio import acquire_arena, current_arena
 
 pytestmark = pytest.mark.anyio
 
 JOIN = 10.0
+WAKE_DEADLINE = 2.0  # seconds for a thread's return to reach an async waiter (it needs ~ms)
 
 
 async def wait_until(predicate: Callable[[], bool], what: str) -> None:
@@ -181,18 +184,30 @@ async def test_a_waiter_cancelled_in_the_same_step_as_its_hand_off() -> None:
 
 
 @pytest.mark.parametrize("via", ["anyio.to_thread", "threading.Thread"])
-async def test_returning_an_arena_from_another_thread_wakes_an_async_waiter(via: str) -> None:
+async def test_returning_an_arena_from_another_thread_wakes_an_async_waiter(
+    via: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The waiter must be woken by the return itself, through the event loop's thread-safe
+    # call: with the leak-queue poll pushed out of reach, a wake-up that went missing (or
+    # that set the event from the wrong thread, which no loop notices) fails the deadline.
+    monkeypatch.setattr(electron.aio._wait, "_POLL", 3600.0)
     with ArenaOfPools(arena_size=1024, max_arenas=1) as aop:
         held = aop.get_arena()
         got: list[Arena] = []
+        entered = anyio.Event()
         returned_on: list[int] = []
 
         async def waiter() -> None:
             async with aop.arena() as arena:
                 got.append(arena)
+                entered.set()
 
         def give_back() -> None:
             returned_on.append(threading.get_ident())
+            if via == "threading.Thread":
+                # Let the event loop go idle in its selector first: a wake-up that only
+                # queued a callback without waking the loop would then wait for the deadline.
+                time.sleep(0.2)
             aop.return_arena(held)
 
         async with anyio.create_task_group() as tg:
@@ -203,9 +218,9 @@ async def test_returning_an_arena_from_another_thread_wakes_an_async_waiter(via:
             else:
                 thread = threading.Thread(target=give_back)
                 thread.start()
-                with anyio.fail_after(JOIN):
-                    while not got:  # noqa: ASYNC110 - woken from the thread, nothing to await
-                        await anyio.sleep(0.001)
+            with anyio.fail_after(WAKE_DEADLINE):
+                await entered.wait()  # no polling here: only the wake-up can end this
+            if via == "threading.Thread":
                 thread.join(JOIN)
         assert len(returned_on) == 1
         assert returned_on[0] != threading.get_ident()

@@ -12,7 +12,7 @@ import anyio
 import numpy as np
 import pytest
 
-from electron import ArenaClosed, ArenaOfPools
+from electron import Arena, ArenaClosed, ArenaOfPools
 from electron.aio import current_arena
 
 pytestmark = pytest.mark.anyio
@@ -73,6 +73,45 @@ async def test_a_child_outliving_the_scope_gets_arena_closed_and_dead_views(
                 await child_ready.wait()
         parent_done.set()
     assert results == {"same": True, "checked": True}
+    assert aop.stats().active_arenas == 0
+
+
+async def test_a_child_reaching_a_dead_arena_only_through_its_context_never_sees_it_lent(
+    aop: ArenaOfPools,
+) -> None:
+    # On the compiled core a loan may revive a dead Arena handle that nothing refers to
+    # (electron._memory.Spares). A child task's copied context refers to the parent's dead
+    # handle, so no later scope may get that object: the child would be handed someone
+    # else's live arena. The child keeps no reference of its own between its looks.
+    steps = 8  # enough loans for the dead handle to be the oldest spare several times
+    go = [anyio.Event() for _ in range(steps)]
+    looked = [anyio.Event() for _ in range(steps)]
+    child_ready = anyio.Event()
+    lent: list[Arena] = []
+    seen: list[tuple[bool, bool]] = []
+
+    async def child() -> None:
+        child_ready.set()
+        for i in range(steps):
+            await go[i].wait()
+            arena = current_arena()
+            seen.append((arena.closed, arena is lent[i]))
+            del arena
+            looked[i].set()
+
+    async with anyio.create_task_group() as tg:
+        async with aop.arena():
+            tg.start_soon(child)
+            with anyio.fail_after(JOIN):
+                await child_ready.wait()
+        for i in range(steps):
+            async with aop.arena() as other:
+                lent.append(other)
+                del other
+                go[i].set()
+                with anyio.fail_after(JOIN):
+                    await looked[i].wait()
+    assert seen == [(True, False)] * steps
     assert aop.stats().active_arenas == 0
 
 
