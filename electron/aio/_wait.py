@@ -16,7 +16,11 @@ from .._memory import check_timeout
 # ASYNC109 is silenced on purpose below: ``timeout`` bounds the wait for the *budget* and
 # ends in PoolExhausted (like the sync get_arena), which a cancel scope cannot express.
 
-_POLL: Final = 0.05  # seconds between two looks at the pool's leak queues while waiting
+# Seconds between two looks at the pool's leak queues while waiting: the first after _POLL,
+# then twice as long each time up to _POLL_MAX, so that a thousand tasks queued on an
+# overloaded pool wake a few hundred times a second, not twenty thousand.
+_POLL: Final = 0.05
+_POLL_MAX: Final = 1.0
 
 __all__ = ("acquire_arena", "wait_for_arena")
 
@@ -79,8 +83,11 @@ async def wait_for_arena(aop: ArenaOfPools, timeout: float | None) -> Arena:  # 
         # Wake now and then to settle leaks and returns that finalizers queued (they cannot
         # take the pool's lock): they may hold the arena this task waits for.
         deadline = None if timeout is None else anyio.current_time() + timeout
+        poll = _POLL
         while not event.is_set():
-            step = _POLL if deadline is None else min(_POLL, deadline - anyio.current_time())
+            step = poll if deadline is None else min(poll, deadline - anyio.current_time())
+            if poll < _POLL_MAX:
+                poll = min(poll * 2, _POLL_MAX)
             with anyio.move_on_after(max(0.0, step)):
                 await event.wait()
             if event.is_set():

@@ -259,3 +259,36 @@ async def test_sync_threads_and_async_tasks_share_one_fifo_queue() -> None:
         thread.join(JOIN)
         assert order == ["task1", "thread", "task2"]
         assert aop.stats().active_arenas == 0
+
+
+async def test_a_waiter_looks_at_the_leak_queues_less_and_less_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A waiter wakes now and then to settle returns that finalizers queued; the interval
+    # doubles up to a ceiling, so that many tasks queued on an exhausted pool (an overloaded
+    # server) do not keep the event loop busy waking them.
+    monkeypatch.setattr(electron.aio._wait, "_POLL", 0.01)
+    monkeypatch.setattr(electron.aio._wait, "_POLL_MAX", 0.08)
+    steps: list[float] = []
+    move_on_after = anyio.move_on_after
+
+    def counting(delay: float, shield: bool = False) -> anyio.CancelScope:
+        if delay < 1:  # the waiter's steps, not the test helpers' own JOIN bounds
+            steps.append(round(delay, 6))
+        return move_on_after(delay, shield)
+
+    with ArenaOfPools(arena_size=1024, max_arenas=1) as aop:
+        held = aop.get_arena()
+        async with anyio.create_task_group() as tg:
+            monkeypatch.setattr(anyio, "move_on_after", counting)
+            tg.start_soon(acquire_and_return, aop)
+            await wait_until(lambda: len(steps) >= 7, "the waiter's seventh look")
+            aop.return_arena(held)
+        assert steps[:4] == [0.01, 0.02, 0.04, 0.08]
+        assert set(steps[4:]) == {0.08}
+        assert aop.stats().active_arenas == 0
+
+
+async def acquire_and_return(aop: ArenaOfPools) -> None:
+    async with aop.arena():
+        pass
