@@ -161,3 +161,36 @@ async def test_native_asyncio_task_cancel_never_loses_an_arena(
                 await t
         assert aop.stats().active_arenas == 0
         assert aop.stats().waiting == 0
+
+
+async def test_a_waiter_cancelled_after_its_hand_off_passes_the_arena_on(
+    anyio_backend: tuple[str, dict[str, object]],
+) -> None:
+    # The arena is handed to the first waiter and, in the same step, the waiter is cancelled:
+    # it wakes with the cancellation, holding an arena it never entered a scope with, and
+    # must pass it to the next waiter. Only a native Task.cancel() lands there for sure
+    # (anyio and trio deliver a cancellation after a pending wake-up); aiohttp uses it.
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("Task.cancel() without a cancel scope is asyncio's (aiohttp's) own API")
+    with ArenaOfPools(arena_size=4096, max_arenas=1) as aop:
+        held = aop.get_arena()
+        order: list[str] = []
+
+        async def waiter(name: str) -> None:
+            async with aop.arena():
+                order.append(name)
+
+        first = asyncio.create_task(waiter("first"))
+        await wait_until_waiting(aop, 1)
+        second = asyncio.create_task(waiter("second"))
+        await wait_until_waiting(aop, 2)
+        aop.return_arena(held)  # the first waiter is served: it holds the arena, not yet awake
+        assert aop.stats().waiting == 1
+        assert aop.stats().active_arenas == 1
+        first.cancel()  # ... and cancelled before it runs
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await asyncio.wait_for(second, JOIN)
+        assert order == ["second"]
+        assert aop.stats().active_arenas == 0
+        assert aop.stats().waiting == 0
