@@ -292,3 +292,30 @@ async def test_a_waiter_looks_at_the_leak_queues_less_and_less_often(
 async def acquire_and_return(aop: ArenaOfPools) -> None:
     async with aop.arena():
         pass
+
+
+async def test_a_task_waiting_on_the_byte_budget_is_woken_by_a_buffer_return(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # max_bytes counts buffers too: a task can wait for an arena because buffers hold the
+    # bytes, and giving one back must wake it (the poll is out of reach: no second chance).
+    monkeypatch.setattr(electron.aio._wait, "_POLL", 3600.0)
+    with ArenaOfPools(arena_size=1024, max_bytes=2048) as aop:
+        first = aop.get_arena()
+        buf = aop.get_buffer(1024)
+        entered = anyio.Event()
+
+        async def waiter() -> None:
+            async with aop.arena():
+                entered.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await wait_until(lambda: aop.stats().waiting == 1, "the waiter")
+            assert not entered.is_set()
+            aop.return_buffer(buf)
+            with anyio.fail_after(WAKE_DEADLINE):
+                await entered.wait()
+        aop.return_arena(first)
+        assert aop.stats().active_arenas == 0
+        assert aop.stats().waiting == 0
