@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import re
 import shutil
 import subprocess
 import sys
@@ -38,12 +36,12 @@ import anyio
 import electron
 from electron._context import current_arena_var
 
+from . import _callgrind
 from ._harness import Result, add_common_args, write_json
 from .aio import BACKENDS, AsyncLoop, _cases
 
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP = 2_000
-_TOTALS = re.compile(r"^(?:totals|summary):\s+(\d+)", re.MULTILINE)
 
 SEED = "seed loop: async with aop.arena()"
 PLAIN = "seed loop: no electron"
@@ -90,25 +88,14 @@ def _child(case: str, n: int, backend: str) -> None:
 def _total(case: str, n: int, backend: str) -> int:
     with tempfile.TemporaryDirectory(prefix="electron-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
-        cmd = [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            "-m",
-            "bench.aio_count",
-            "--child",
-            case,
-            str(n),
-            "--backend",
-            backend,
-        ]
-        env = dict(os.environ, PYTHONHASHSEED="0")  # the same dict layouts in every run
-        subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=900)
-        totals = [int(m) for m in _TOTALS.findall(out.read_text())]
-    if not totals:
-        raise RuntimeError(f"{case}: callgrind wrote no totals")
-    return max(totals)
+        cmd = _callgrind.command(
+            out, "bench.aio_count", "--child", case, str(n), "--backend", backend
+        )
+        subprocess.run(
+            cmd, cwd=ROOT, env=_callgrind.environment(), check=True, capture_output=True,
+            timeout=900,
+        )
+        return _callgrind.total([out.read_text()], case)
 
 
 def run(quick: bool, backend: str) -> list[Result]:

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -40,6 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import _callgrind
 from ._harness import Result, add_common_args, write_json
 from .http import _LISTENING, HELLO_TARGET, ROOT  # _LISTENING: the servers' ready line
 
@@ -50,7 +49,6 @@ _NAMES = {
     "empty": "empty middleware",
     "electron-context": "electron middleware, current_arena=True",
 }
-_TOTALS = re.compile(r"^(?:totals|summary):\s+(\d+)", re.MULTILINE)
 
 
 async def _load(url: str, requests: int) -> None:
@@ -83,20 +81,8 @@ def count(variant: str, requests: int, loop: str) -> float:
     """User-space instructions per request of one fresh ``variant`` hello-world server."""
     with tempfile.TemporaryDirectory(prefix="electron-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
-        cmd = [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            "-m",
-            "bench.http",
-            "--serve",
-            variant,
-            "--loop",
-            loop,
-        ]
-        # A fixed hash seed: the two sides' dicts and sets are laid out alike.
-        env = dict(os.environ, PYTHONHASHSEED="0")
+        cmd = _callgrind.command(out, "bench.http", "--serve", variant, "--loop", loop)
+        env = _callgrind.environment()  # the two sides' dicts and sets are laid out alike
         proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
         )
@@ -121,10 +107,7 @@ def count(variant: str, requests: int, loop: str) -> float:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-    totals = [int(m) for text in dumps for m in _TOTALS.findall(text)]
-    if not totals:
-        raise RuntimeError(f"{variant}: callgrind wrote no totals")
-    return max(totals) / requests
+    return _callgrind.total(dumps, variant) / requests
 
 
 def run(quick: bool, repeat: int | None, requests: int | None, loop: str) -> list[Result]:

@@ -133,11 +133,15 @@ async def test_cancelling_many_waiters_and_holders_at_once() -> None:
         assert stats.waiting == 0
 
 
-async def test_native_asyncio_task_cancel_never_loses_an_arena(
-    anyio_backend: tuple[str, dict[str, object]],
-) -> None:
+@pytest.fixture
+def native_asyncio(anyio_backend: tuple[str, dict[str, object]]) -> None:
+    """Skip a test that cancels with asyncio's own Task.cancel() on other backends."""
     if anyio_backend[0] != "asyncio":
         pytest.skip("Task.cancel() without a cancel scope is asyncio's (aiohttp's) own API")
+
+
+@pytest.mark.usefixtures("native_asyncio")
+async def test_native_asyncio_task_cancel_never_loses_an_arena() -> None:
     with ArenaOfPools(arena_size=4096, max_arenas=1) as aop:
         reached = asyncio.Event()
 
@@ -163,15 +167,12 @@ async def test_native_asyncio_task_cancel_never_loses_an_arena(
         assert aop.stats().waiting == 0
 
 
-async def test_a_waiter_cancelled_after_its_hand_off_passes_the_arena_on(
-    anyio_backend: tuple[str, dict[str, object]],
-) -> None:
+@pytest.mark.usefixtures("native_asyncio")
+async def test_a_waiter_cancelled_after_its_hand_off_passes_the_arena_on() -> None:
     # The arena is handed to the first waiter and, in the same step, the waiter is cancelled:
     # it wakes with the cancellation, holding an arena it never entered a scope with, and
     # must pass it to the next waiter. Only a native Task.cancel() lands there for sure
     # (anyio and trio deliver a cancellation after a pending wake-up); aiohttp uses it.
-    if anyio_backend[0] != "asyncio":
-        pytest.skip("Task.cancel() without a cancel scope is asyncio's (aiohttp's) own API")
     with ArenaOfPools(arena_size=4096, max_arenas=1) as aop:
         held = aop.get_arena()
         order: list[str] = []

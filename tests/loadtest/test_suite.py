@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bench.__main__ import render, run_part
 
@@ -76,7 +79,6 @@ def test_a_counted_result_is_shown_as_a_count_not_a_time() -> None:
 def test_instruction_counts_skip_without_valgrind(
     tmp_path: Path, monkeypatch: Any, capsys: Any
 ) -> None:
-    import json
     import shutil
 
     from bench import instructions
@@ -89,7 +91,23 @@ def test_instruction_counts_skip_without_valgrind(
 
 
 def test_instruction_totals_are_read_from_a_callgrind_dump() -> None:
-    from bench.instructions import _TOTALS
+    from bench import _callgrind
 
     dump = "events: Ir\nfl=(1) x.c\nfn=(1) main\n1 5\nsummary: 123456\ntotals: 123456\n"
-    assert [int(m) for m in _TOTALS.findall(dump)] == [123456, 123456]
+    assert _callgrind.total([dump, "totals: 99\n"], "a dump") == 123456
+    with pytest.raises(RuntimeError, match="a dump: callgrind wrote no totals"):
+        _callgrind.total(["events: Ir\n"], "a dump")
+
+
+def test_aio_count_without_valgrind_says_it_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from bench import aio_count
+
+    monkeypatch.setattr(shutil, "which", lambda tool: None)
+    out = tmp_path / "aio_count.json"
+    assert aio_count.main(["--quick", "--json", str(out)]) == 0
+    assert "skipped: valgrind not installed" in capsys.readouterr().out
+    assert json.loads(out.read_text())["results"] == []
