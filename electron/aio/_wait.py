@@ -18,7 +18,7 @@ from .._memory import check_timeout
 
 # Seconds between two looks at the pool's leak queues while waiting: the first after _POLL,
 # then twice as long each time up to _POLL_MAX, so that a thousand tasks queued on an
-# overloaded pool wake a few hundred times a second, not twenty thousand.
+# overloaded pool wake about a thousand times a second, not twenty thousand.
 _POLL: Final = 0.05
 _POLL_MAX: Final = 1.0
 

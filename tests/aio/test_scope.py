@@ -114,7 +114,7 @@ async def test_a_scope_whose_entry_failed_cannot_be_reused() -> None:
 
 async def test_leaving_a_scope_never_suspends(aop: ArenaOfPools) -> None:
     # No await point in __aexit__ means no cancellation can land between the body's end
-    # and the arena's return: the coroutine must finish on its first step.
+    # and the arena's return: what it returns must finish on its first step.
     scope = aop.arena()
     arena = await scope.__aenter__()
     exit_coro = scope.__aexit__(None, None, None)
