@@ -112,7 +112,7 @@ def run(quick: bool, backend: str) -> list[Result]:
                 f"{backend}: {case}, instructions/iteration",
                 per_iteration,
                 extra={"unit": "instructions per iteration (callgrind Ir, user space)",
-                       "iterations": [n1, n2]},
+                       "case": case, "iterations": [n1, n2]},
             )
         )
     by_case = dict(zip(cases, results, strict=True))
@@ -126,7 +126,7 @@ def budget(results: list[Result]) -> list[tuple[str, float]]:
     an empty scope, the core's loan and return, and a ``ContextVar`` set/reset pair cost on
     their own (less the empty loop). The parts are called from the interpreter here and
     natively inside a scope, so they do not add up to the whole."""
-    c = {r.name.split(": ", 1)[1].rsplit(",", 1)[0]: r.ns_per_op for r in results}
+    c = {r.extra["case"]: r.ns_per_op for r in results}
     lines = [
         ("seed loop: async with aop.arena()", c[SEED]),
         ("the same work with no electron", c[PLAIN]),

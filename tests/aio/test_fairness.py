@@ -27,6 +27,12 @@ JOIN = 10.0
 WAKE_DEADLINE = 2.0  # seconds for a thread's return to reach an async waiter (it needs ~ms)
 
 
+@pytest.fixture
+def poll_out_of_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waiters look at the leak queues once an hour: only a real wake-up ends their wait."""
+    monkeypatch.setattr(electron.aio._wait, "_POLL", 3600.0)
+
+
 async def wait_until(predicate: Callable[[], bool], what: str) -> None:
     """Let other tasks (and threads) run until ``predicate()``; fail after JOIN seconds."""
     with anyio.move_on_after(JOIN):
@@ -183,14 +189,12 @@ async def test_a_waiter_cancelled_in_the_same_step_as_its_hand_off() -> None:
         assert aop.stats().waiting == 0
 
 
+@pytest.mark.usefixtures("poll_out_of_reach")
 @pytest.mark.parametrize("via", ["anyio.to_thread", "threading.Thread"])
-async def test_returning_an_arena_from_another_thread_wakes_an_async_waiter(
-    via: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_returning_an_arena_from_another_thread_wakes_an_async_waiter(via: str) -> None:
     # The waiter must be woken by the return itself, through the event loop's thread-safe
     # call: with the leak-queue poll pushed out of reach, a wake-up that went missing (or
     # that set the event from the wrong thread, which no loop notices) fails the deadline.
-    monkeypatch.setattr(electron.aio._wait, "_POLL", 3600.0)
     with ArenaOfPools(arena_size=1024, max_arenas=1) as aop:
         held = aop.get_arena()
         got: list[Arena] = []
@@ -294,12 +298,10 @@ async def acquire_and_return(aop: ArenaOfPools) -> None:
         pass
 
 
-async def test_a_task_waiting_on_the_byte_budget_is_woken_by_a_buffer_return(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.mark.usefixtures("poll_out_of_reach")
+async def test_a_task_waiting_on_the_byte_budget_is_woken_by_a_buffer_return() -> None:
     # max_bytes counts buffers too: a task can wait for an arena because buffers hold the
     # bytes, and giving one back must wake it (the poll is out of reach: no second chance).
-    monkeypatch.setattr(electron.aio._wait, "_POLL", 3600.0)
     with ArenaOfPools(arena_size=1024, max_bytes=2048) as aop:
         first = aop.get_arena()
         buf = aop.get_buffer(1024)

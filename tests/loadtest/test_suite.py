@@ -76,17 +76,28 @@ def test_a_counted_result_is_shown_as_a_count_not_a_time() -> None:
             "| ✅ >= 0.97 |") in md
 
 
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        ("instructions", "skipped: valgrind and callgrind_control not installed"),
+        ("aio_count", "skipped: valgrind not installed"),
+    ],
+)
 def test_instruction_counts_skip_without_valgrind(
-    tmp_path: Path, monkeypatch: Any, capsys: Any
+    module: str,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    import importlib
     import shutil
 
-    from bench import instructions
-
+    bench_module = importlib.import_module(f"bench.{module}")
     monkeypatch.setattr(shutil, "which", lambda tool: None)
-    out = tmp_path / "instructions.json"
-    assert instructions.main(["--quick", "--json", str(out)]) == 0
-    assert "skipped: valgrind and callgrind_control not installed" in capsys.readouterr().out
+    out = tmp_path / f"{module}.json"
+    assert bench_module.main(["--quick", "--json", str(out)]) == 0
+    assert message in capsys.readouterr().out
     assert json.loads(out.read_text())["results"] == []
 
 
@@ -98,16 +109,3 @@ def test_instruction_totals_are_read_from_a_callgrind_dump() -> None:
     with pytest.raises(RuntimeError, match="a dump: callgrind wrote no totals"):
         _callgrind.total(["events: Ir\n"], "a dump")
 
-
-def test_aio_count_without_valgrind_says_it_skipped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import shutil
-
-    from bench import aio_count
-
-    monkeypatch.setattr(shutil, "which", lambda tool: None)
-    out = tmp_path / "aio_count.json"
-    assert aio_count.main(["--quick", "--json", str(out)]) == 0
-    assert "skipped: valgrind not installed" in capsys.readouterr().out
-    assert json.loads(out.read_text())["results"] == []
