@@ -13,10 +13,12 @@ and warm-up cancel out. The counts do not depend on what else the machine is doi
 
 Next to the loops of ``bench.aio`` it counts an empty loop and a ``ContextVar`` set/reset
 pair (what every scope must do for ``current_arena``), and prints what the seed loop spends
-beyond the same loop with no electron. One caveat: a ``ContextVar`` set or reset copies
-nodes of the context's HAMT, whose depth depends on the hashes of the variables set in the
-context, and those derive from object addresses. Two processes can differ: with anyio's one
-variable beside electron's, a set/reset pair measured about 2,400 instructions in one
+beyond the same loop with no electron. The loops run under the same runners as in
+``bench.aio`` (``--backend``; ``uvloop.run`` by default). One caveat: a ``ContextVar`` set or
+reset copies nodes of the context's HAMT, whose size depends on the other variables set in
+the context and on their hashes, which derive from object addresses. Under ``uvloop.run``
+electron's variable is the only one; under ``anyio.run`` (``--backend uvloop-anyio``)
+sniffio's is there too, and a set/reset pair measured about 2,400 instructions in one
 process and 3,900 in another where the two hashes collided in their low bits.
 Needs ``valgrind``; without it the case is skipped, saying so.
 """
@@ -31,14 +33,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import anyio
-
 import electron
 from electron._context import current_arena_var
 
 from . import _callgrind
 from ._harness import Result, add_common_args, write_json
-from .aio import BACKENDS, AsyncLoop, _cases
+from .aio import BACKENDS, AsyncLoop, _cases, run_on
 
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP = 2_000
@@ -73,8 +73,6 @@ def _extra_cases(aop: electron.ArenaOfPools) -> dict[str, AsyncLoop]:
 
 def _child(case: str, n: int, backend: str) -> None:
     """Run ``case`` ``WARMUP`` then ``n`` times in this process (under callgrind)."""
-    name, options = BACKENDS[backend]
-
     async def go() -> None:
         with electron.ArenaOfPools() as aop:
             fn = {**_cases(aop), **_extra_cases(aop)}[case]
@@ -82,7 +80,7 @@ def _child(case: str, n: int, backend: str) -> None:
             await fn(WARMUP)
             await fn(n)
 
-    anyio.run(go, backend=name, backend_options=options)
+    run_on(backend, go)
 
 
 def _total(case: str, n: int, backend: str) -> int:

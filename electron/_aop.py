@@ -30,6 +30,7 @@ from ._memory import (
     REVIVE,
     UNMAPPED,
     Guard,
+    Reusable,
     Spares,
     Stack,
     check_size,
@@ -147,6 +148,7 @@ class ArenaOfPools:
         self._lock = Guard()
         self._deferred: list[Arena] = []  # returns made while this thread held the lock
         self._spares: Spares[_LentArena] = Spares()  # dead handles to revive for later loans
+        self._scope = Reusable(ArenaScope(self))  # the last scope made (see arena())
         if buffer_pool is not None and not isinstance(buffer_pool, BufferPool):
             raise TypeError(f"buffer_pool must be a BufferPool, not {type(buffer_pool).__name__}")
         self._buffers = buffer_pool if buffer_pool is not None else BufferPool()
@@ -774,7 +776,18 @@ class ArenaOfPools:
         one (:func:`electron.aio.current_arena`) inside the scope and goes back at its end,
         on success, error or cancellation alike.
         """
-        return ArenaScope(self, None if timeout is None else check_timeout(timeout))
+        checked = None if timeout is None else check_timeout(timeout)
+        if REVIVE:
+            # A scope nothing but this pool refers to any more cannot be told from a new one:
+            # reusing it saves allocating and freeing one per scope.
+            last = self._scope
+            if last.free():
+                scope = last.obj
+                scope._reuse(checked)
+                return scope
+            scope = last.obj = ArenaScope(self, checked)
+            return scope
+        return ArenaScope(self, checked)
 
     def close(self) -> None:
         """Release idle memory, fail every waiter with :class:`PoolClosed`, refuse new gets.

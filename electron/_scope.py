@@ -26,6 +26,7 @@ __all__ = ("ArenaScope",)
 # on every scope.
 _set_arena: Final = current_arena_var.set
 _reset_arena: Final = current_arena_var.reset
+_DONE: Final = DONE  # compiled, a Final is a C static; a plain global is a dict lookup
 
 _FRESH: Final = 0
 _INSIDE: Final = 1
@@ -50,6 +51,15 @@ class ArenaScope:
         self._timeout = None if timeout is None else check_timeout(timeout)
         self._arena: Arena | None = None
         self._token: Token[Arena] | None = None
+        self._state = _FRESH
+
+    def _reuse(self, timeout: float | None) -> None:
+        """Make this scope fresh again, with ``timeout``: only for its pool, and only once
+        nothing else can refer to it (see ``Reusable``). A scope abandoned inside drops its
+        arena here, which then goes back as a leak, as when the scope is freed."""
+        self._arena = None
+        self._token = None
+        self._timeout = timeout
         self._state = _FRESH
 
     def _reused(self) -> RuntimeError:
@@ -115,7 +125,7 @@ class ArenaScope:
         # Not a coroutine function: the arena goes back here, in the call, and what it
         # returns is finished already (see electron/_done.py for why that is cheaper).
         self._leave()
-        return DONE
+        return _DONE
 
     def __repr__(self) -> str:
         state = ("fresh", "inside", "spent")[self._state]
