@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextvars
 import gc
+import sys
+import threading
 
 import pytest
 
@@ -85,3 +87,42 @@ async def test_reusing_a_scope_abandoned_inside_gives_its_arena_back_as_a_leak()
         stats = aop.stats()
         assert stats.active_arenas == 0
         assert stats.leaks_detected == 1
+
+
+def test_threads_never_share_a_scope() -> None:
+    """Threads entering scopes of one pool, switching as often as the interpreter allows:
+    a scope one thread is inside is never handed to another."""
+    inside: dict[int, int] = {}  # id(scope) -> the thread inside it
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def work(aop: ArenaOfPools) -> None:
+        me = threading.get_ident()
+        for _ in range(2_000):
+            scope = aop.arena()
+            with scope as arena:
+                with lock:
+                    other = inside.setdefault(id(scope), me)
+                if other != me:
+                    errors.append(f"scope {id(scope):#x} handed to two threads at once")
+                arena.alloc(8)
+                if current_arena() is not arena:
+                    errors.append("current_arena() is another thread's arena")
+                with lock:
+                    del inside[id(scope)]
+            del scope
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with ArenaOfPools(arena_size=4096) as aop:
+            threads = [threading.Thread(target=work, args=(aop,)) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert not any(t.is_alive() for t in threads)
+            assert aop.stats().active_arenas == 0
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
