@@ -774,7 +774,8 @@ class ArenaOfPools:
         ``async with aop.arena() as a:`` waits asynchronously for the budget;
         ``with aop.arena() as a:`` blocks the thread. Either way the arena is the current
         one (:func:`electron.aio.current_arena`) inside the scope and goes back at its end,
-        on success, error or cancellation alike.
+        on success, error or cancellation alike. The scope object may be one this method
+        made before, once nothing else can refer to it (it is then as good as new).
         """
         checked = None if timeout is None else check_timeout(timeout)
         if REVIVE:
