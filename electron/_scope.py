@@ -33,6 +33,11 @@ _INSIDE: Final = 1
 _SPENT: Final = 2  # entered once (successfully or not): cannot be entered again
 
 
+async def _ready(arena: Arena) -> Arena:
+    """What ``__aenter__`` returns when it took the arena at once."""
+    return arena
+
+
 class ArenaScope:
     """What ``aop.arena()`` returns: an async (or plain) context manager lending an arena.
 
@@ -65,18 +70,21 @@ class ArenaScope:
     def _reused(self) -> RuntimeError:
         return RuntimeError("an arena scope can be entered only once; call aop.arena() again")
 
-    async def __aenter__(self) -> Arena:
+    def __aenter__(self) -> Coroutine[Any, Any, Arena]:
+        # Not a coroutine function: the arena is taken here, in the call, when it can be
+        # taken at once. Waiting is left to an interpreted coroutine: compiled code would
+        # pass a cancellation on to what it awaits through the three-argument throw(), which
+        # CPython 3.12 and later deprecate.
         if self._state != _FRESH:
             raise self._reused()
         self._state = _SPENT  # until inside: a second enter while this one waits must fail
-        aop = self._aop
-        arena = aop._lend_nowait()  # no one queued and the budget allows: no await at all
+        arena = self._aop._lend_nowait()  # no one queued and the budget allows: no wait
         if arena is None:
-            from .aio._wait import wait_for_arena  # anyio is needed from here on only
+            from .aio._wait import enter_when_lent  # anyio is needed from here on only
 
-            arena = await wait_for_arena(aop, self._timeout)
+            return enter_when_lent(self)
         self._enter(arena)
-        return arena
+        return _ready(arena)
 
     def __enter__(self) -> Arena:
         if self._state != _FRESH:

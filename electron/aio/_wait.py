@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 from anyio.lowlevel import current_token
@@ -12,6 +12,9 @@ from anyio.lowlevel import current_token
 from .._aop import ArenaOfPools, Waiter
 from .._arena import Arena
 from .._memory import check_timeout
+
+if TYPE_CHECKING:
+    from .._scope import ArenaScope
 
 # ASYNC109 is silenced on purpose below: ``timeout`` bounds the wait for the *budget* and
 # ends in PoolExhausted (like the sync get_arena), which a cancel scope cannot express.
@@ -22,7 +25,7 @@ from .._memory import check_timeout
 _POLL: Final = 0.05
 _POLL_MAX: Final = 1.0
 
-__all__ = ("acquire_arena", "wait_for_arena")
+__all__ = ("acquire_arena", "enter_when_lent", "wait_for_arena")
 
 
 def _waker(event: anyio.Event) -> Callable[[], None]:
@@ -66,6 +69,17 @@ async def acquire_arena(aop: ArenaOfPools, timeout: float | None) -> Arena:  # n
     if arena is not None:
         return arena
     return await wait_for_arena(aop, timeout)
+
+
+async def enter_when_lent(scope: ArenaScope) -> Arena:
+    """The waiting half of ``ArenaScope.__aenter__``: wait for an arena, then enter ``scope``.
+
+    Interpreted on purpose: the compiled core would pass a cancellation on to the awaited
+    coroutine through the three-argument ``throw()``, which Python 3.12+ deprecates.
+    """
+    arena = await wait_for_arena(scope._aop, scope._timeout)
+    scope._enter(arena)
+    return arena
 
 
 async def wait_for_arena(aop: ArenaOfPools, timeout: float | None) -> Arena:  # noqa: ASYNC109

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import types
 from collections.abc import Callable
 
 import anyio
@@ -159,6 +160,23 @@ async def test_closing_the_arena_inside_the_scope_is_allowed(aop: ArenaOfPools) 
         with pytest.raises(ArenaClosed):
             arena.alloc(1)
     assert aop.stats().active_arenas == 0
+
+
+def test_waiting_to_enter_is_an_interpreted_coroutine() -> None:
+    """Compiled code passes a cancellation on to what it awaits through the three-argument
+    ``throw()``, which CPython 3.12+ deprecate (a ``DeprecationWarning`` each time a waiting
+    task is cancelled or times out). The waiting half of entering a scope must therefore be
+    an interpreted coroutine, whatever the core."""
+    with ArenaOfPools(arena_size=4096, max_arenas=1) as aop:
+        held = aop.get_arena()
+        waiting = aop.arena(timeout=1).__aenter__()
+        try:
+            assert isinstance(waiting, types.CoroutineType), type(waiting)
+        finally:
+            waiting.close()  # never started: nothing was queued or lent
+        assert aop.stats().waiting == 0
+        aop.return_arena(held)
+        assert aop.stats().active_arenas == 0
 
 
 async def test_pool_exhausted_after_the_timeout() -> None:
