@@ -226,11 +226,13 @@ def run_on(backend: str, fn: Callable[[], Awaitable[T]]) -> T:
 
 
 def _run_backend(label: str, n: int, repeat: int, clock: str) -> list[Result]:
+    runner = BACKENDS[label][0]  # how the loop was started, kept with every result
+
     async def measure_all() -> list[Result]:
         with electron.ArenaOfPools() as aop:
             times = await _time_cases(_cases(aop), n, repeat, CLOCKS[clock])
             out = [
-                Result(label, f"{label}: {name}", ns, extra={"clock": clock})
+                Result(label, f"{label}: {name}", ns, extra={"clock": clock, "runner": runner})
                 for name, ns in times.items()
             ]
             stats = aop.stats()
