@@ -6,7 +6,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Final, Literal, SupportsFloat, SupportsIndex
+from typing import TYPE_CHECKING, Final, Literal, SupportsFloat, SupportsIndex
 
 from ._arena import Arena, _LentArena, run_hooks
 from ._buffer import Buffer
@@ -45,6 +45,9 @@ from ._memory import (
 from ._pools import BufferPool
 from ._scope import ArenaScope
 from ._stats import Stats
+
+if TYPE_CHECKING:
+    from mypy_extensions import i64
 
 __all__ = ("ArenaOfPools", "Waiter")
 
@@ -156,20 +159,20 @@ class ArenaOfPools:
         self._free = Stack()  # idle regions; its ``low``: the fewest since the last trim
         self._parked: deque[bytearray] = deque()  # regions something may still reach
         self._waiters: list[Waiter] = []
-        self._active = 0
-        self._lent_bytes = 0  # capacity of arenas lent out, overflow chunks included
-        self._free_bytes = 0
+        self._active: i64 = 0
+        self._lent_bytes: i64 = 0  # capacity of arenas lent out, overflow chunks included
+        self._free_bytes: i64 = 0
         self._parked_bytes = 0
         self._created = 0
-        self._reused = 0
+        self._reused: i64 = 0
         self._high_water = 0
         self._quarantine_events = 0
         self._waits = 0
         self._timeouts = 0
         self._trimmed = 0
-        self._returns = 0
-        self._used_total = 0  # bytes used by arenas when they came back (metrics=True)
-        self._used_max = 0
+        self._returns: i64 = 0
+        self._used_total: i64 = 0  # bytes used by arenas when they came back (metrics=True)
+        self._used_max: i64 = 0
         self._last_trim = time.monotonic()
         self._closed = False
         if TRACKER.enabled:
@@ -518,7 +521,7 @@ class ArenaOfPools:
         self._returns = returns
         return True
 
-    def _count_return(self, region: bytearray, used: int) -> None:
+    def _count_return(self, region: bytearray, used: i64) -> None:
         """The counters of a region coming back, on either return path (it runs in the
         lock-free one too: no object is allocated, no Python code runs)."""
         if self.metrics:

@@ -11,6 +11,8 @@ from ._memory import MAX_SIZE, Handle, check_size, is_exported, refcount, releas
 from ._memory import UNMAPPED as _UNMAPPED
 
 if TYPE_CHECKING:
+    from mypy_extensions import i64
+
     from ._aop import ArenaOfPools
     from ._leaks import Trace
 
@@ -76,22 +78,22 @@ class Arena(Handle):
             raise InvalidArgument("capacity", capacity, "an int > 0")
         region = bytearray(cap)
         self._region = region
-        self._cap = cap
+        self._cap: i64 = cap
         self._mv: memoryview | None = _UNMAPPED
-        self._offset = 0
+        self._offset: i64 = 0
         self._views: list[memoryview] | None = None
         self._obj: object = None  # the first object made by new(); the others in _objects
         self._objects: list[object] | None = None
         self._hooks: list[Callable[[], object]] | None = None
         self._owner: ArenaOfPools | None = None
-        self._generation = 0
-        self._quarantined = 0
+        self._generation: i64 = 0
+        self._quarantined: i64 = 0
         self._trace: Trace | None = None  # where taken, then where given back (tracing)
         # Auto-sized pools let an arena grow: earlier chunks as (region, base view, used);
         # the current chunk is _region/_mv/_offset. _extra counts the chunks' bytes beyond
         # the first; _spilled hands them (with "may be reused") to the pool at scrub time.
         self._chunks: list[tuple[bytearray, memoryview, int]] | None = None
-        self._extra = 0
+        self._extra: i64 = 0
         self._spilled: list[tuple[bytearray, bool]] | None = None
 
     def _closed_error(self) -> ArenaClosed:
@@ -148,7 +150,7 @@ class Arena(Handle):
         first = self._cap if chunks is None else len(chunks[0][0])
         return first + self._extra
 
-    def _used_total(self) -> int:
+    def _used_total(self) -> i64:
         chunks = self._chunks
         if chunks is None:
             return self._offset

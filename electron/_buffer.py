@@ -28,6 +28,7 @@ from ._text import (
 )
 
 if TYPE_CHECKING:
+    from mypy_extensions import i64
     from typing_extensions import Buffer as BytesLike
 
     from ._leaks import Trace
@@ -108,8 +109,8 @@ class Buffer(Handle):
         region = bytearray(check_size(capacity, "capacity"))
         self._region = region
         self._mv: memoryview | None = UNMAPPED  # made on first need: see _base
-        self._len = 0
-        self._ready = 0  # end of the bytes reserve() zeroed: commit() may not go past it
+        self._len: i64 = 0
+        self._ready: i64 = 0  # end of the bytes reserve() zeroed: commit() may not go past it
         self._views: list[memoryview] | None = None
         self._owner: BufferPool | None = None
         self._trace: Trace | None = None  # where taken, then where given back (tracing)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Final, Generic, NoReturn, SupportsIndex, TypeV
 from ._errors import DoubleRelease, ElectronError, InvalidArgument
 
 if TYPE_CHECKING:
+    from mypy_extensions import i64
+
     from ._leaks import Trace
 
 __all__ = (
@@ -240,7 +242,7 @@ class Guard:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self.busy = 0
+        self.busy: i64 = 0
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Take the lock (``threading.RLock.acquire`` semantics)."""
@@ -285,8 +287,8 @@ class Stack:
     def __init__(self) -> None:
         self._regions: list[bytearray] = []
         self._views: list[memoryview] = []
-        self.n = 0
-        self.low = 0
+        self.n: i64 = 0
+        self.low: i64 = 0
 
     def push(self, region: bytearray, view: memoryview) -> None:
         """Add ``region`` (with its ``view``) on top. Allocates only when the stack grows."""

@@ -32,6 +32,8 @@ from ._memory import (
 )
 
 if TYPE_CHECKING:
+    from mypy_extensions import i64
+
     from ._aop import ArenaOfPools
 
 __all__ = ("BufferPool", "BufferPoolStatistics", "ObjectPool", "ObjectPoolStatistics")
@@ -91,12 +93,12 @@ class BufferPool:
         # The same classes indexed by log2(size), for the lock-free paths: no int boxing,
         # no hashing.
         self._by_log2: list[Stack | None] = [None] * 64
-        self._pooled_bytes = 0
-        self._active = 0
-        self._active_bytes = 0
+        self._pooled_bytes: i64 = 0
+        self._active: i64 = 0
+        self._active_bytes: i64 = 0
         self._budget: ArenaOfPools | None = None
         self._created = 0
-        self._reused = 0
+        self._reused: i64 = 0
         self._dropped = 0
         self._quarantined = 0
         self._closed = False

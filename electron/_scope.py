@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from contextvars import Token
     from types import TracebackType
 
+    from mypy_extensions import i64
+
     from ._aop import ArenaOfPools
     from ._arena import Arena
 
@@ -56,7 +58,7 @@ class ArenaScope:
         self._timeout = None if timeout is None else check_timeout(timeout)
         self._arena: Arena | None = None
         self._token: Token[Arena] | None = None
-        self._state = _FRESH
+        self._state: i64 = _FRESH
 
     def _reuse(self, timeout: float | None) -> None:
         """Make this scope fresh again, with ``timeout``: only for its pool, and only once
