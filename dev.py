@@ -9,7 +9,11 @@
 
 Extra arguments after the command go to the tool it runs (pytest, the benchmark suite ...).
 The virtual environment is (re)installed only when pyproject.toml, setup.py or a compiled
-core module changes (the core is compiled with mypyc when a C compiler is available).
+core module changes (the core is compiled with mypyc when a C compiler is available), and
+made afresh when a different Python runs this script. It is ``.venv`` unless ``ELECTRON_VENV``
+names another directory, which keeps one per interpreter, for instance to compare builds:
+
+    ELECTRON_VENV=.venv-system /usr/bin/python3 dev.py bench --only aio
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-VENV = ROOT / ".venv"
+VENV = (ROOT / os.environ.get("ELECTRON_VENV", ".venv")).resolve()
 STAMP = VENV / ".electron-installed"
+MADE_BY = VENV / ".electron-python"  # the interpreter the venv was made from
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
 
@@ -37,9 +42,11 @@ def _ensure_venv() -> None:
     for path in (ROOT / "pyproject.toml", ROOT / "setup.py", *sources):
         h.update(path.read_bytes())
     want = h.hexdigest()
-    if not PY.exists():
-        print(f"dev.py: creating {VENV}", flush=True)
+    me = f"{Path(sys.executable).resolve()} {sys.version}"
+    if not PY.exists() or not MADE_BY.exists() or MADE_BY.read_text() != me:
+        print(f"dev.py: creating {VENV} with {sys.executable}", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+        MADE_BY.write_text(me)
     if STAMP.exists() and STAMP.read_text() == want:
         return
     print("dev.py: installing electron[dev] into .venv", flush=True)

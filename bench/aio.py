@@ -43,7 +43,14 @@ import anyio
 import electron
 from electron.aio import ArenaScope
 
-from ._harness import Result, add_common_args, print_table, ratio_vs, write_json
+from ._harness import (
+    Result,
+    add_common_args,
+    interpreter_line,
+    print_table,
+    ratio_vs,
+    write_json,
+)
 from .micro import Context
 
 SCOPE_TARGET = 1_000_000  # scopes/s of the seed loop on uvloop (issue 4)
@@ -320,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     title = f"electron.aio scopes ({core} core; {args.clock} clock; min of N; ops = scopes)"
     print_table(title, results)
     _print_extras(results)
+    # The absolute figures (the target among them) depend on how CPython was built.
+    print(f"\ninterpreter: {interpreter_line()}")
     if args.json:
         write_json(args.json, "aio", results)
         print(f"\nwrote {args.json}")
