@@ -143,7 +143,8 @@ def interpreter_info() -> dict[str, Any]:
     args = str(sysconfig.get_config_var("CONFIG_ARGS") or "")
     flags = [f for f in ("--enable-optimizations", "--with-lto") if f in args]
     return {
-        "executable": str(Path(sys.executable).resolve()),
+        # A venv's python may be a copy: name the interpreter it was made from.
+        "executable": str(Path(getattr(sys, "_base_executable", sys.executable)).resolve()),
         "libpython": _libpython(),
         "configure_optimisations": flags,
         "compiler": platform.python_compiler(),

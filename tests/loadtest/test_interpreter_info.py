@@ -29,7 +29,9 @@ def test_libpython_agrees_with_ldd() -> None:
 
 def test_interpreter_is_recorded_with_every_benchmark() -> None:
     info = interpreter_info()
-    assert info["executable"] == str(Path(sys.executable).resolve())
+    base = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
+    assert info["executable"] == str(base)
+    assert base.is_file()
     assert set(info["configure_optimisations"]) <= {"--enable-optimizations", "--with-lto"}
     assert machine_info()["interpreter"] == info
     line = interpreter_line()
