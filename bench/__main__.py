@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._harness import machine_info
+from bench._harness import describe_interpreter, machine_info
 from bench._lt._report import summary_table
 
 __all__ = ("MICRO", "main", "render", "run_part")
@@ -147,6 +147,8 @@ def render(report: dict[str, Any]) -> str:
             f"- Python {m['python']} ({m['implementation']}); "
             + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v),
             f"- electron core: {m.get('electron_core', 'unknown')}",
+            f"- interpreter: {describe_interpreter(m['interpreter'])}"
+            if "interpreter" in m else "- interpreter: not recorded",
             f"- {report['started']}", ""]
     for p in report["parts"]:
         out += [f"## bench.{p['name']}", ""]

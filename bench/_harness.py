@@ -24,6 +24,7 @@ from typing import Any
 __all__ = (
     "Result",
     "add_common_args",
+    "describe_interpreter",
     "interpreter_info",
     "interpreter_line",
     "machine_info",
@@ -151,14 +152,18 @@ def interpreter_info() -> dict[str, Any]:
     }
 
 
+def describe_interpreter(info: dict[str, Any]) -> str:
+    """``interpreter_info()`` (as stored in a report) in a few words, for reports."""
+    lib = info.get("libpython")
+    linked = "libpython built in" if lib == "static" else f"libpython {lib or 'unknown'}"
+    opt = " ".join(info.get("configure_optimisations", ())) or "no optimisation flags recorded"
+    return f"{info.get('executable', 'unknown')} ({linked}; {opt})"
+
+
 def interpreter_line() -> str:
     """One line saying which interpreter ran a benchmark, for the printed tables."""
-    info = interpreter_info()
-    lib = info["libpython"]
-    linked = "libpython built in" if lib == "static" else f"libpython {lib or 'unknown'}"
-    opt = " ".join(info["configure_optimisations"]) or "no optimisation flags recorded"
     version = f"{platform.python_implementation()} {sys.version.split()[0]}"
-    return f"{version} {info['executable']} ({linked}; {opt})"
+    return f"{version} {describe_interpreter(interpreter_info())}"
 
 
 def machine_info() -> dict[str, Any]:

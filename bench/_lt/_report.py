@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .._harness import describe_interpreter
+
 __all__ = (
     "SECTIONS",
     "SUMMARY_HEADER",
@@ -410,6 +412,8 @@ def _machine(report: dict[str, Any]) -> list[str]:
     return ["## Environment", "",
             f"- Machine: {m['cpu']}, {m['cores']} cores; {m['platform']}",
             f"- Python {m['python']} ({m['implementation']}); {versions}",
+            f"- Interpreter: {describe_interpreter(m['interpreter'])}"
+            if "interpreter" in m else "- Interpreter: not recorded",
             f"- Started {report['started']}, finished {report['finished']}",
             f"- Command: `{report['command']}`", ""]
 

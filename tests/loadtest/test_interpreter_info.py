@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from bench._harness import _libpython, interpreter_info, interpreter_line, machine_info
+from bench._harness import (
+    _libpython,
+    describe_interpreter,
+    interpreter_info,
+    interpreter_line,
+    machine_info,
+)
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc")
@@ -37,3 +43,17 @@ def test_interpreter_is_recorded_with_every_benchmark() -> None:
     line = interpreter_line()
     assert sys.version.split()[0] in line
     assert info["executable"] in line
+
+
+def test_reports_name_the_interpreter() -> None:
+    from bench.__main__ import render
+    from bench._lt._report import _machine
+
+    machine = {**machine_info(), "versions": {}}
+    report = {"command": "python -m bench", "quick": True, "machine": machine, "parts": [],
+              "started": "a", "finished": "b", "seconds": 1.0, "passed": True}
+    want = f"interpreter: {describe_interpreter(interpreter_info())}"
+    assert want in render(report)
+    assert want.capitalize() in "\n".join(_machine(report))
+    older = {**report, "machine": {k: v for k, v in machine.items() if k != "interpreter"}}
+    assert "- interpreter: not recorded" in render(older)
