@@ -93,6 +93,8 @@ class BufferPool:
         # The same classes indexed by log2(size), for the lock-free paths: no int boxing,
         # no hashing.
         self._by_log2: list[Stack | None] = [None] * 64
+        # What the lock-free paths count is a native int once compiled (mypyc's i64). The size
+        # limits stay int: compared with the int sizes len() gives, i64 ones cost more.
         self._pooled_bytes: i64 = 0
         self._active: i64 = 0
         self._active_bytes: i64 = 0
