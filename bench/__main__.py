@@ -147,8 +147,7 @@ def render(report: dict[str, Any]) -> str:
             f"- Python {m['python']} ({m['implementation']}); "
             + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v),
             f"- electron core: {m.get('electron_core', 'unknown')}",
-            f"- interpreter: {describe_interpreter(m['interpreter'])}"
-            if "interpreter" in m else "- interpreter: not recorded",
+            f"- interpreter: {describe_interpreter(m.get('interpreter'))}",
             f"- {report['started']}", ""]
     for p in report["parts"]:
         out += [f"## bench.{p['name']}", ""]

@@ -152,8 +152,11 @@ def interpreter_info() -> dict[str, Any]:
     }
 
 
-def describe_interpreter(info: dict[str, Any]) -> str:
-    """``interpreter_info()`` (as stored in a report) in a few words, for reports."""
+def describe_interpreter(info: dict[str, Any] | None) -> str:
+    """``interpreter_info()`` (as stored in a report) in a few words, for reports; "not
+    recorded" for a report made before reports recorded it."""
+    if info is None:
+        return "not recorded"
     lib = info.get("libpython")
     linked = "libpython built in" if lib == "static" else f"libpython {lib or 'unknown'}"
     opt = " ".join(info.get("configure_optimisations", ())) or "no optimisation flags recorded"

@@ -412,8 +412,7 @@ def _machine(report: dict[str, Any]) -> list[str]:
     return ["## Environment", "",
             f"- Machine: {m['cpu']}, {m['cores']} cores; {m['platform']}",
             f"- Python {m['python']} ({m['implementation']}); {versions}",
-            f"- Interpreter: {describe_interpreter(m['interpreter'])}"
-            if "interpreter" in m else "- Interpreter: not recorded",
+            f"- Interpreter: {describe_interpreter(m.get('interpreter'))}",
             f"- Started {report['started']}, finished {report['finished']}",
             f"- Command: `{report['command']}`", ""]
 
