@@ -7,7 +7,7 @@ has to wait for the budget: ``electron.aio`` is imported on that slow path only.
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, overload
 
 from ._context import current_arena_var
 from ._done import DONE
@@ -40,6 +40,58 @@ async def _ready(arena: Arena) -> Arena:
     return arena
 
 
+class _Enter:
+    """``ArenaScope.__aenter__``: looked up on a scope, the scope itself (see ``ArenaScope``).
+
+    On the class it is what a method would be there, a function of the scope, as
+    ``contextlib.AsyncExitStack`` calls it.
+    """
+
+    __slots__ = ()
+
+    @overload
+    def __get__(self, scope: None, owner: type[ArenaScope] | None = None) -> _Enter: ...
+    @overload
+    def __get__(self, scope: ArenaScope, owner: type[ArenaScope] | None = None) -> ArenaScope: ...
+    def __get__(
+        self, scope: ArenaScope | None, owner: type[ArenaScope] | None = None
+    ) -> _Enter | ArenaScope:
+        return self if scope is None else scope
+
+    def __call__(self, scope: ArenaScope) -> Coroutine[Any, Any, Arena]:
+        return scope._aenter()
+
+
+class _Exit:
+    """``ArenaScope.__aexit__``: looked up on a scope, the scope itself (see ``ArenaScope``)."""
+
+    __slots__ = ()
+
+    @overload
+    def __get__(self, scope: None, owner: type[ArenaScope] | None = None) -> _Exit: ...
+    @overload
+    def __get__(self, scope: ArenaScope, owner: type[ArenaScope] | None = None) -> ArenaScope: ...
+    def __get__(
+        self, scope: ArenaScope | None, owner: type[ArenaScope] | None = None
+    ) -> _Exit | ArenaScope:
+        return self if scope is None else scope
+
+    def __call__(
+        self,
+        scope: ArenaScope,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Coroutine[Any, Any, None]:
+        scope._leave()
+        return _DONE
+
+
+_ENTER_METHOD: Final = _Enter()
+_EXIT_METHOD: Final = _Exit()
+_ENTERING: Final = object()  # what ArenaScope.__call__ gets for its first argument when entering
+
+
 class ArenaScope:
     """What ``aop.arena()`` returns: an async (or plain) context manager lending an arena.
 
@@ -49,6 +101,10 @@ class ArenaScope:
     Leaving never suspends, so a cancellation cannot interrupt the return. Closing the arena
     early inside the block is allowed (the scope then has nothing left to return). A scope
     object is single-use: entering it a second time raises :class:`RuntimeError`.
+
+    ``scope.__aenter__`` and ``scope.__aexit__`` are the scope itself, called with no
+    arguments to enter and with three to leave, so that ``async with`` allocates no bound
+    methods; on the class they behave as the methods would.
     """
 
     __slots__ = ("_aop", "_arena", "_state", "_timeout", "_token")
@@ -72,7 +128,38 @@ class ArenaScope:
     def _reused(self) -> RuntimeError:
         return RuntimeError("an arena scope can be entered only once; call aop.arena() again")
 
-    def __aenter__(self) -> Coroutine[Any, Any, Arena]:
+    # The scope is its own __aenter__ and __aexit__: looked up on a scope, both give the scope
+    # itself, which enters when called with no arguments and leaves when called with three.
+    # Methods would be bound anew for every ``async with``: two method objects allocated
+    # and freed per scope, a tenth of what a scope costs. And since whoever holds one of them
+    # holds the scope itself, the pool's check that nothing refers to a scope it reuses
+    # (``Reusable``) still sees every holder.
+    __aenter__: ClassVar[_Enter] = _ENTER_METHOD
+    __aexit__: ClassVar[_Exit] = _EXIT_METHOD
+
+    @overload
+    def __call__(self) -> Coroutine[Any, Any, Arena]: ...
+    @overload
+    def __call__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> Coroutine[Any, Any, None]: ...
+    def __call__(
+        self, exc_type: object = _ENTERING, exc: object = _ENTERING, tb: object = _ENTERING
+    ) -> Coroutine[Any, Any, Any]:
+        """What ``scope.__aenter__()`` and ``scope.__aexit__(exc_type, exc, tb)`` call: with no
+        arguments, enter; with three, leave. ``async with`` is the way to use it."""
+        if exc_type is _ENTERING or exc is _ENTERING or tb is _ENTERING:
+            if exc_type is _ENTERING and exc is _ENTERING and tb is _ENTERING:
+                return self._aenter()
+            raise TypeError("an arena scope is called with no arguments (enter) or three (exit)")
+        self._leave()
+        return _DONE
+
+    def _aenter(self) -> Coroutine[Any, Any, Arena]:
         # Not a coroutine function: the arena is taken here, in the call, when it can be
         # taken at once. Waiting is left to an interpreted coroutine: compiled code would
         # pass a cancellation on to what it awaits through the three-argument throw(), which
@@ -125,17 +212,6 @@ class ArenaScope:
         tb: TracebackType | None,
     ) -> None:
         self._leave()
-
-    def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Coroutine[Any, Any, None]:
-        # Not a coroutine function: the arena goes back here, in the call, and what it
-        # returns is finished already (see electron/_done.py for why that is cheaper).
-        self._leave()
-        return _DONE
 
     def __repr__(self) -> str:
         state = ("fresh", "inside", "spent")[self._state]

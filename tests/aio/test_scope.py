@@ -5,6 +5,7 @@ Every async test runs on asyncio, asyncio+uvloop and trio (the ``anyio_backend``
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 import types
@@ -159,6 +160,52 @@ async def test_closing_the_arena_inside_the_scope_is_allowed(aop: ArenaOfPools) 
         assert aop.stats().active_arenas == 0
         with pytest.raises(ArenaClosed):
             arena.alloc(1)
+    assert aop.stats().active_arenas == 0
+
+
+async def test_the_scope_is_its_own_aenter_and_aexit(aop: ArenaOfPools) -> None:
+    # ``async with`` looks both up on the scope: they are the scope itself, so no bound
+    # method is made per scope (and holding one holds the scope: see test_scope_reuse).
+    scope = aop.arena()
+    assert scope.__aenter__ is scope
+    assert scope.__aexit__ is scope
+    arena = await scope.__aenter__()
+    assert current_arena() is arena
+    await scope.__aexit__(None, None, None)
+    assert arena.closed
+    assert aop.stats().active_arenas == 0
+
+
+async def test_on_the_class_aenter_and_aexit_behave_as_methods(aop: ArenaOfPools) -> None:
+    # contextlib.AsyncExitStack looks the two up on the class and passes the scope first.
+    scope = aop.arena()
+    arena = await ArenaScope.__aenter__(scope)
+    assert current_arena() is arena
+    await ArenaScope.__aexit__(scope, None, None, None)
+    assert arena.closed
+    async with contextlib.AsyncExitStack() as stack:
+        arena = await stack.enter_async_context(aop.arena())
+        assert current_arena() is arena
+        assert aop.stats().active_arenas == 1
+    assert arena.closed
+    assert aop.stats().active_arenas == 0
+
+
+@pytest.mark.parametrize("args", [(None,), (None, None), (None, None, None, None)])
+async def test_calling_the_scope_with_other_arguments_is_refused(
+    aop: ArenaOfPools, args: tuple[None, ...]
+) -> None:
+    scope = aop.arena()
+    call: Callable[..., object] = scope
+    with pytest.raises(TypeError):
+        call(*args)  # neither enters nor leaves
+    assert aop.stats().active_arenas == 0
+    async with scope as arena:
+        with pytest.raises(TypeError):
+            call(*args)
+        assert current_arena() is arena  # still inside, the arena still lent
+        assert aop.stats().active_arenas == 1
+    assert arena.closed
     assert aop.stats().active_arenas == 0
 
 

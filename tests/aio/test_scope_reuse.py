@@ -71,6 +71,23 @@ async def test_a_scope_held_while_inside_is_not_reused_by_a_nested_scope(
     assert aop.stats().active_arenas == 0
 
 
+async def test_a_scope_whose_exit_is_held_is_never_handed_out_again(aop: ArenaOfPools) -> None:
+    # ``scope.__aexit__`` is the scope itself (no bound method): holding it holds the scope,
+    # so a stale exit can never leave a later request's scope and take its arena.
+    scope = aop.arena()
+    stale_exit = scope.__aexit__
+    async with scope:
+        pass
+    del scope
+    async with aop.arena() as arena:
+        await stale_exit(None, None, None)  # the old scope, finished: does nothing
+        arena.alloc(16)  # still lent to this scope
+        assert current_arena() is arena
+        assert aop.stats().active_arenas == 1
+    assert arena.closed
+    assert aop.stats().active_arenas == 0
+
+
 async def test_reusing_a_scope_abandoned_inside_gives_its_arena_back_as_a_leak() -> None:
     # Leak detection off: the leak is counted without a trace (or its ResourceWarning).
     with ArenaOfPools(arena_size=4096, leak_detection="off") as aop:
