@@ -7,7 +7,7 @@ has to wait for the budget: ``electron.aio`` is imported on that slow path only.
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, ClassVar, Final, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, overload
 
 from ._context import current_arena_var
 from ._done import DONE
@@ -35,6 +35,24 @@ _INSIDE: Final = 1
 _SPENT: Final = 2  # entered once (successfully or not): cannot be entered again
 
 
+class _BoundEnter(Protocol):
+    """What type checkers see for ``scope.__aenter__``: no arguments (it is the scope)."""
+
+    def __call__(self) -> Coroutine[Any, Any, Arena]: ...
+
+
+class _BoundExit(Protocol):
+    """What type checkers see for ``scope.__aexit__``: three arguments (it is the scope)."""
+
+    def __call__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> Coroutine[Any, Any, None]: ...
+
+
 async def _ready(arena: Arena) -> Arena:
     """What ``__aenter__`` returns when it took the arena at once."""
     return arena
@@ -43,7 +61,7 @@ async def _ready(arena: Arena) -> Arena:
 class _Enter:
     """``ArenaScope.__aenter__``: looked up on a scope, the scope itself (see ``ArenaScope``).
 
-    On the class it is what a method would be there, a function of the scope, as
+    On the class it can be called as the method would be, with the scope first, as
     ``contextlib.AsyncExitStack`` calls it.
     """
 
@@ -52,10 +70,10 @@ class _Enter:
     @overload
     def __get__(self, scope: None, owner: type[ArenaScope] | None = None) -> _Enter: ...
     @overload
-    def __get__(self, scope: ArenaScope, owner: type[ArenaScope] | None = None) -> ArenaScope: ...
+    def __get__(self, scope: ArenaScope, owner: type[ArenaScope] | None = None) -> _BoundEnter: ...
     def __get__(
         self, scope: ArenaScope | None, owner: type[ArenaScope] | None = None
-    ) -> _Enter | ArenaScope:
+    ) -> _Enter | _BoundEnter:
         return self if scope is None else scope
 
     def __call__(self, scope: ArenaScope) -> Coroutine[Any, Any, Arena]:
@@ -70,10 +88,10 @@ class _Exit:
     @overload
     def __get__(self, scope: None, owner: type[ArenaScope] | None = None) -> _Exit: ...
     @overload
-    def __get__(self, scope: ArenaScope, owner: type[ArenaScope] | None = None) -> ArenaScope: ...
+    def __get__(self, scope: ArenaScope, owner: type[ArenaScope] | None = None) -> _BoundExit: ...
     def __get__(
         self, scope: ArenaScope | None, owner: type[ArenaScope] | None = None
-    ) -> _Exit | ArenaScope:
+    ) -> _Exit | _BoundExit:
         return self if scope is None else scope
 
     def __call__(
@@ -104,7 +122,10 @@ class ArenaScope:
 
     ``scope.__aenter__`` and ``scope.__aexit__`` are the scope itself, called with no
     arguments to enter and with three to leave, so that ``async with`` allocates no bound
-    methods; on the class they behave as the methods would.
+    methods (on CPython 3.11 to 3.13; 3.14 binds none anyway). The two names are therefore
+    the same object: what a call does depends on its arguments, not on the name it was
+    looked up by. On the class they can be called as the methods would be. A scope cannot be
+    copied (a copy would leave with the same arena and context token).
     """
 
     __slots__ = ("_aop", "_arena", "_state", "_timeout", "_token")
@@ -212,6 +233,12 @@ class ArenaScope:
         tb: TracebackType | None,
     ) -> None:
         self._leave()
+
+    def __copy__(self) -> ArenaScope:
+        raise TypeError("an arena scope cannot be copied; call aop.arena() for another")
+
+    def __deepcopy__(self, memo: object) -> ArenaScope:
+        raise TypeError("an arena scope cannot be copied; call aop.arena() for another")
 
     def __repr__(self) -> str:
         state = ("fresh", "inside", "spent")[self._state]

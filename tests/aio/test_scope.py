@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import threading
 import types
 from collections.abc import Callable
@@ -188,6 +189,21 @@ async def test_on_the_class_aenter_and_aexit_behave_as_methods(aop: ArenaOfPools
         assert current_arena() is arena
         assert aop.stats().active_arenas == 1
     assert arena.closed
+    assert aop.stats().active_arenas == 0
+
+
+@pytest.mark.parametrize("copier", [copy.copy, copy.deepcopy])
+async def test_a_scope_cannot_be_copied(
+    aop: ArenaOfPools, copier: Callable[[object], object]
+) -> None:
+    # A copy made inside would leave with the same arena and context token: a second return.
+    scope = aop.arena()
+    with pytest.raises(TypeError, match="cannot be copied"):
+        copier(scope)
+    async with scope as arena:
+        with pytest.raises(TypeError, match="cannot be copied"):
+            copier(scope)
+        assert current_arena() is arena
     assert aop.stats().active_arenas == 0
 
 
