@@ -13,15 +13,20 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 # Also in electron/_loader.py.
-CORE = ("_memory", "_arena", "_text", "_buffer", "_pools", "_scope", "_aop")
+CORE = ("_memory", "_arena", "_text", "_buffer", "_pools", "_aop")
 SOURCES = [f"electron/{name}.py" for name in CORE]
+# ArenaScope in C for the compiled core (electron/_scope.py, never compiled, is the reference).
+C_SCOPE = "electron/_cscope.c"
+# Modules compiled by earlier versions: a leftover extension would shadow the source.
+NO_LONGER_COMPILED = ("_scope",)
 
 
 def _pure_requested() -> bool:
@@ -42,6 +47,11 @@ class OptionalBuildExt(build_ext):
             name: hashlib.sha256(Path(f"electron/{name}.py").read_bytes()).hexdigest()
             for name in CORE
         }
+        if any(ext.name == "electron._cscope" for ext in self.extensions):
+            hashes["_cscope"] = hashlib.sha256(Path(C_SCOPE).read_bytes()).hexdigest()
+        for name in NO_LONGER_COMPILED:
+            for leftover in target.glob(f"{name}.*.so"):
+                leftover.unlink()
         target.mkdir(parents=True, exist_ok=True)
         (target / "_build_info.py").write_text(
             '"""Written by setup.py: hashes of the sources the compiled core was built from."""\n\n'
@@ -61,5 +71,7 @@ if not _pure_requested():
         # to report here: mypy --strict checks them in CI with everything installed.
         flags = ["--ignore-missing-imports", "--no-warn-unused-ignores", "--follow-imports=silent"]
         ext_modules = mypycify([*flags, *SOURCES], opt_level="3")
+        if not sysconfig.get_config_var("Py_GIL_DISABLED"):  # it relies on the GIL
+            ext_modules.append(Extension("electron._cscope", [C_SCOPE]))
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": OptionalBuildExt})

@@ -13,7 +13,7 @@ from pathlib import Path as _Path
 
 from ._loader import select_core as _select_core
 
-#: True when the core runs compiled (mypyc); False for pure Python.
+#: True when the core runs compiled (mypyc, and the arena scope in C); False for pure Python.
 COMPILED: bool = _select_core(__name__, _Path(__file__).parent)
 
 from ._aop import ArenaOfPools as ArenaOfPools  # noqa: E402

@@ -30,7 +30,6 @@ from ._memory import (
     REVIVE,
     UNMAPPED,
     Guard,
-    Reusable,
     Spares,
     Stack,
     check_size,
@@ -43,7 +42,7 @@ from ._memory import (
     zero,
 )
 from ._pools import BufferPool
-from ._scope import ArenaScope
+from ._scope import ArenaScope, scope_factory
 from ._stats import Stats
 
 if TYPE_CHECKING:
@@ -151,7 +150,8 @@ class ArenaOfPools:
         self._lock = Guard()
         self._deferred: list[Arena] = []  # returns made while this thread held the lock
         self._spares: Spares[_LentArena] = Spares()  # dead handles to revive for later loans
-        self._scope = Reusable(ArenaScope(self))  # the last scope made (see arena())
+        # What arena() gets its scopes from (see scope_factory).
+        self._new_scope: Callable[[float | None], ArenaScope] = scope_factory(self)
         if buffer_pool is not None and not isinstance(buffer_pool, BufferPool):
             raise TypeError(f"buffer_pool must be a BufferPool, not {type(buffer_pool).__name__}")
         self._buffers = buffer_pool if buffer_pool is not None else BufferPool()
@@ -781,17 +781,12 @@ class ArenaOfPools:
         made before, once nothing else can refer to it (it is then as good as new).
         """
         checked = None if timeout is None else check_timeout(timeout)
-        if REVIVE:
-            # A scope nothing but this pool refers to any more cannot be told from a new one:
-            # reusing it saves allocating and freeing one per scope.
-            last = self._scope
-            if last.free():
-                scope = last.obj
-                scope._reuse(checked)
-                return scope
-            scope = last.obj = ArenaScope(self, checked)
-            return scope
-        return ArenaScope(self, checked)
+        return self._new_scope(checked)
+
+    def _return_from_scope(self, arena: Arena) -> None:
+        """What a scope calls on leaving: give ``arena`` back unless it was closed inside."""
+        if arena._mv is not None:
+            self.return_arena(arena)
 
     def close(self) -> None:
         """Release idle memory, fail every waiter with :class:`PoolClosed`, refuse new gets.

@@ -18,7 +18,9 @@ from pathlib import Path
 __all__ = ("CORE_MODULES", "restore_class_docs", "select_core")
 
 #: The modules compiled by setup.py, in an order where each imports only earlier ones.
-CORE_MODULES = ("_memory", "_arena", "_text", "_buffer", "_pools", "_scope", "_aop")
+CORE_MODULES = ("_memory", "_arena", "_text", "_buffer", "_pools", "_aop")
+#: Built with them (setup.py): ArenaScope in C, used only with the compiled core.
+C_SOURCES = ("_cscope",)
 
 
 def _build_hashes(package: str) -> dict[str, str] | None:
@@ -30,6 +32,10 @@ def _build_hashes(package: str) -> dict[str, str] | None:
     return sources
 
 
+def _digest(source: Path) -> str:
+    return hashlib.sha256(source.read_bytes()).hexdigest()
+
+
 def _compiled_is_current(package: str, here: Path) -> bool:
     hashes = _build_hashes(package)
     if hashes is None:
@@ -38,7 +44,12 @@ def _compiled_is_current(package: str, here: Path) -> bool:
         source = here / f"{name}.py"
         if not source.exists():  # an installed wheel may ship only the compiled module
             continue
-        if hashes.get(name) != hashlib.sha256(source.read_bytes()).hexdigest():
+        if hashes.get(name) != _digest(source):
+            return False
+    for name in C_SOURCES:  # not built for free-threaded interpreters: no hash then
+        source = here / f"{name}.c"
+        built = hashes.get(name)
+        if built is not None and source.exists() and built != _digest(source):
             return False
     return True
 

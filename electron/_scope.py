@@ -1,17 +1,20 @@
 """ArenaScope: lends the current task (or thread) an arena for the length of a block.
 
-Part of the compiled core (it runs for every request), yet it needs no anyio until a task
-has to wait for the budget: ``electron.aio`` is imported on that slow path only.
+It needs no anyio until a task has to wait for the budget: ``electron.aio`` is imported on
+that slow path only. This module is never compiled: with the compiled core, the scope is
+its C twin in ``electron/_cscope.c`` (see :func:`scope_factory`), which this source
+describes and the pure-Python core runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+import functools
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, overload
 
 from ._context import current_arena_var
 from ._done import DONE
-from ._memory import check_timeout
+from ._memory import COMPILED_HERE, REVIVE, check_timeout
 
 if TYPE_CHECKING:
     from contextvars import Token
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
     from ._aop import ArenaOfPools
     from ._arena import Arena
 
-__all__ = ("ArenaScope",)
+__all__ = ("ArenaScope", "scope_factory")
 
 # Bound once: the compiled core then calls them directly instead of looking the methods up
 # on every scope.
@@ -243,3 +246,49 @@ class ArenaScope:
     def __repr__(self) -> str:
         state = ("fresh", "inside", "spent")[self._state]
         return f"<ArenaScope {state} of {self._aop!r}>"
+
+
+def _c_scope() -> Any:
+    """``electron._cscope`` when the compiled core runs and it was built with it, else None."""
+    if not COMPILED_HERE:
+        return None
+    try:
+        from . import _cscope  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - setup.py builds it with the compiled core
+        return None
+    return _cscope
+
+
+_C: Final = _c_scope()
+_configured = False
+
+
+def scope_factory(aop: ArenaOfPools) -> Callable[[float | None], ArenaScope]:
+    """What ``aop.arena()`` calls with its checked timeout to get a scope.
+
+    With the compiled core, the C ``ScopeFactory``: it hands out the scope it made last
+    again once nothing else refers to it (where :data:`~electron._memory.REVIVE` allows), as
+    good as new. The pure-Python core makes a new ``ArenaScope`` each time.
+    """
+    global _configured
+    if _C is None:
+        return functools.partial(ArenaScope, aop)
+    if not _configured:
+        from ._aop import ArenaOfPools  # imported by now: aop is one
+
+        _C.configure(
+            var=current_arena_var,
+            lend_nowait=ArenaOfPools._lend_nowait,
+            get_arena=ArenaOfPools.get_arena,
+            return_from_scope=ArenaOfPools._return_from_scope,
+            done=_DONE,
+            check_timeout=check_timeout,
+            revive=REVIVE,
+        )
+        _configured = True
+    factory: Callable[[float | None], ArenaScope] = _C.ScopeFactory(aop)
+    return factory
+
+
+if not TYPE_CHECKING and _C is not None:
+    ArenaScope = _C.ArenaScope  # the class every scope is an instance of (see above)
