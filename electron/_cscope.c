@@ -194,6 +194,7 @@ scope_traverse(Scope *s, visitproc visit, void *arg)
     Py_VISIT(s->aop);
     Py_VISIT(s->arena);
     Py_VISIT(s->token);
+    Py_VISIT(s->timeout);
     Py_VISIT(s->ready);
     return 0;
 }
@@ -284,8 +285,30 @@ scope_set(Scope *s, PyObject *arena)
     return 0;
 }
 
+/* The exception being raised gets the fetched one (exc, val, tb: references it takes) as
+ * its __context__, as a ``finally`` block that raises would. */
+static void
+chain_context(PyObject *exc, PyObject *val, PyObject *tb)
+{
+    PyObject *exc2, *val2, *tb2;
+    PyErr_Fetch(&exc2, &val2, &tb2);
+    PyErr_NormalizeException(&exc2, &val2, &tb2);
+    PyErr_NormalizeException(&exc, &val, &tb);
+    if (val != NULL && val2 != NULL && val != val2) {
+        if (tb != NULL) {
+            PyException_SetTraceback(val, tb);
+        }
+        PyException_SetContext(val2, val); /* steals val */
+        val = NULL;
+    }
+    Py_XDECREF(exc);
+    Py_XDECREF(val);
+    Py_XDECREF(tb);
+    PyErr_Restore(exc2, val2, tb2);
+}
+
 /* After a failure: give ``arena`` back, keeping the exception being raised (or, if the
- * return fails too, raising the return's). ``arena`` is borrowed. Returns NULL. */
+ * return fails too, raising the return's, chained to it). ``arena`` is borrowed. */
 static PyObject *
 give_back_failed(Scope *s, PyObject *arena)
 {
@@ -294,9 +317,7 @@ give_back_failed(Scope *s, PyObject *arena)
     PyObject *args[2] = {s->aop, arena};
     PyObject *res = PyObject_Vectorcall(return_from_scope, args, 2, NULL);
     if (res == NULL) {
-        Py_XDECREF(exc);
-        Py_XDECREF(val);
-        Py_XDECREF(tb);
+        chain_context(exc, val, tb);
         return NULL;
     }
     Py_DECREF(res);
@@ -304,9 +325,22 @@ give_back_failed(Scope *s, PyObject *arena)
     return NULL;
 }
 
+static int
+scope_cleared(Scope *s)
+{
+    if (s->aop == NULL) { /* only a scope the garbage collector cleared */
+        PyErr_SetString(PyExc_RuntimeError, "this arena scope was cleared");
+        return 1;
+    }
+    return 0;
+}
+
 static PyObject *
 scope_enter_async(Scope *s)
 {
+    if (scope_cleared(s)) {
+        return NULL;
+    }
     if (s->state != FRESH) {
         PyErr_SetString(PyExc_RuntimeError, REUSED);
         return NULL;
@@ -323,11 +357,12 @@ scope_enter_async(Scope *s)
             if (mod == NULL) {
                 return NULL;
             }
-            enter_when_lent = PyObject_GetAttrString(mod, "enter_when_lent");
+            PyObject *fn = PyObject_GetAttrString(mod, "enter_when_lent");
             Py_DECREF(mod);
-            if (enter_when_lent == NULL) {
+            if (fn == NULL) {
                 return NULL;
             }
+            Py_XSETREF(enter_when_lent, fn); /* the import may have let another thread in */
         }
         return PyObject_CallOneArg(enter_when_lent, (PyObject *)s);
     }
@@ -383,9 +418,9 @@ scope_leave(Scope *s)
     PyObject *res = PyObject_Vectorcall(return_from_scope, args, 2, NULL);
     Py_DECREF(arena);
     if (res == NULL) {
-        Py_XDECREF(exc); /* the return's error wins over the reset's */
-        Py_XDECREF(val);
-        Py_XDECREF(tb);
+        if (failed) {
+            chain_context(exc, val, tb);
+        }
         return -1;
     }
     Py_DECREF(res);
@@ -426,6 +461,9 @@ scope_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject 
 static PyObject *
 scope_sync_enter(Scope *s, PyObject *unused)
 {
+    if (scope_cleared(s)) {
+        return NULL;
+    }
     if (s->state != FRESH) {
         PyErr_SetString(PyExc_RuntimeError, REUSED);
         return NULL;
@@ -462,9 +500,13 @@ static PyObject *
 scope_enter_when_lent(Scope *s, PyObject *arena)
 {
     /* ``_enter(arena)``: what electron.aio._wait calls once it waited for the arena. */
-    Py_INCREF(arena);
-    if (scope_set(s, arena) < 0) {
+    if (s->state != SPENT || s->arena != NULL || s->aop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_enter is for a scope waiting for its arena");
         return NULL;
+    }
+    Py_INCREF(arena);
+    if (scope_set(s, arena) < 0) { /* it dropped our reference; the caller holds one */
+        return give_back_failed(s, arena);
     }
     Py_RETURN_NONE;
 }
@@ -480,6 +522,9 @@ static PyObject *
 scope_repr(Scope *s)
 {
     static const char *names[] = {"fresh", "inside", "spent"};
+    if (s->aop == NULL) {
+        return PyUnicode_FromFormat("<ArenaScope %s, cleared>", names[s->state]);
+    }
     return PyUnicode_FromFormat("<ArenaScope %s of %R>", names[s->state], s->aop);
 }
 
@@ -494,6 +539,9 @@ scope_get_timeout(Scope *s, void *closure)
 static PyObject *
 scope_get_aop(Scope *s, void *closure)
 {
+    if (scope_cleared(s)) {
+        return NULL;
+    }
     Py_INCREF(s->aop);
     return s->aop;
 }
@@ -731,6 +779,9 @@ PyInit__cscope(void)
         || PyType_Ready(&FactoryType) < 0) {
         return NULL;
     }
+    if (ScopeType.tp_flags & Py_TPFLAGS_READY) { /* initialised once per process */
+        goto module;
+    }
     PyObject *dict = PyDict_New();
     if (dict == NULL) {
         return NULL;
@@ -753,6 +804,7 @@ PyInit__cscope(void)
     if (PyType_Ready(&ScopeType) < 0) {
         return NULL;
     }
+module:;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) {
         return NULL;

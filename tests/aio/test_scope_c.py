@@ -71,3 +71,19 @@ def test_on_the_class_only_a_scope_is_accepted() -> None:
         ArenaScope.__aenter__(object())  # type: ignore[arg-type,unused-coroutine]
     with pytest.raises(TypeError, match="takes an ArenaScope"):
         ArenaScope.__aexit__(object(), None, None, None)  # type: ignore[arg-type,unused-coroutine]
+
+
+@needs_c
+async def test_enter_is_only_for_a_scope_waiting_for_its_arena(aop: ArenaOfPools) -> None:
+    # ``_enter`` is what the waiting path (electron.aio._wait) calls; anything else is refused
+    # without touching the scope (overwriting an entered scope's arena would lose it).
+    scope = aop.arena()
+    arena = aop.get_arena()
+    with pytest.raises(RuntimeError, match="waiting for its arena"):
+        scope._enter(arena)  # fresh: not waiting
+    async with scope as inside:
+        with pytest.raises(RuntimeError, match="waiting for its arena"):
+            scope._enter(arena)
+        assert current_arena() is inside
+    aop.return_arena(arena)
+    assert aop.stats().active_arenas == 0
