@@ -24,7 +24,6 @@ __all__ = (
     "UNMAPPED",
     "Guard",
     "Handle",
-    "Reusable",
     "Spares",
     "Stack",
     "check_size",
@@ -142,26 +141,6 @@ class Spares(Generic[T]):
         self._new = handle
 
 
-class Reusable(Generic[T]):
-    """One object kept so that it can be handed out again once nothing else refers to it.
-
-    Used only with :data:`REVIVE` (see ``Spares``): ``free()`` reads an exact reference
-    count, and the caller reuses the object before anything else can run.
-    """
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj: T) -> None:
-        self.obj = obj
-
-    def _refs(self) -> int:
-        return _getrefcount(self.obj)
-
-    def free(self) -> bool:
-        """Whether nothing but this object refers to ``obj``."""
-        return self._refs() <= _REUSABLE_REFS
-
-
 def _spare_refs() -> int:
     """What ``Spares._old_refs`` reads for an object only the ``Spares`` refers to."""
     spares: Spares[bytearray] = Spares()
@@ -170,7 +149,6 @@ def _spare_refs() -> int:
 
 
 _SPARE_REFS: Final = _spare_refs()
-_REUSABLE_REFS: Final = Reusable(bytearray(1))._refs()
 
 
 def release_all(views: list[memoryview]) -> bool:

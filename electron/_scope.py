@@ -10,7 +10,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Final,
+    Generic,
+    Protocol,
+    Self,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from ._context import current_arena_var
 from ._done import DONE
@@ -27,11 +38,10 @@ if TYPE_CHECKING:
 
 __all__ = ("ArenaScope", "scope_factory")
 
-# Bound once: the compiled core then calls them directly instead of looking the methods up
-# on every scope.
+# Bound once: no method lookup per scope.
 _set_arena: Final = current_arena_var.set
 _reset_arena: Final = current_arena_var.reset
-_DONE: Final = DONE  # compiled, a Final is a C static; a plain global is a dict lookup
+_DONE: Final = DONE
 
 _FRESH: Final = 0
 _INSIDE: Final = 1
@@ -56,46 +66,47 @@ class _BoundExit(Protocol):
     ) -> Coroutine[Any, Any, None]: ...
 
 
+_Bound = TypeVar("_Bound", _BoundEnter, _BoundExit)
+
+
 async def _ready(arena: Arena) -> Arena:
     """What ``__aenter__`` returns when it took the arena at once."""
     return arena
 
 
-class _Enter:
-    """``ArenaScope.__aenter__``: looked up on a scope, the scope itself (see ``ArenaScope``).
+class _Itself(Generic[_Bound]):
+    """``ArenaScope.__aenter__``/``__aexit__``: looked up on a scope, the scope itself.
 
-    On the class it can be called as the method would be, with the scope first, as
-    ``contextlib.AsyncExitStack`` calls it.
+    On the class each can be called as its method would be, with the scope first, as
+    ``contextlib.AsyncExitStack`` calls it. ``_Bound`` is what type checkers see on a scope:
+    the method's own signature, so that the two names are not confused.
     """
 
     __slots__ = ()
 
     @overload
-    def __get__(self, scope: None, owner: type[ArenaScope] | None = None) -> _Enter: ...
+    def __get__(self, scope: None, owner: type[ArenaScope] | None = None) -> Self: ...
     @overload
-    def __get__(self, scope: ArenaScope, owner: type[ArenaScope] | None = None) -> _BoundEnter: ...
+    def __get__(self, scope: ArenaScope, owner: type[ArenaScope] | None = None) -> _Bound: ...
     def __get__(
         self, scope: ArenaScope | None, owner: type[ArenaScope] | None = None
-    ) -> _Enter | _BoundEnter:
-        return self if scope is None else scope
+    ) -> Self | _Bound:
+        return self if scope is None else cast(_Bound, scope)
+
+
+class _Enter(_Itself[_BoundEnter]):
+    """``ArenaScope.__aenter__`` (see ``_Itself``)."""
+
+    __slots__ = ()
 
     def __call__(self, scope: ArenaScope) -> Coroutine[Any, Any, Arena]:
         return scope._aenter()
 
 
-class _Exit:
-    """``ArenaScope.__aexit__``: looked up on a scope, the scope itself (see ``ArenaScope``)."""
+class _Exit(_Itself[_BoundExit]):
+    """``ArenaScope.__aexit__`` (see ``_Itself``)."""
 
     __slots__ = ()
-
-    @overload
-    def __get__(self, scope: None, owner: type[ArenaScope] | None = None) -> _Exit: ...
-    @overload
-    def __get__(self, scope: ArenaScope, owner: type[ArenaScope] | None = None) -> _BoundExit: ...
-    def __get__(
-        self, scope: ArenaScope | None, owner: type[ArenaScope] | None = None
-    ) -> _Exit | _BoundExit:
-        return self if scope is None else scope
 
     def __call__(
         self,
@@ -140,15 +151,6 @@ class ArenaScope:
         self._token: Token[Arena] | None = None
         self._state: i64 = _FRESH
 
-    def _reuse(self, timeout: float | None) -> None:
-        """Make this scope fresh again, with ``timeout``: only for its pool, and only once
-        nothing else can refer to it (see ``Reusable``). A scope abandoned inside drops its
-        arena here, which then goes back as a leak, as when the scope is freed."""
-        self._arena = None
-        self._token = None
-        self._timeout = timeout
-        self._state = _FRESH
-
     def _reused(self) -> RuntimeError:
         return RuntimeError("an arena scope can be entered only once; call aop.arena() again")
 
@@ -157,20 +159,10 @@ class ArenaScope:
     # Methods would be bound anew for every ``async with``: two method objects allocated
     # and freed per scope, a tenth of what a scope costs. And since whoever holds one of them
     # holds the scope itself, the pool's check that nothing refers to a scope it reuses
-    # (``Reusable``) still sees every holder.
+    # (``ScopeFactory`` in electron/_cscope.c) still sees every holder.
     __aenter__: ClassVar[_Enter] = _ENTER_METHOD
     __aexit__: ClassVar[_Exit] = _EXIT_METHOD
 
-    @overload
-    def __call__(self) -> Coroutine[Any, Any, Arena]: ...
-    @overload
-    def __call__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-        /,
-    ) -> Coroutine[Any, Any, None]: ...
     def __call__(
         self, exc_type: object = _ENTERING, exc: object = _ENTERING, tb: object = _ENTERING
     ) -> Coroutine[Any, Any, Any]:

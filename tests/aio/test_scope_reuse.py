@@ -1,9 +1,9 @@
 """Reusing finished scopes (``aop.arena()`` on the compiled core).
 
 ``aop.arena()`` hands out the scope object it made last time when nothing but the pool
-refers to it any more (``electron._memory.Reusable``). These tests pin that this happens,
-that a reused scope behaves exactly as a new one, and that a scope anything still holds is
-never handed out again: it stays single-use for whoever holds it.
+refers to it any more (the C ``ScopeFactory``, electron/_cscope.c). These tests pin that
+this happens, that a reused scope behaves exactly as a new one, and that a scope anything
+still holds is never handed out again: it stays single-use for whoever holds it.
 """
 
 from __future__ import annotations
