@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from contextvars import Token
     from types import TracebackType
 
-    from mypy_extensions import i64
-
     from ._aop import ArenaOfPools
     from ._arena import Arena
 
@@ -149,7 +147,7 @@ class ArenaScope:
         self._timeout = None if timeout is None else check_timeout(timeout)
         self._arena: Arena | None = None
         self._token: Token[Arena] | None = None
-        self._state: i64 = _FRESH
+        self._state = _FRESH
 
     def _reused(self) -> RuntimeError:
         return RuntimeError("an arena scope can be entered only once; call aop.arena() again")
