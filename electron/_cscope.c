@@ -22,7 +22,7 @@
 
 enum { FRESH = 0, INSIDE = 1, SPENT = 2 };
 
-/* Set once by configure() (electron/_scope.py) and kept for the life of the process. */
+/* Set by configure() (electron/_scope.py, on the first pool) and kept from then on. */
 static PyObject *current_arena_var; /* electron._context.current_arena_var */
 static PyObject *lend_nowait;       /* ArenaOfPools._lend_nowait (unbound) */
 static PyObject *get_arena;         /* ArenaOfPools.get_arena (unbound) */
