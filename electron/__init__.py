@@ -13,13 +13,15 @@ from pathlib import Path as _Path
 
 from ._loader import select_core as _select_core
 
-#: True when the core runs compiled (mypyc, and the arena scope in C); False for pure Python.
+#: True when the core runs compiled (mypyc); False for pure Python (same code, same tests).
 COMPILED: bool = _select_core(__name__, _Path(__file__).parent)
 
-from ._aop import ArenaOfPools as ArenaOfPools  # noqa: E402
 from ._arena import ALIGNMENT as ALIGNMENT  # noqa: E402
 from ._arena import Arena as Arena  # noqa: E402
+from ._arena_of_pools import ArenaOfPools as ArenaOfPools  # noqa: E402
 from ._buffer import Buffer as Buffer  # noqa: E402
+from ._buffer_pool import BufferPool as BufferPool  # noqa: E402
+from ._buffer_pool import BufferPoolStatistics as BufferPoolStatistics  # noqa: E402
 from ._errors import ArenaClosed as ArenaClosed  # noqa: E402
 from ._errors import BufferClosed as BufferClosed  # noqa: E402
 from ._errors import DoubleRelease as DoubleRelease  # noqa: E402
@@ -30,16 +32,9 @@ from ._errors import InvalidArgument as InvalidArgument  # noqa: E402
 from ._errors import PoolClosed as PoolClosed  # noqa: E402
 from ._errors import PoolExhausted as PoolExhausted  # noqa: E402
 from ._errors import ResourceClosed as ResourceClosed  # noqa: E402
-from ._pools import BufferPool as BufferPool  # noqa: E402
-from ._pools import BufferPoolStatistics as BufferPoolStatistics  # noqa: E402
-from ._pools import ObjectPool as ObjectPool  # noqa: E402
-from ._pools import ObjectPoolStatistics as ObjectPoolStatistics  # noqa: E402
+from ._object_pool import ObjectPool as ObjectPool  # noqa: E402
+from ._object_pool import ObjectPoolStatistics as ObjectPoolStatistics  # noqa: E402
 from ._stats import Stats as Stats  # noqa: E402
-
-if COMPILED:
-    from ._loader import restore_class_docs as _restore_class_docs
-
-    _restore_class_docs(__name__, _Path(__file__).parent)
 
 __version__ = "0.1.0.dev0"
 
@@ -65,3 +60,7 @@ __all__ = (
     "ResourceClosed",
     "Stats",
 )
+
+from ._exports import fix_module_names as _fix_module_names  # noqa: E402
+
+_fix_module_names(globals(), __name__)

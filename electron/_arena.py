@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, SupportsIndex, TypeVar, cast
+from typing import Any, Final, Protocol, SupportsIndex, TypeVar, cast
 
+from ._checks import MAX_SIZE, check_size
 from ._errors import ArenaClosed, InsufficientCapacity, InvalidArgument
-from ._memory import MAX_SIZE, Handle, check_size, is_exported, refcount, release_all, zero
-from ._memory import UNMAPPED as _UNMAPPED
+from ._handle import Handle
+from ._regions import UNMAPPED as _UNMAPPED
+from ._regions import is_exported, release_all, zero
 
-if TYPE_CHECKING:
-    from mypy_extensions import i64
-
-    from ._aop import ArenaOfPools
-    from ._leaks import Trace
-
-__all__ = ("ALIGNMENT", "Arena")
+__all__ = ("ALIGNMENT", "Arena", "ArenaOwner")
 
 T = TypeVar("T")
 
@@ -31,6 +27,25 @@ _CTYPES_META: Final[tuple[type, ...]] = (
     type(ctypes.c_int),
     type(ctypes.POINTER(ctypes.c_int)),
 )
+
+
+class ArenaOwner(Protocol):
+    """What an arena needs from the pool that lent it (:class:`~electron.ArenaOfPools`)."""
+
+    def return_arena(self, arena: Arena) -> None:
+        """Take ``arena`` back (its ``close()``)."""
+
+    def _arena_chunk(self, arena: Arena, need: int) -> bytearray | None:
+        """A chunk of at least ``need`` bytes for ``arena`` to grow into, or None."""
+
+    def _arena_replace(self, old: bytearray, used: int) -> bytearray:
+        """A fresh region for an arena being reset whose region ``old`` is still exported."""
+
+    def _arena_spilled(self, arena: Arena) -> None:
+        """``arena`` was reset and gave up its extra chunks (``arena._spilled``)."""
+
+    def _arena_leaked(self, arena: Arena, mv: memoryview) -> None:
+        """``arena`` is being garbage-collected while lent (``mv``: its base view)."""
 
 
 def run_hooks(hooks: list[Callable[[], object]] | None) -> Exception | None:
@@ -67,7 +82,6 @@ class Arena(Handle):
         "_offset",
         "_owner",
         "_quarantined",
-        "_region",
         "_spilled",
         "_views",
     )
@@ -76,24 +90,24 @@ class Arena(Handle):
         cap = check_size(capacity, "capacity")
         if cap == 0:
             raise InvalidArgument("capacity", capacity, "an int > 0")
-        region = bytearray(cap)
-        self._region = region
-        self._cap: i64 = cap
-        self._mv: memoryview | None = _UNMAPPED
-        self._offset: i64 = 0
+        self._init(bytearray(cap), None)
+
+    def _init(self, region: bytearray, owner: ArenaOwner | None) -> None:
+        Handle.__init__(self, region)
+        self._cap = len(region)
+        self._offset = 0
         self._views: list[memoryview] | None = None
         self._obj: object = None  # the first object made by new(); the others in _objects
         self._objects: list[object] | None = None
         self._hooks: list[Callable[[], object]] | None = None
-        self._owner: ArenaOfPools | None = None
-        self._generation: i64 = 0
-        self._quarantined: i64 = 0
-        self._trace: Trace | None = None  # where taken, then where given back (tracing)
+        self._owner: ArenaOwner | None = owner
+        self._generation = 0
+        self._quarantined = 0
         # Auto-sized pools let an arena grow: earlier chunks as (region, base view, used);
         # the current chunk is _region/_mv/_offset. _extra counts the chunks' bytes beyond
         # the first; _spilled hands them (with "may be reused") to the pool at scrub time.
         self._chunks: list[tuple[bytearray, memoryview, int]] | None = None
-        self._extra: i64 = 0
+        self._extra = 0
         self._spilled: list[tuple[bytearray, bool]] | None = None
 
     def _closed_error(self) -> ArenaClosed:
@@ -111,10 +125,7 @@ class Arena(Handle):
         start = (self._offset + align - 1) & -align
         end = start + n
         if end > self._cap:
-            owner = self._owner
-            if owner is not None and owner._auto:
-                return self._overflow(n, align)
-            return None
+            return None if self._owner is None else self._overflow(n, align)
         self._offset = end
         v = mv[start:end]
         views = self._views
@@ -125,12 +136,13 @@ class Arena(Handle):
         return v
 
     def _overflow(self, n: int, align: int) -> memoryview | None:
-        """Grow by a chunk from the owner (auto-sized pools) and allocate there."""
+        """Grow by a chunk from the owner (auto-sized pools lend one) and allocate there."""
         owner = self._owner
         mv = self._mv
+        if mv is None:  # given back meanwhile (by another thread): a use after return
+            raise self._closed_error()
         assert owner is not None
-        assert mv is not None
-        region = owner._lend_chunk(self, n + align)
+        region = owner._arena_chunk(self, n + align)
         if region is None:
             return None
         entry = (self._region, mv, self._offset)
@@ -150,7 +162,7 @@ class Arena(Handle):
         first = self._cap if chunks is None else len(chunks[0][0])
         return first + self._extra
 
-    def _used_total(self) -> i64:
+    def _used_total(self) -> int:
         chunks = self._chunks
         if chunks is None:
             return self._offset
@@ -246,7 +258,7 @@ class Arena(Handle):
         self._mv = None
         if self._chunks is not None:
             self._unchunk(clean)
-        return clean and not is_exported(self._region) and self._region_refs() <= _ATTR_REFS
+        return clean and not is_exported(self._region) and not self._region_shared()
 
     def _unchunk(self, clean: bool) -> None:
         """A grown arena: keep the first chunk as the arena's region, spill the others."""
@@ -264,10 +276,6 @@ class Arena(Handle):
         self._chunks = None
         self._spilled = spilled
 
-    def _region_refs(self) -> int:
-        # Something holding the bytearray itself (``view.obj``) shows as an extra reference.
-        return refcount(self._region)
-
     def reset(self) -> None:
         """Release everything allocated so far and start again, keeping the capacity.
 
@@ -283,12 +291,12 @@ class Arena(Handle):
         used = self._used_total()
         clean = self._scrub(mv)
         if self._spilled is not None and self._owner is not None:
-            self._owner._reset_spilled(self)
+            self._owner._arena_spilled(self)
         if not clean:
             self._quarantined += 1
             owner = self._owner
             if owner is not None:
-                self._region = owner._replace_region(self._region, used)
+                self._region = owner._arena_replace(self._region, used)
             else:
                 self._region = bytearray(self._cap)
             self._cap = len(self._region)  # an auto-sized pool may lend another size now
@@ -367,45 +375,15 @@ class Arena(Handle):
 
 
 class _LentArena(Arena):
-    """An arena over a region lent by an :class:`ArenaOfPools`.
-
-    One object per loan: dead once given back, and revived for a later loan only when
-    nothing but the pool refers to it any more (see ``Spares``).
-    """
+    """An arena over a region lent by a pool: one object per loan, dead once given back."""
 
     __slots__ = ()
 
-    def __init__(self, region: bytearray, owner: ArenaOfPools) -> None:
-        self._revive(region, owner)
-
-    def _revive(self, region: bytearray, owner: ArenaOfPools) -> None:
-        """Set every attribute as for a new loan of ``region``; allocates nothing."""
-        self._region = region
-        self._cap = len(region)
-        self._mv = _UNMAPPED
-        self._offset = 0
-        self._views = None
-        self._obj = None
-        self._objects = None
-        self._hooks = None
-        self._owner = owner
-        self._generation = 0
-        self._quarantined = 0
-        self._trace = None
-        self._chunks = None
-        self._extra = 0
-        self._spilled = None
+    def __init__(self, region: bytearray, owner: ArenaOwner) -> None:
+        self._init(region, owner)
 
     def __del__(self) -> None:
         mv = self._mv
         owner = self._owner
         if mv is not None and owner is not None:
-            owner._collect_leaked(self, mv)
-
-
-def _attr_refs() -> int:
-    """How many references a region held only by a closed arena's ``_region`` shows."""
-    return Arena(16)._region_refs()  # no view was made: as in _scrub, after the release
-
-
-_ATTR_REFS: Final = _attr_refs()
+            owner._arena_leaked(self, mv)

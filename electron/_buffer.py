@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING, Final, SupportsIndex
+from typing import TYPE_CHECKING, Final, Protocol, SupportsIndex
 
+from ._checks import check_size
 from ._errors import BufferClosed, InvalidArgument
-from ._memory import (
-    COMPILED_HERE,
-    UNMAPPED,
-    Handle,
-    check_size,
-    is_exported,
-    refcount,
-    release_all,
-    zero,
-)
+from ._handle import Handle
+from ._regions import UNMAPPED, is_exported, release_all, zero
 from ._text import (
     float_repr,
     html_escape,
@@ -28,13 +21,22 @@ from ._text import (
 )
 
 if TYPE_CHECKING:
-    from mypy_extensions import i64
     from typing_extensions import Buffer as BytesLike
 
-    from ._leaks import Trace
-    from ._pools import BufferPool
+__all__ = ("Buffer", "BufferOwner")
 
-__all__ = ("Buffer",)
+
+class BufferOwner(Protocol):
+    """What a buffer needs from the pool that lent it (:class:`~electron.BufferPool`)."""
+
+    def put(self, buf: Buffer) -> None:
+        """Take ``buf`` back (its ``close()``)."""
+
+    def _buffer_grew(self, delta: int) -> None:
+        """A lent buffer's capacity grew by ``delta`` bytes."""
+
+    def _buffer_leaked(self, buf: Buffer, mv: memoryview) -> None:
+        """``buf`` is being garbage-collected while lent (``mv``: its base view)."""
 
 
 def _as_bytes(data: BytesLike) -> memoryview:
@@ -103,17 +105,17 @@ class Buffer(Handle):
     next caller under a new ``Buffer``. Bytes beyond what was written are never exposed.
     """
 
-    __slots__ = ("_len", "_owner", "_ready", "_region", "_views")
+    __slots__ = ("_len", "_owner", "_ready", "_views")
 
     def __init__(self, capacity: SupportsIndex = 0) -> None:
-        region = bytearray(check_size(capacity, "capacity"))
-        self._region = region
-        self._mv: memoryview | None = UNMAPPED  # made on first need: see _base
-        self._len: i64 = 0
-        self._ready: i64 = 0  # end of the bytes reserve() zeroed: commit() may not go past it
+        self._init(bytearray(check_size(capacity, "capacity")), None)
+
+    def _init(self, region: bytearray, owner: BufferOwner | None) -> None:
+        Handle.__init__(self, region)  # the base view is made on first need: see _base
+        self._len = 0
+        self._ready = 0  # end of the bytes reserve() zeroed: commit() may not go past it
         self._views: list[memoryview] | None = None
-        self._owner: BufferPool | None = None
-        self._trace: Trace | None = None  # where taken, then where given back (tracing)
+        self._owner: BufferOwner | None = owner
 
     def _closed_error(self) -> BufferClosed:
         return BufferClosed(where=self._trace)
@@ -144,7 +146,7 @@ class Buffer(Handle):
         region = bytearray(new_cap)  # may raise MemoryError: nothing counted yet
         owner = self._owner
         if owner is not None:
-            owner._grew(new_cap - len(self._region))
+            owner._buffer_grew(new_cap - len(self._region))
         mv = memoryview(region)
         mv[: self._len] = old[: self._len]
         # The old region stays alive (unexported once ``old`` is released) only through the
@@ -244,26 +246,13 @@ class Buffer(Handle):
         if mv is UNMAPPED:  # no view was ever made: nothing can reach the region
             return True
         views = self._views
-        if views is None and COMPILED_HERE:
-            # No view was handed out, and the base view never leaves the buffer (compiled
-            # code keeps no frames, so no traceback holds it): once it is released nothing
-            # can export the region or reach it through ``view.obj``.
-            try:
-                mv.release()
-            except BufferError:
-                return False
-            return True
         self._views = None
         clean = True if views is None else release_all(views)
         try:
             mv.release()
         except BufferError:
             return False
-        return clean and not is_exported(self._region) and self._region_refs() <= _ATTR_REFS
-
-    def _region_refs(self) -> int:
-        # Something holding the bytearray itself (``view.obj``) shows as an extra reference.
-        return refcount(self._region)
+        return clean and not is_exported(self._region) and not self._region_shared()
 
     # -- text: searching (bytearray methods on the written prefix: memchr, fast search) --------
 
@@ -531,40 +520,15 @@ class Buffer(Handle):
 
 
 class _LentBuffer(Buffer):
-    """A buffer over a region lent by a :class:`BufferPool`.
-
-    One object per loan: dead once given back, and revived for a later loan only when
-    nothing but the pool refers to it any more (see ``Spares``).
-    """
+    """A buffer over a region lent by a pool: one object per loan, dead once given back."""
 
     __slots__ = ()
 
-    def __init__(self, region: bytearray, mv: memoryview, owner: BufferPool) -> None:
-        self._revive(region, mv, owner)
-
-    def _revive(self, region: bytearray, mv: memoryview, owner: BufferPool) -> None:
-        """Set every attribute as for a new loan of ``region``; allocates nothing."""
-        self._region = region
-        self._mv = mv  # the region's base view kept by the pool, or UNMAPPED
-        self._len = 0
-        self._ready = 0
-        self._views = None
-        self._owner = owner
-        self._trace = None
+    def __init__(self, region: bytearray, owner: BufferOwner) -> None:
+        self._init(region, owner)
 
     def __del__(self) -> None:
         mv = self._mv
         owner = self._owner
         if mv is not None and owner is not None:
-            owner._collect_leaked(self, mv)
-
-
-def _attr_refs() -> int:
-    """How many references a region held only by a detached buffer's ``_region`` shows."""
-    buf = Buffer(16)
-    mv = buf._base()
-    mv.release()  # as _detach does before it counts
-    return buf._region_refs()
-
-
-_ATTR_REFS: Final = _attr_refs()
+            owner._buffer_leaked(self, mv)

@@ -25,7 +25,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Final, Literal
 
 if TYPE_CHECKING:
-    from ._aop import ArenaOfPools
+    from ._arena_of_pools import ArenaOfPools
 
 __all__ = (
     "ENV_VAR",

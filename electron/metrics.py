@@ -46,7 +46,7 @@ from prometheus_client import multiprocess as _mp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ._aop import ArenaOfPools as _ArenaOfPools
+from ._arena_of_pools import ArenaOfPools as _ArenaOfPools
 
 if TYPE_CHECKING:
     from aiohttp import web

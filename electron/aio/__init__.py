@@ -10,6 +10,7 @@ extra (anyio).
 from __future__ import annotations
 
 from .._context import current_arena as current_arena
+from .._exports import fix_module_names as _fix_module_names
 from .._scope import ArenaScope as ArenaScope
 from ._scheduler import Job as Job
 from ._scheduler import JobCancelled as JobCancelled
@@ -30,3 +31,5 @@ __all__ = (
     "acquire_arena",
     "current_arena",
 )
+
+_fix_module_names(globals(), __name__)

@@ -17,7 +17,7 @@ from .._errors import ElectronError, ResourceClosed
 if TYPE_CHECKING:
     from typing import Self
 
-    from .._aop import ArenaOfPools
+    from .._arena_of_pools import ArenaOfPools
 
 __all__ = (
     "Job",

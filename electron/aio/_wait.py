@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import anyio
 from anyio.lowlevel import current_token
 
-from .._aop import ArenaOfPools, Waiter
 from .._arena import Arena
-from .._memory import check_timeout
-
-if TYPE_CHECKING:
-    from .._scope import ArenaScope
+from .._arena_of_pools import ArenaOfPools, Waiter
+from .._checks import check_timeout
 
 # ASYNC109 is silenced on purpose below: ``timeout`` bounds the wait for the *budget* and
 # ends in PoolExhausted (like the sync get_arena), which a cancel scope cannot express.
@@ -25,7 +22,7 @@ if TYPE_CHECKING:
 _POLL: Final = 0.05
 _POLL_MAX: Final = 1.0
 
-__all__ = ("acquire_arena", "enter_when_lent", "wait_for_arena")
+__all__ = ("acquire_arena", "wait_for_arena")
 
 
 def _waker(event: anyio.Event) -> Callable[[], None]:
@@ -69,17 +66,6 @@ async def acquire_arena(aop: ArenaOfPools, timeout: float | None) -> Arena:  # n
     if arena is not None:
         return arena
     return await wait_for_arena(aop, timeout)
-
-
-async def enter_when_lent(scope: ArenaScope) -> Arena:
-    """The waiting half of ``ArenaScope.__aenter__``: wait for an arena, then enter ``scope``.
-
-    Interpreted on purpose: the compiled core would pass a cancellation on to the awaited
-    coroutine through the three-argument ``throw()``, which Python 3.12+ deprecates.
-    """
-    arena = await wait_for_arena(scope._aop, scope._timeout)
-    scope._enter(arena)
-    return arena
 
 
 async def wait_for_arena(aop: ArenaOfPools, timeout: float | None) -> Arena:  # noqa: ASYNC109

@@ -9,6 +9,7 @@ The reference test plan's utilities, made Pythonic: :func:`make_test_pool`,
 
 from __future__ import annotations
 
+from .._exports import fix_module_names as _fix_module_names
 from ._helpers import assert_no_leaks as assert_no_leaks
 from ._helpers import make_test_pool as make_test_pool
 from ._helpers import measure_throughput as measure_throughput
@@ -22,3 +23,5 @@ __all__ = (
     "run_concurrent",
     "run_concurrent_tasks",
 )
+
+_fix_module_names(globals(), __name__)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._aop import ArenaOfPools
+from .._arena_of_pools import ArenaOfPools
 from .._leaks import LeakDetection
 
 __all__ = (

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .._aop import ArenaOfPools
+from .._arena_of_pools import ArenaOfPools
 from .._leaks import ENV_VAR, REPORTS, TRACKER
 from ._helpers import assert_no_leaks, make_test_pool
 

@@ -9,7 +9,6 @@ import contextlib
 import contextvars
 import copy
 import threading
-import types
 from collections.abc import Callable
 
 import anyio
@@ -127,53 +126,12 @@ async def test_leaving_a_scope_never_suspends(aop: ArenaOfPools) -> None:
     assert aop.stats().active_arenas == 0
 
 
-async def test_every_exit_returns_one_finished_awaitable_that_never_suspends(
-    aop: ArenaOfPools,
-) -> None:
-    # __aexit__ returns a shared, already finished awaitable (electron/_done.py): awaiting it
-    # must give None without ever yielding to the event loop, however often and from
-    # however many scopes, or a cancellation could land between a body and its return.
-    first, second = aop.arena(), aop.arena()
-    await first.__aenter__()
-    await second.__aenter__()
-    done = second.__aexit__(None, None, None)
-    assert first.__aexit__(None, None, None) is done
-    assert aop.stats().active_arenas == 0  # the returns happened in the calls
-    other_task_ran = anyio.Event()
-
-    async def other() -> None:
-        other_task_ran.set()
-
-    with pytest.raises(StopIteration) as stop:
-        done.send(None)  # what an await does: it ends at once, with None
-    assert stop.value.value is None
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(other)
-        for _ in range(1000):
-            await done
-        assert not other_task_ran.is_set(), "awaiting the exit suspended the task"
-    assert other_task_ran.is_set()
-
-
 async def test_closing_the_arena_inside_the_scope_is_allowed(aop: ArenaOfPools) -> None:
     async with aop.arena() as arena:
         arena.close()
         assert aop.stats().active_arenas == 0
         with pytest.raises(ArenaClosed):
             arena.alloc(1)
-    assert aop.stats().active_arenas == 0
-
-
-async def test_the_scope_is_its_own_aenter_and_aexit(aop: ArenaOfPools) -> None:
-    # ``async with`` looks both up on the scope: they are the scope itself, so no bound
-    # method is made per scope (and holding one holds the scope: see test_scope_reuse).
-    scope = aop.arena()
-    assert scope.__aenter__ is scope
-    assert scope.__aexit__ is scope
-    arena = await scope.__aenter__()
-    assert current_arena() is arena
-    await scope.__aexit__(None, None, None)
-    assert arena.closed
     assert aop.stats().active_arenas == 0
 
 
@@ -205,41 +163,6 @@ async def test_a_scope_cannot_be_copied(
             copier(scope)
         assert current_arena() is arena
     assert aop.stats().active_arenas == 0
-
-
-@pytest.mark.parametrize("args", [(None,), (None, None), (None, None, None, None)])
-async def test_calling_the_scope_with_other_arguments_is_refused(
-    aop: ArenaOfPools, args: tuple[None, ...]
-) -> None:
-    scope = aop.arena()
-    call: Callable[..., object] = scope
-    with pytest.raises(TypeError):
-        call(*args)  # neither enters nor leaves
-    assert aop.stats().active_arenas == 0
-    async with scope as arena:
-        with pytest.raises(TypeError):
-            call(*args)
-        assert current_arena() is arena  # still inside, the arena still lent
-        assert aop.stats().active_arenas == 1
-    assert arena.closed
-    assert aop.stats().active_arenas == 0
-
-
-def test_waiting_to_enter_is_an_interpreted_coroutine() -> None:
-    """Compiled code passes a cancellation on to what it awaits through the three-argument
-    ``throw()``, which CPython 3.12+ deprecate (a ``DeprecationWarning`` each time a waiting
-    task is cancelled or times out). The waiting half of entering a scope must therefore be
-    an interpreted coroutine, whatever the core."""
-    with ArenaOfPools(arena_size=4096, max_arenas=1) as aop:
-        held = aop.get_arena()
-        waiting = aop.arena(timeout=1).__aenter__()
-        try:
-            assert isinstance(waiting, types.CoroutineType), type(waiting)
-        finally:
-            waiting.close()  # never started: nothing was queued or lent
-        assert aop.stats().waiting == 0
-        aop.return_arena(held)
-        assert aop.stats().active_arenas == 0
 
 
 async def test_pool_exhausted_after_the_timeout() -> None:

@@ -79,11 +79,10 @@ async def test_a_child_outliving_the_scope_gets_arena_closed_and_dead_views(
 async def test_a_child_reaching_a_dead_arena_only_through_its_context_never_sees_it_lent(
     aop: ArenaOfPools,
 ) -> None:
-    # On the compiled core a loan may revive a dead Arena handle that nothing refers to
-    # (electron._memory.Spares). A child task's copied context refers to the parent's dead
-    # handle, so no later scope may get that object: the child would be handed someone
+    # A child task's copied context refers to the parent's dead handle, so no later scope
+    # may get that object (every loan is a new Arena): the child would be handed someone
     # else's live arena. The child keeps no reference of its own between its looks.
-    steps = 8  # enough loans for the dead handle to be the oldest spare several times
+    steps = 8  # several loans of the same memory after the parent's scope ended
     go = [anyio.Event() for _ in range(steps)]
     looked = [anyio.Event() for _ in range(steps)]
     child_ready = anyio.Event()

@@ -403,3 +403,47 @@ def test_concurrent_get_put_never_shares_a_buffer() -> None:
     assert s.active == 0
     assert s.pooled <= 8
     assert s.created + s.reused == 8 * 500
+
+
+def test_a_returned_buffer_serves_the_next_loan_without_exposing_bytes() -> None:
+    pool = BufferPool()
+    first = pool.get(1024)
+    first.write(b"secret" * 100)
+    pool.put(first)
+    second = pool.get(1024)
+    assert second.capacity >= 1024
+    assert second.getvalue() == b""
+    assert bytes(second.view()) == b""
+    second.write(b"ok")
+    assert second.getvalue() == b"ok"
+    assert pool.statistics().reused >= 1
+    pool.put(second)
+    with pytest.raises(DoubleRelease):
+        pool.put(second)
+
+
+def test_a_buffer_that_handed_out_a_view_comes_back_through_the_export_checks() -> None:
+    pool = BufferPool()
+    buf = pool.get(1024)
+    buf.write(b"abc")
+    view = buf.view()
+    pool.put(buf)
+    with pytest.raises(ValueError):
+        bytes(view)  # released on put
+    again = pool.get(1024)
+    assert again.getvalue() == b""
+    pool.put(again)
+    assert pool.statistics().quarantined == 0
+
+
+def test_a_derived_view_of_a_returned_buffer_quarantines_the_region() -> None:
+    pool = BufferPool()
+    buf = pool.get(1024)
+    buf.write(b"abc")
+    derived = memoryview(buf.view())  # an export the pool cannot release
+    pool.put(buf)
+    assert pool.statistics().quarantined == 1
+    fresh = pool.get(1024)
+    fresh.write(b"xyz")
+    assert bytes(derived) == b"abc"  # the old memory was not handed out again
+    pool.put(fresh)

@@ -1,55 +1,50 @@
-"""The loader's staleness check: a compiled module whose source changed is never used."""
+"""The core switch: ``ELECTRON_PURE_PYTHON=1`` loads the sources, whatever is compiled."""
 
 from __future__ import annotations
 
-import hashlib
+import ast
+import os
+import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from electron._loader import CORE_MODULES
 
-from electron._loader import C_SOURCES, CORE_MODULES, _compiled_is_current
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _fake_build(root: Path, name: str, *, with_c: bool) -> Path:
-    """A package with the core's sources and the build record setup.py writes."""
-    pkg = root / name
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    hashes = {}
-    for module in CORE_MODULES:
-        (pkg / f"{module}.py").write_text(f"# {module}\n")
-        hashes[module] = _digest(pkg / f"{module}.py")
-    for module in C_SOURCES:
-        (pkg / f"{module}.c").write_text(f"/* {module} */\n")
-        if with_c:
-            hashes[module] = _digest(pkg / f"{module}.c")
-    (pkg / "_build_info.py").write_text(f"SOURCES = {hashes!r}\n")
-    return pkg
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = (
+    "import electron, sys; "
+    "print(electron.COMPILED, all(sys.modules['electron.' + n].__file__.endswith('.py') "
+    "for n in electron._loader.CORE_MODULES))"
+)
 
 
-@pytest.mark.parametrize("changed", [*CORE_MODULES, *C_SOURCES])
-def test_a_source_changed_after_the_build_makes_it_stale(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, changed: str
-) -> None:
-    name = f"fakecore_{changed.strip('_')}"
-    pkg = _fake_build(tmp_path, name, with_c=True)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, name, raising=False)
-    assert _compiled_is_current(name, pkg)
-    suffix = ".c" if changed in C_SOURCES else ".py"
-    (pkg / f"{changed}{suffix}").write_text("# changed after the build\n")
-    assert not _compiled_is_current(name, pkg)
+def _probe(pure: str | None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "ELECTRON_PURE_PYTHON"}
+    if pure is not None:
+        env["ELECTRON_PURE_PYTHON"] = pure
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
 
 
-def test_a_build_without_the_c_scope_is_current(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Free-threaded interpreters build no C scope: no hash is recorded for its source.
-    pkg = _fake_build(tmp_path, "fakecore_noc", with_c=False)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    assert _compiled_is_current("fakecore_noc", pkg)
+def test_the_switch_loads_every_core_module_from_its_source() -> None:
+    assert _probe("1") == "False True"
+
+
+def test_without_the_switch_compiled_is_true_exactly_when_the_modules_are_compiled() -> None:
+    compiled, from_sources = _probe(None).split()
+    assert compiled != from_sources  # COMPILED says True where no module came from a .py
+    assert _probe("0").split() == [compiled, from_sources]
+
+
+def test_setup_compiles_exactly_the_modules_the_loader_knows() -> None:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    core = next(
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "CORE" for t in node.targets)
+    )
+    assert ast.literal_eval(core) == CORE_MODULES

@@ -128,6 +128,29 @@ def test_module_is_documented(modname: str) -> None:
     assert mod.__doc__.strip()
 
 
+def _class_definitions(name: str) -> list[ast.ClassDef]:
+    """The ``class name`` statements at the top level of electron's source files."""
+    package = Path(importlib.import_module("electron").__file__ or "").parent
+    return [
+        node
+        for path in sorted(package.rglob("*.py"))
+        for node in ast.parse(path.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.ClassDef) and node.name == name
+    ]
+
+
+@pytest.mark.parametrize("modname", MODULES)
+def test_public_objects_report_the_module_they_are_exported_from(modname: str) -> None:
+    mod = _module(modname)
+    elsewhere = {
+        name: getattr(mod, name).__module__
+        for name in mod.__all__
+        if (inspect.isclass(getattr(mod, name)) or inspect.isfunction(getattr(mod, name)))
+        and "._" in getattr(mod, name).__module__
+    }
+    assert elsewhere == {}
+
+
 @pytest.mark.parametrize("modname", MODULES)
 def test_public_methods_of_exported_classes_are_documented(modname: str) -> None:
     # Read from the source: a mypyc-compiled method has no runtime docstring to inspect.
@@ -137,10 +160,7 @@ def test_public_methods_of_exported_classes_are_documented(modname: str) -> None
         cls = getattr(mod, name)
         if not inspect.isclass(cls) or issubclass(cls, BaseException):
             continue
-        tree = ast.parse(_source_path(sys.modules[cls.__module__]).read_text(encoding="utf-8"))
-        (node,) = [
-            n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__
-        ]
+        (node,) = _class_definitions(cls.__name__)
         undocumented += [
             f"{modname}.{name}.{item.name}"
             for item in node.body

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from electron import Arena, ArenaOfPools, PoolClosed, PoolExhausted
+from electron import Arena, ArenaOfPools, DoubleRelease, PoolClosed, PoolExhausted
 from electron.aio import current_arena
 
 SIZE = 4096
@@ -227,3 +227,37 @@ def test_scopes_on_threads_get_distinct_arenas() -> None:
         assert len(arenas) == 4
         assert len({id(a) for a in arenas}) == 4
         assert all(a.closed for a in arenas)
+
+
+def _race_returns(aop: ArenaOfPools, arena: Arena, racers: int) -> list[str]:
+    barrier = threading.Barrier(racers)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def give_back() -> None:
+        barrier.wait()
+        try:
+            aop.return_arena(arena)
+            result = "ok"
+        except DoubleRelease:
+            result = "double"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=give_back) for _ in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(JOIN)
+    return sorted(outcomes)
+
+
+def test_an_arena_returned_from_many_threads_is_counted_once() -> None:
+    """Racing returns of one arena: exactly one wins, the others get DoubleRelease."""
+    for _ in range(50):
+        with ArenaOfPools(arena_size=4096) as aop:
+            arena = aop.get_arena()
+            arena.alloc(64)
+            assert _race_returns(aop, arena, 4) == ["double", "double", "double", "ok"]
+            assert aop.stats().active_arenas == 0
+            assert aop.stats().pooled_arenas == 1

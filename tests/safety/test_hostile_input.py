@@ -47,7 +47,7 @@ from electron import (
 )
 from electron.aio import acquire_arena
 
-MAX_SIZE = 1 << 40  # electron._memory.MAX_SIZE: the largest size accepted anywhere
+MAX_SIZE = 1 << 40  # electron._checks.MAX_SIZE: the largest size accepted anywhere
 ARENA = 4096
 MAX_ARENAS = 4
 BUDGET = MAX_ARENAS * ARENA + (64 << 10)  # room for every arena plus 64 KiB of buffers

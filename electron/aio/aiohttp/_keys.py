@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ..._aop import ArenaOfPools
+from ..._arena_of_pools import ArenaOfPools
 
 if TYPE_CHECKING:
     from ._middleware import Middleware

@@ -24,7 +24,7 @@ from .._wait import acquire_arena
 from ._flush import release_after_flush
 
 if TYPE_CHECKING:
-    from ..._aop import ArenaOfPools
+    from ..._arena_of_pools import ArenaOfPools
     from ._response import PooledResponse
 
 __all__ = (

@@ -13,10 +13,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestHandler
 
-from ..._aop import ArenaOfPools
+from ..._arena_of_pools import ArenaOfPools
+from ..._checks import check_size, check_timeout
 from ..._context import current_arena_var
 from ..._errors import PoolClosed, PoolExhausted
-from ..._memory import check_size, check_timeout
 from .. import acquire_arena
 from ._keys import AOP_KEY, MIDDLEWARE_KEY
 from ._lease import ACTIVE, Lease, claimed_pop, route_of

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ..._arena import Arena
 from ..._buffer import Buffer
-from ..._memory import check_size
+from ..._checks import check_size
 from ._lease import ACTIVE, Lease, arena_of, key_of, lease_of, lease_of_async
 
 __all__ = ("read_body", "request_arena", "request_buffer")

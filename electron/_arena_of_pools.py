@@ -6,10 +6,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Literal, SupportsFloat, SupportsIndex
+from typing import Final, Literal, SupportsFloat, SupportsIndex
 
 from ._arena import Arena, _LentArena, run_hooks
 from ._buffer import Buffer
+from ._buffer_pool import BufferPool, give_back_all
+from ._checks import check_size, check_timeout
 from ._errors import (
     DoubleRelease,
     ForeignObject,
@@ -25,28 +27,10 @@ from ._leaks import (
     level_from,
     report_leak,
 )
-from ._memory import (
-    ATOMIC,
-    REVIVE,
-    UNMAPPED,
-    Guard,
-    Spares,
-    Stack,
-    check_size,
-    check_timeout,
-    give_back_all,
-    is_exported,
-    local_refs,
-    poison,
-    refcount,
-    zero,
-)
-from ._pools import BufferPool
-from ._scope import ArenaScope, scope_factory
+from ._lock import PoolLock
+from ._regions import IdleRegions, RegionHolder, is_exported, poison, zero
+from ._scope import ArenaScope
 from ._stats import Stats
-
-if TYPE_CHECKING:
-    from mypy_extensions import i64
 
 __all__ = ("ArenaOfPools", "Waiter")
 
@@ -55,7 +39,6 @@ _TRIM_CHECK_EVERY: Final = 256  # returns between two looks at the clock (a powe
 _AUTO_WINDOW: Final = 1024  # arena_size="auto": how many recent loans the size is learnt from
 _AUTO_EVERY: Final = 256  # ... and how many returns between two recalculations
 _AUTO_QUANTILE: Final = 0.95
-_LOCAL_REFS: Final = local_refs()  # see _take_region_locked
 _NO_REGION: Final = bytearray()
 _POLL: Final = 0.05  # seconds between two looks at the leak queues while a thread waits
 
@@ -140,39 +123,37 @@ class ArenaOfPools:
         self._loans = 0
         self._leaks_detected = 0
         # Arenas collected without a return, as (region, used, clean, the arena's overflow
-        # chunks with their "clean", the chunks' bytes); see _collect_leaked.
+        # chunks with their "clean", the chunks' bytes); see _arena_leaked.
         self._leaks: list[
             tuple[bytearray, int, bool, list[tuple[bytearray, bool]] | None, int]
         ] = []
         # Reentrant only so that a thread can tell it holds the lock: a finalizer run by the
         # garbage collector inside a locked section (any allocation can start a collection)
         # that gives an arena or buffer back is deferred, not let in and not deadlocked.
-        self._lock = Guard()
+        self._lock = PoolLock()
         self._deferred: list[Arena] = []  # returns made while this thread held the lock
-        self._spares: Spares[_LentArena] = Spares()  # dead handles to revive for later loans
-        # What arena() gets its scopes from (see scope_factory).
-        self._new_scope: Callable[[float | None], ArenaScope] = scope_factory(self)
         if buffer_pool is not None and not isinstance(buffer_pool, BufferPool):
             raise TypeError(f"buffer_pool must be a BufferPool, not {type(buffer_pool).__name__}")
         self._buffers = buffer_pool if buffer_pool is not None else BufferPool()
         self._buffers._bind(self)
-        self._free = Stack()  # idle regions; its ``low``: the fewest since the last trim
-        self._parked: deque[bytearray] = deque()  # regions something may still reach
+        self._free = IdleRegions()
+        # Regions something may still reach, each alone in its holder (see RegionHolder).
+        self._parked: deque[RegionHolder] = deque()
         self._waiters: list[Waiter] = []
-        self._active: i64 = 0
-        self._lent_bytes: i64 = 0  # capacity of arenas lent out, overflow chunks included
-        self._free_bytes: i64 = 0
+        self._active = 0
+        self._lent_bytes = 0  # capacity of arenas lent out, overflow chunks included
+        self._free_bytes = 0
         self._parked_bytes = 0
         self._created = 0
-        self._reused: i64 = 0
+        self._reused = 0
         self._high_water = 0
         self._quarantine_events = 0
         self._waits = 0
         self._timeouts = 0
         self._trimmed = 0
-        self._returns: i64 = 0
-        self._used_total: i64 = 0  # bytes used by arenas when they came back (metrics=True)
-        self._used_max: i64 = 0
+        self._returns = 0
+        self._used_total = 0  # bytes used by arenas when they came back (metrics=True)
+        self._used_max = 0
         self._last_trim = time.monotonic()
         self._closed = False
         if TRACKER.enabled:
@@ -209,7 +190,7 @@ class ArenaOfPools:
 
     def _take_region_locked(self) -> bytearray | None:
         free = self._free
-        while free.n:
+        while len(free):
             region = free.pop()
             self._free_bytes -= len(region)
             if len(region) == self._arena_size:
@@ -218,10 +199,12 @@ class ArenaOfPools:
             self._trimmed += len(region)  # auto mode: sized for an older target, dropped
         parked = self._parked
         for _ in range(min(4, len(parked))):
-            region = parked.popleft()
-            if is_exported(region) or refcount(region) > _LOCAL_REFS:
-                parked.append(region)
+            holder = parked.popleft()
+            if is_exported(holder._region) or holder._region_shared():
+                parked.append(holder)
                 continue
+            region = holder._region
+            del holder
             self._parked_bytes -= len(region)
             if len(region) != self._arena_size:
                 continue
@@ -246,11 +229,14 @@ class ArenaOfPools:
             self._lent_bytes += len(region)
         return self._handle(region)
 
-    def _lend_chunk(self, arena: Arena, need: int) -> bytearray | None:
+    def _arena_chunk(self, arena: Arena, need: int) -> bytearray | None:
         """An overflow chunk of at least ``need`` bytes for a growing ``arena`` (auto mode).
 
-        None when the arena would pass ``max_arena_size`` or the pool its ``max_bytes``.
+        None when the pool is not auto-sized, or the arena would pass ``max_arena_size`` or
+        the pool its ``max_bytes``.
         """
+        if not self._auto:
+            return None
         size = max(_pow2ceil(need), arena._cap)  # at least double the arena each time
         with self._lock:
             room = self._max_arena - arena._capacity_total()
@@ -274,16 +260,9 @@ class ArenaOfPools:
     def _lend_nowait(self) -> Arena | None:
         """Lend an arena if the budget allows and nobody is queued, else None."""
         lock = self._lock
-        if ATOMIC and lock.busy == 0:
-            region = self._take_atomic()
-            if region is not None:
-                return self._after_loan(self._handle(region))
         if lock.held():
             raise RuntimeError("an arena cannot be taken from a finalizer run inside the pool")
-        if self._deferred:
-            self._drain_leaks()
-        lock.acquire()
-        try:
+        with lock:
             if self._leaks:
                 self._drain_leaks_locked()
             if self._closed:
@@ -291,38 +270,10 @@ class ArenaOfPools:
             if self._waiters or not self._fits_locked(self._arena_size, True):
                 return None
             arena = self._lend_locked()
-        finally:
-            lock.release()
         return self._after_loan(arena)
 
-    def _take_atomic(self) -> bytearray | None:
-        """Lend an idle region without the lock, or None (see ``Guard``).
-
-        Only with :data:`ATOMIC` and no locked section in progress; nothing here allocates
-        or runs Python code, so no other thread or finalizer runs in between. None, having
-        changed nothing, whenever the locked path has more to do: no idle region of the
-        current size, waiters, leaks to settle, a closed pool or an exhausted budget.
-        """
-        free = self._free
-        if not free.n or self._closed or self._waiters or self._leaks or self._deferred:
-            return None
-        size = len(free.top())
-        if size != self._arena_size or not self._fits_locked(size, True):
-            return None
-        region = free.pop()
-        self._free_bytes -= size
-        self._reused += 1
-        self._active += 1
-        self._lent_bytes += size
-        return region
-
     def _handle(self, region: bytearray) -> Arena:
-        """An ``Arena`` object (new, or a revived dead one) for a ``region`` already lent."""
-        if REVIVE:
-            arena = self._spares.take()
-            if arena is not None:
-                arena._revive(region, self)
-                return arena
+        """A new ``Arena`` object for a ``region`` already lent (one object per loan)."""
         try:
             return _LentArena(region, self)
         except BaseException:  # MemoryError: the region goes back, as if never lent
@@ -461,7 +412,7 @@ class ArenaOfPools:
         if arena._owner is not self:
             raise ForeignObject("arena", self)
         lock = self._lock
-        if lock.busy and lock.held():  # a finalizer inside one of our locked sections: later
+        if lock.held():  # a finalizer run inside one of our locked sections: later
             self._deferred.append(arena)
             return
         error: Exception | None = None
@@ -469,75 +420,34 @@ class ArenaOfPools:
             error = self._run_user_code(arena)
         elif arena._obj is not None:
             arena._obj = arena._objects = None  # their finalizers run here, not under a lock
-        mv = arena._claim(self._lock, "arena")
-        # The handle is ours alone from here: scrubbing needs no lock.
-        if arena._hooks is not None or arena._obj is not None or arena._objects is not None:
-            # Added by a reset callback or a finalizer after they were claimed above: drop them
-            # now, outside the lock, not when a later loan revives this handle (see Spares).
-            arena._hooks = None
-            arena._obj = arena._objects = None
+        mv = arena._claim(lock, "arena")
+        # The handle is ours alone from here: scrubbing needs no lock. Callbacks or objects
+        # added after the ones claimed above (by a reset callback, a finalizer) are dropped.
+        arena._hooks = None
+        arena._obj = arena._objects = None
         used = arena._used_total()
         clean = arena._scrub(mv)
         region = arena._region
         arena._region = _NO_REGION  # the dead handle must not keep the memory reachable
-        spilled = arena._spilled is not None
-        if spilled or not (ATOMIC and self._give_back_atomic(region, used, clean)):
-            lock.acquire()
-            try:
-                self._settle_spilled_locked(arena)
-                self._take_back_locked(region, used, clean)
-                # Interpreted, this frame's reference would outlive the lock: whoever is
-                # lent the region next would count it as someone still holding the memory.
-                del region
-            finally:
-                lock.release()
+        with lock:
+            self._settle_spilled_locked(arena)
+            self._take_back_locked(region, used, clean)
+            # Interpreted, this frame's reference would outlive the lock: whoever is lent
+            # the region next would count it as someone still holding the memory.
+            del region
         if self._leaks or self._deferred:
             self._drain_leaks()
         if arena._trace is not None or self._leak_level == 2:
             arena._trace = capture(self._leak_level)
-        elif REVIVE and type(arena) is _LentArena:
-            self._spares.put(arena)
         if error is not None:
             raise error  # a reset callback failed; the arena came back all the same
 
-    def _give_back_atomic(self, region: bytearray, used: int, clean: bool) -> bool:
-        """Pool ``region`` without the lock when nothing unusual applies (see ``Guard``).
-
-        False, having changed nothing, when the locked path must decide: a locked section
-        in progress, a region to quarantine, waiters, auto sizing, a trim due.
-        """
-        returns = self._returns + 1
-        if (
-            self._lock.busy
-            or not clean
-            or self._auto
-            or self._closed
-            or self._waiters
-            or returns & (_TRIM_CHECK_EVERY - 1) == 0
-        ):
-            return False
-        self._count_return(region, used)
-        self._keep_locked(region)
-        self._returns = returns
-        return True
-
-    def _count_return(self, region: bytearray, used: i64) -> None:
-        """The counters of a region coming back, on either return path (it runs in the
-        lock-free one too: no object is allocated, no Python code runs)."""
-        if self.metrics:
-            self._used_total += used
-            if used > self._used_max:
-                self._used_max = used
-        self._active -= 1
-        self._lent_bytes -= len(region)
-
     def _keep_locked(self, region: bytearray) -> None:
-        """Pool a clean ``region`` if it has the current size and there is room, else drop it
-        (it runs in the lock-free return too: no object is allocated, no Python code runs)."""
+        """Pool a clean ``region`` if it has the current size and there is room, else drop it."""
         free = self._free
         size = len(region)
-        if free.n < self._pool_size and size == self._arena_size:
-            free.push(region, UNMAPPED)
+        if len(free) < self._pool_size and size == self._arena_size:
+            free.push(region)
             self._free_bytes += size
 
     def _run_user_code(self, arena: Arena) -> Exception | None:
@@ -558,7 +468,12 @@ class ArenaOfPools:
 
     def _take_back_locked(self, region: bytearray, used: int, clean: bool) -> None:
         """Account for an arena's ``region`` coming back; keep, park or drop it."""
-        self._count_return(region, used)
+        if self.metrics:
+            self._used_total += used
+            if used > self._used_max:
+                self._used_max = used
+        self._active -= 1
+        self._lent_bytes -= len(region)
         if self._auto:
             self._learn_locked(used)
         if self._closed:
@@ -609,9 +524,9 @@ class ArenaOfPools:
         self._quarantine_events += 1
         if self._leak_level == 2:
             poison(memoryview(region), len(region))
-        self._parked.append(region)
+        self._parked.append(RegionHolder(region))
 
-    def _collect_leaked(self, arena: Arena, mv: memoryview) -> None:
+    def _arena_leaked(self, arena: Arena, mv: memoryview) -> None:
         """``arena`` is being garbage-collected without a return: reclaim it, report if traced.
 
         Called from ``__del__``, which may run while this very thread holds the lock (a
@@ -655,7 +570,7 @@ class ArenaOfPools:
         if self._buffers._leaks or self._buffers._deferred:
             self._buffers._drain_leaks()
 
-    def _replace_region(self, old: bytearray, used: int) -> bytearray:
+    def _arena_replace(self, old: bytearray, used: int) -> bytearray:
         """An arena being reset found ``old`` still exported: park it, lend a fresh one.
 
         If no memory is left for a fresh region, the arena (already scrubbed) counts as
@@ -684,7 +599,7 @@ class ArenaOfPools:
                 self._grant_locked()  # the new size may be smaller: budget may have come back
             return region
 
-    def _reset_spilled(self, arena: Arena) -> None:
+    def _arena_spilled(self, arena: Arena) -> None:
         """A grown arena was reset: account for the overflow chunks it gave up."""
         with self._lock:
             self._settle_spilled_locked(arena)
@@ -722,13 +637,12 @@ class ArenaOfPools:
 
     def _trim_locked(self, now: float) -> int:
         free = self._free
-        freed = free.drop_oldest(min(free.low, free.n))
+        freed = free.trim()
         self._free_bytes -= freed
         # Parked regions are already unreachable from the pool's side; forget them.
         freed += self._parked_bytes
         self._parked_bytes = 0
         self._parked.clear()
-        free.low = free.n
         self._last_trim = now
         self._trimmed += freed
         return freed
@@ -750,7 +664,7 @@ class ArenaOfPools:
             bstats = self._buffers._statistics_locked()
             return Stats(
                 active_arenas=self._active,
-                pooled_arenas=self._free.n,
+                pooled_arenas=len(self._free),
                 arenas_created=self._created,
                 arenas_reused=self._reused,
                 active_buffers=bstats.active,
@@ -777,16 +691,9 @@ class ArenaOfPools:
         ``async with aop.arena() as a:`` waits asynchronously for the budget;
         ``with aop.arena() as a:`` blocks the thread. Either way the arena is the current
         one (:func:`electron.aio.current_arena`) inside the scope and goes back at its end,
-        on success, error or cancellation alike. The scope object may be one this method
-        made before, once nothing else can refer to it (it is then as good as new).
+        on success, error or cancellation alike.
         """
-        checked = None if timeout is None else check_timeout(timeout)
-        return self._new_scope(checked)
-
-    def _return_from_scope(self, arena: Arena) -> None:
-        """What a scope calls on leaving: give ``arena`` back unless it was closed inside."""
-        if arena._mv is not None:
-            self.return_arena(arena)
+        return ArenaScope(self, timeout)
 
     def close(self) -> None:
         """Release idle memory, fail every waiter with :class:`PoolClosed`, refuse new gets.
@@ -843,5 +750,5 @@ class ArenaOfPools:
     def __repr__(self) -> str:
         return (
             f"<ArenaOfPools arena_size={self._arena_size} active={self._active} "
-            f"pooled={self._free.n} max_arenas={self._max_arenas}>"
+            f"pooled={len(self._free)} max_arenas={self._max_arenas}>"
         )

@@ -1,0 +1,316 @@
+"""BufferPool: lends byte buffers from power-of-two size classes and takes them back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, SupportsIndex, TypeVar
+
+from ._buffer import Buffer, _LentBuffer
+from ._checks import check_size
+from ._errors import ElectronError, ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
+from ._leaks import SAMPLE_EVERY, LeakDetection, capture, level_from, report_leak
+from ._lock import PoolLock
+from ._regions import IdleRegions
+
+if TYPE_CHECKING:
+    from ._arena_of_pools import ArenaOfPools
+
+__all__ = ("BufferPool", "BufferPoolStatistics", "give_back_all")
+
+T = TypeVar("T")
+_NO_REGION = bytearray()
+
+
+def give_back_all(deferred: list[T], give_back: Callable[[T], object]) -> None:
+    """Give back, oldest first, what finalizers queued while the pool's lock was held.
+
+    One given back twice (a finalizer and the code it interrupted both returned it) raises an
+    :class:`~electron.ElectronError` with nothing to undo: it is skipped.
+    """
+    while deferred:
+        try:
+            give_back(deferred.pop(0))
+        except ElectronError:
+            pass
+
+
+@dataclass(frozen=True, slots=True)
+class BufferPoolStatistics:
+    """A snapshot of a :class:`BufferPool`."""
+
+    active: int  #: buffers lent out now
+    active_bytes: int  #: capacity of the buffers lent out now
+    pooled: int  #: idle buffers kept for reuse
+    pooled_bytes: int  #: bytes held by idle buffers
+    created: int  #: buffers whose memory was allocated fresh
+    reused: int  #: gets served from the pool
+    dropped: int  #: buffers not kept on put (too large, pool full, trimmed)
+    quarantined: int  #: buffers not reused because something still exported their memory
+    leaks_detected: int  #: buffers garbage-collected without being given back (reclaimed)
+    pooled_by_size: tuple[tuple[int, int], ...] = ()  #: (size class, idle buffers), by size
+
+
+class BufferPool:
+    """Lends :class:`Buffer` objects from power-of-two size classes and takes them back.
+
+    Retention is bounded: at most ``max_pooled_bytes`` in total and ``max_per_class`` idle
+    buffers per class; a buffer larger than ``max_size`` is dropped on :meth:`put`, so an
+    outlier does not live forever in the pool. :meth:`trim` releases idle buffers that recent
+    load did not need. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        *,
+        min_size: SupportsIndex = 256,
+        max_size: SupportsIndex = 8 << 20,
+        max_pooled_bytes: SupportsIndex = 64 << 20,
+        max_per_class: SupportsIndex = 64,
+        leak_detection: LeakDetection | None = None,
+    ) -> None:
+        min_size = check_size(min_size, "min_size")
+        max_size = check_size(max_size, "max_size")
+        if min_size < 1 or max_size < min_size:
+            raise InvalidArgument("max_size", max_size, f"an int >= min_size ({min_size}) >= 1")
+        self._min = 1 << (min_size - 1).bit_length()
+        self._max = max_size
+        self._max_bytes = check_size(max_pooled_bytes, "max_pooled_bytes")
+        self._max_per_class = check_size(max_per_class, "max_per_class")
+        self._lock = PoolLock()  # shared with the ArenaOfPools this pool is bound to, if any
+        self._deferred: list[Buffer] = []  # puts made while this thread held the lock
+        self._classes: dict[int, IdleRegions] = {}  # idle regions by size class
+        self._pooled_bytes = 0
+        self._active = 0
+        self._active_bytes = 0
+        self._budget: ArenaOfPools | None = None
+        self._created = 0
+        self._reused = 0
+        self._dropped = 0
+        self._quarantined = 0
+        self._closed = False
+        self._leak_level = level_from(leak_detection)
+        self._loans = 0
+        self._leaks_detected = 0
+        # (region, clean) of buffers collected without a put: their __del__ cannot take the
+        # lock (it may run while this very thread holds it), so whoever holds it next drains.
+        self._leaks: list[tuple[bytearray, bool]] = []
+
+    def _class_of(self, size: int) -> int:
+        return self._min if size <= self._min else 1 << (size - 1).bit_length()
+
+    def _bind(self, budget: ArenaOfPools) -> None:
+        """Share ``budget``'s lock and count lent bytes against its ``max_bytes``."""
+        if self._budget is not None:
+            raise InvalidArgument("buffer_pool", self, "a BufferPool not used by another pool")
+        self._budget = budget
+        self._lock = budget._lock
+        self._leak_level = budget._leak_level
+
+    def get(self, size_hint: SupportsIndex = 0) -> Buffer:
+        """An empty :class:`Buffer` with ``capacity >= size_hint``.
+
+        Bound to an :class:`ArenaOfPools` with ``max_bytes``, raises :class:`PoolExhausted`
+        at once when the buffer would not fit in the budget.
+        """
+        hint = check_size(size_hint, "size_hint")
+        size = self._class_of(hint)
+        if size > self._max:
+            size = max(hint, 1)  # unpooled: exact size, dropped on put
+        lock = self._lock
+        if lock.held():
+            raise RuntimeError("a buffer cannot be taken from a finalizer run inside the pool")
+        with lock:
+            if self._leaks:
+                self._drain_leaks_locked()
+            if self._closed:
+                raise PoolClosed()
+            budget = self._budget
+            if budget is not None and not budget._fits_locked(size, False):
+                raise PoolExhausted("buffer", 0, budget._limit_text())
+            self._active += 1
+            self._active_bytes += size
+            idle = self._classes.get(size)
+            region: bytearray | None = None
+            if idle is not None and len(idle):
+                region = idle.pop()
+                self._pooled_bytes -= size
+                self._reused += 1
+            else:
+                self._created += 1
+                if budget is not None:
+                    budget._note_reserved_locked()
+        if self._deferred:
+            self._drain_leaks()
+        try:
+            buf = _LentBuffer(bytearray(size) if region is None else region, self)
+        except MemoryError:
+            with lock:  # counted above: uncount, and a pooled region goes back
+                self._active -= 1
+                self._active_bytes -= size
+                if region is None:
+                    self._created -= 1
+                else:
+                    self._keep_locked(region, True)
+                if budget is not None and budget._waiters:
+                    budget._grant_locked()
+            raise
+        if self._leak_level:
+            self._loans += 1
+            if self._leak_level == 2 or self._loans % SAMPLE_EVERY == 0:
+                buf._trace = capture(self._leak_level)
+        return buf
+
+    def put(self, buf: Buffer) -> None:
+        """Take ``buf`` back: its views are released and the object is dead after this.
+
+        Raises :class:`DoubleRelease` for a buffer already given back and
+        :class:`ForeignObject` for one this pool did not lend.
+        """
+        if not isinstance(buf, Buffer):
+            raise TypeError(f"expected a Buffer, not {type(buf).__name__}")
+        if buf._owner is not self:
+            raise ForeignObject("buffer", self)
+        lock = self._lock
+        if lock.held():  # a finalizer run inside one of our locked sections: later
+            self._deferred.append(buf)
+            return
+        mv = buf._claim(lock, "buffer")  # the handle is ours alone from here
+        clean = buf._detach(mv)
+        region = buf._region
+        buf._region = _NO_REGION  # the dead handle must not keep the memory reachable
+        with lock:
+            self._active -= 1
+            self._active_bytes -= len(region)
+            self._keep_locked(region, clean)
+            # Interpreted, this frame's reference would outlive the lock: whoever is lent
+            # the region next would count it as someone still holding the memory.
+            del region
+            budget = self._budget
+            if budget is not None and budget._waiters:
+                budget._grant_locked()
+        if self._leaks or self._deferred:
+            self._drain_leaks()
+        if buf._trace is not None or self._leak_level == 2:
+            buf._trace = capture(self._leak_level)
+
+    def _keep_locked(self, region: bytearray, clean: bool) -> None:
+        """Pool a region that came back if it may be reused and there is room; else drop it."""
+        size = len(region)
+        if not clean:
+            self._quarantined += 1
+            return
+        if (
+            self._closed
+            or size > self._max
+            or size != self._class_of(size)
+            or self._pooled_bytes + size > self._max_bytes
+        ):
+            self._dropped += 1
+            return
+        idle = self._classes.get(size)
+        if idle is None:
+            idle = self._classes[size] = IdleRegions()
+        if len(idle) >= self._max_per_class:
+            self._dropped += 1
+            return
+        idle.push(region)
+        self._pooled_bytes += size
+
+    def _buffer_leaked(self, buf: Buffer, mv: memoryview) -> None:
+        """``buf`` is being garbage-collected without a put: reclaim it, report it if traced."""
+        clean = buf._detach(mv)
+        entry = (buf._region, clean)
+        buf._region = _NO_REGION  # see ArenaOfPools._arena_leaked
+        self._leaks.append(entry)
+        del entry
+        if not self._lock.held() and self._lock.acquire(False):
+            try:
+                self._drain_leaks_locked()
+            finally:
+                self._lock.release()
+        if buf._trace is not None or self._leak_level == 2:
+            report_leak("buffer", buf._trace)
+
+    def _drain_leaks_locked(self) -> None:
+        leaks = self._leaks
+        while leaks:
+            region, clean = leaks.pop(0)
+            self._leaks_detected += 1
+            self._active -= 1
+            self._active_bytes -= len(region)
+            self._keep_locked(region, clean)
+            del region
+        budget = self._budget
+        if budget is not None and budget._waiters:
+            budget._grant_locked()
+
+    def _drain_leaks(self) -> None:
+        """Settle leaked buffers and puts deferred by finalizers (never inside the lock)."""
+        if self._lock.held():
+            return
+        with self._lock:
+            self._drain_leaks_locked()
+        give_back_all(self._deferred, self.put)
+
+    def _buffer_grew(self, delta: int) -> None:
+        """A lent buffer grew by ``delta`` bytes (counted, never refused: writes don't fail)."""
+        with self._lock:
+            self._active_bytes += delta
+            budget = self._budget
+            if budget is not None:
+                budget._note_reserved_locked()
+
+    def trim(self) -> int:
+        """Release idle buffers that went unused since the last trim; return bytes freed."""
+        freed = 0
+        with self._lock:
+            for idle in self._classes.values():
+                before = len(idle)
+                freed += idle.trim()
+                self._dropped += before - len(idle)
+            self._pooled_bytes -= freed
+        return freed
+
+    def clear(self) -> None:
+        """Release every idle buffer now."""
+        with self._lock:
+            self._dropped += sum(len(idle) for idle in self._classes.values())
+            self._classes.clear()
+            self._pooled_bytes = 0
+
+    def close(self) -> None:
+        """Release idle buffers and refuse new gets; buffers lent out may still be put."""
+        self.clear()
+        with self._lock:
+            self._closed = True
+
+    def statistics(self) -> BufferPoolStatistics:
+        """A consistent snapshot of this pool's counters."""
+        with self._lock:
+            self._drain_leaks_locked()
+            return self._statistics_locked()
+
+    def _statistics_locked(self) -> BufferPoolStatistics:
+        classes = self._classes
+        return BufferPoolStatistics(
+            active=self._active,
+            active_bytes=self._active_bytes,
+            pooled=sum(len(idle) for idle in classes.values()),
+            pooled_bytes=self._pooled_bytes,
+            created=self._created,
+            reused=self._reused,
+            dropped=self._dropped,
+            quarantined=self._quarantined,
+            leaks_detected=self._leaks_detected,
+            pooled_by_size=tuple(sorted((size, len(idle)) for size, idle in classes.items())),
+        )
+
+    def __enter__(self) -> BufferPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<BufferPool classes={self._min}..{self._max} pooled_bytes={self._pooled_bytes}>"

@@ -1,0 +1,41 @@
+"""Argument checks shared by every entry point: sizes and timeouts become typed errors."""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Final
+
+from ._errors import InvalidArgument
+
+__all__ = ("MAX_SIZE", "check_size", "check_timeout")
+
+#: Largest size accepted anywhere; larger requests are input errors, not allocation attempts.
+MAX_SIZE: Final = 1 << 40
+
+
+def check_size(value: object, name: str = "n") -> int:
+    """Return ``value`` as an ``int`` in ``[0, MAX_SIZE]``, or raise a typed error.
+
+    Integers and objects with ``__index__`` (numpy integers) are accepted; ``bool``, floats,
+    strings and None raise :class:`TypeError`; negative or huge values raise
+    :class:`~electron.InvalidArgument`.
+    """
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    n: int = operator.index(value)  # type: ignore[call-overload,unused-ignore]
+    if n < 0 or n > MAX_SIZE:
+        raise InvalidArgument(name, value, f"an int in [0, {MAX_SIZE}]")
+    return n
+
+
+def check_timeout(timeout: object) -> float | None:
+    """Return ``timeout`` as a finite float >= 0, or ``None`` for 'wait forever' (or inf)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number or None, not {type(timeout).__name__}")
+    t = float(timeout)
+    if math.isnan(t) or t < 0:
+        raise InvalidArgument("timeout", timeout, "a number >= 0 or None")
+    return None if math.isinf(t) else t
