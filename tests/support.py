@@ -1,8 +1,7 @@
-"""Helpers shared by the tests that run aiohttp servers in-process."""
+"""Helpers shared by the tests: one bound on every wait, and aiohttp servers in-process."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import sys
 import time
@@ -11,8 +10,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from types import ModuleType
 
+import anyio
 import pytest
 from aiohttp import web
+
+#: Seconds any test waits for something that should happen at once: a bug then fails the
+#: test instead of hanging it.
+JOIN = 20.0
 
 EXAMPLE_SERVER = Path(__file__).resolve().parents[1] / "examples" / "server.py"
 
@@ -50,13 +54,25 @@ async def serve(app: web.Application, *, handler_cancellation: bool = False) -> 
         yield f"http://127.0.0.1:{port}"
 
 
-async def eventually(predicate: Callable[[], bool], what: str, within: float = 20.0) -> None:
-    """Wait (polling every 10 ms) until ``predicate()`` holds; fail after ``within`` s."""
+async def eventually(predicate: Callable[[], bool], what: str, within: float = JOIN) -> None:
+    """Let other tasks (and threads) run until ``predicate()`` holds; fail after ``within`` s.
+
+    For states that have no event to wait on (a pool's statistics); any anyio backend.
+    """
+    with anyio.move_on_after(within):
+        while not predicate():  # noqa: ASYNC110 - polled state has no event to wait on
+            await anyio.sleep(0.001)
+        return
+    pytest.fail(f"timed out waiting for: {what}")
+
+
+def wait_until(predicate: Callable[[], bool], what: str, within: float = JOIN) -> None:
+    """:func:`eventually` for threads: poll ``predicate()``; fail after ``within`` s."""
     deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.01)
+            pytest.fail(f"timed out waiting for: {what}")
+        time.sleep(0.001)
 
 
 def load_example(name: str) -> ModuleType:

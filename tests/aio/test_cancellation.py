@@ -21,19 +21,16 @@ from anyio.abc import TaskGroup
 
 from electron import ArenaOfPools
 from electron.aio import current_arena
+from tests.support import JOIN, eventually
 
 pytestmark = pytest.mark.anyio
-
-JOIN = 10.0
 
 Where = Literal["enter", "body", "exit"]
 How = Literal["fail_after", "move_on_after", "task_group"]
 
 
 async def wait_until_waiting(aop: ArenaOfPools, n: int) -> None:
-    with anyio.fail_after(JOIN):
-        while aop.stats().waiting != n:  # noqa: ASYNC110 - pool stats have no event
-            await anyio.sleep(0.001)
+    await eventually(lambda: aop.stats().waiting == n, f"{n} waiting")
 
 
 @pytest.mark.parametrize("how", ["fail_after", "move_on_after", "task_group"])

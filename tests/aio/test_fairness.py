@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import anyio
 import pytest
@@ -20,10 +19,10 @@ from hypothesis import strategies as st
 import electron.aio._wait
 from electron import Arena, ArenaOfPools, PoolExhausted
 from electron.aio import acquire_arena, current_arena
+from tests.support import JOIN, eventually
 
 pytestmark = pytest.mark.anyio
 
-JOIN = 10.0
 WAKE_DEADLINE = 2.0  # seconds for a thread's return to reach an async waiter (it needs ~ms)
 
 
@@ -31,15 +30,6 @@ WAKE_DEADLINE = 2.0  # seconds for a thread's return to reach an async waiter (i
 def poll_out_of_reach(monkeypatch: pytest.MonkeyPatch) -> None:
     """Waiters look at the leak queues once an hour: only a real wake-up ends their wait."""
     monkeypatch.setattr(electron.aio._wait, "_POLL", 3600.0)
-
-
-async def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    """Let other tasks (and threads) run until ``predicate()``; fail after JOIN seconds."""
-    with anyio.move_on_after(JOIN):
-        while not predicate():  # noqa: ASYNC110 - pool stats have no event to wait on
-            await anyio.sleep(0.001)
-        return
-    pytest.fail(f"timed out waiting for {what}")
 
 
 async def test_at_most_max_arenas_tasks_are_inside_at_once() -> None:
@@ -92,13 +82,13 @@ async def serve_one_at_a_time(n: int, tasks: int) -> tuple[list[int], list[int],
         async with anyio.create_task_group() as tg:
             for i in range(tasks):
                 tg.start_soon(task, i)
-            await wait_until(lambda: len(enqueued) == tasks, "every task to enqueue")
-            await wait_until(lambda: len(served) == min(n, tasks), "the first hand-outs")
+            await eventually(lambda: len(enqueued) == tasks, "every task to enqueue")
+            await eventually(lambda: len(served) == min(n, tasks), "the first hand-outs")
             for k in range(tasks):
                 # Free one arena, then wait until exactly the next waiter holds it.
                 release[served[k]].set()
                 want = min(n + k + 1, tasks)
-                await wait_until(lambda want=want: len(served) == want, "the next hand-off")  # type: ignore[misc]
+                await eventually(lambda want=want: len(served) == want, "the next hand-off")  # type: ignore[misc]
         assert aop.stats().active_arenas == 0
     return enqueued, served, most
 
@@ -143,11 +133,11 @@ async def test_a_waiter_that_gives_up_does_not_lose_the_next_hand_off(gives_up_b
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(first)
-            await wait_until(lambda: aop.stats().waiting == 1, "the first waiter")
+            await eventually(lambda: aop.stats().waiting == 1, "the first waiter")
             tg.start_soon(second)
             # Counted by ``waits`` (total queued so far): on a slow machine the first
             # waiter's timeout may already have run out by the time the second queues.
-            await wait_until(lambda: aop.stats().waits == 2, "the second waiter")
+            await eventually(lambda: aop.stats().waits == 2, "the second waiter")
             if gives_up_by == "cancellation":
                 w1_scope.cancel()
             with anyio.fail_after(JOIN):
@@ -179,9 +169,9 @@ async def test_a_waiter_cancelled_in_the_same_step_as_its_hand_off() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(first)
-            await wait_until(lambda: aop.stats().waiting == 1, "the first waiter")
+            await eventually(lambda: aop.stats().waiting == 1, "the first waiter")
             tg.start_soon(second)
-            await wait_until(lambda: aop.stats().waiting == 2, "the second waiter")
+            await eventually(lambda: aop.stats().waiting == 2, "the second waiter")
             aop.return_arena(held)  # hands the arena to the first waiter ...
             w1_scope.cancel()  # ... which is cancelled before it gets to run
         assert order[-1] == "second"
@@ -216,7 +206,7 @@ async def test_returning_an_arena_from_another_thread_wakes_an_async_waiter(via:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(waiter)
-            await wait_until(lambda: aop.stats().waiting == 1, "the waiter")
+            await eventually(lambda: aop.stats().waiting == 1, "the waiter")
             if via == "anyio.to_thread":
                 await anyio.to_thread.run_sync(give_back)
             else:
@@ -251,14 +241,14 @@ async def test_sync_threads_and_async_tasks_share_one_fifo_queue() -> None:
         thread = threading.Thread(target=thread_body)
         async with anyio.create_task_group() as tg:
             tg.start_soon(task, "task1")
-            await wait_until(lambda: aop.stats().waiting == 1, "task1 to queue")
+            await eventually(lambda: aop.stats().waiting == 1, "task1 to queue")
             thread.start()
-            await wait_until(lambda: aop.stats().waiting == 2, "the thread to queue")
+            await eventually(lambda: aop.stats().waiting == 2, "the thread to queue")
             tg.start_soon(task, "task2")
-            await wait_until(lambda: aop.stats().waiting == 3, "task2 to queue")
+            await eventually(lambda: aop.stats().waiting == 3, "task2 to queue")
             aop.return_arena(held)
             for k, name in enumerate(("task1", "thread", "task2")):
-                await wait_until(lambda k=k: len(order) == k + 1, f"{name} to be served")  # type: ignore[misc]
+                await eventually(lambda k=k: len(order) == k + 1, f"{name} to be served")  # type: ignore[misc]
                 release[name].set()
         thread.join(JOIN)
         assert order == ["task1", "thread", "task2"]
@@ -286,7 +276,7 @@ async def test_a_waiter_looks_at_the_leak_queues_less_and_less_often(
         async with anyio.create_task_group() as tg:
             monkeypatch.setattr(anyio, "move_on_after", counting)
             tg.start_soon(acquire_and_return, aop)
-            await wait_until(lambda: len(steps) >= 7, "the waiter's seventh look")
+            await eventually(lambda: len(steps) >= 7, "the waiter's seventh look")
             aop.return_arena(held)
         assert steps[:4] == [0.01, 0.02, 0.04, 0.08]
         assert set(steps[4:]) == {0.08}
@@ -313,7 +303,7 @@ async def test_a_task_waiting_on_the_byte_budget_is_woken_by_a_buffer_return() -
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(waiter)
-            await wait_until(lambda: aop.stats().waiting == 1, "the waiter")
+            await eventually(lambda: aop.stats().waiting == 1, "the waiter")
             assert not entered.is_set()
             aop.return_buffer(buf)
             with anyio.fail_after(WAKE_DEADLINE):

@@ -19,10 +19,9 @@ import pytest
 
 from electron import ArenaOfPools, ElectronError
 from electron.aio import Scheduler, current_arena
+from tests.support import JOIN
 
 pytestmark = pytest.mark.anyio
-
-JOIN = 10.0
 
 
 class RequestContext(ctypes.Structure):

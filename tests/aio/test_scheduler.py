@@ -24,10 +24,9 @@ from electron.aio import (
     SchedulerStatistics,
     current_arena,
 )
+from tests.support import JOIN
 
 pytestmark = pytest.mark.anyio
-
-JOIN = 10.0
 
 
 def task_count() -> int:

@@ -18,20 +18,9 @@ from hypothesis import strategies as st
 
 from electron import Arena, ArenaClosed, ArenaOfPools, PoolClosed, PoolExhausted
 from electron.aio import ArenaScope, acquire_arena, current_arena
+from tests.support import JOIN, eventually
 
 pytestmark = pytest.mark.anyio
-
-JOIN = 10.0  # seconds: an upper bound so that a bug fails instead of hanging
-
-
-async def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    """Let other tasks run until ``predicate()`` holds; fail after JOIN seconds."""
-    with anyio.move_on_after(JOIN):
-        while not predicate():  # noqa: ASYNC110 - pool stats have no event to wait on
-            await anyio.sleep(0.001)
-        return
-    pytest.fail(f"timed out waiting for {what}")
-
 
 def test_current_arena_outside_any_scope_raises_lookup_error() -> None:
     with pytest.raises(LookupError, match="no current arena"):
@@ -199,7 +188,7 @@ async def test_a_waiter_gets_pool_closed_when_the_pool_closes() -> None:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(waiter)
-        await wait_until(lambda: aop.stats().waiting == 1, "the waiter to queue")
+        await eventually(lambda: aop.stats().waiting == 1, "the waiter to queue")
         aop.close()
     assert len(errors) == 1
     aop.return_arena(held)

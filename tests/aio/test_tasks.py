@@ -14,10 +14,9 @@ import pytest
 
 from electron import Arena, ArenaClosed, ArenaOfPools
 from electron.aio import current_arena
+from tests.support import JOIN
 
 pytestmark = pytest.mark.anyio
-
-JOIN = 10.0
 
 
 async def test_a_child_task_sees_the_parents_arena(aop: ArenaOfPools) -> None:

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
-
-import pytest
 
 from electron import Arena, ArenaOfPools, DoubleRelease, PoolClosed, PoolExhausted
 from electron.aio import current_arena
+from tests.support import JOIN, wait_until
 
 SIZE = 4096
-JOIN = 10.0  # seconds; generous upper bound so a bug fails instead of hanging
-
-
-def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    """Poll ``predicate`` (bounded); fail with ``what`` if it never holds."""
-    deadline = time.monotonic() + JOIN
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.001)
 
 
 class Getter(threading.Thread):
