@@ -38,6 +38,9 @@ class ArenaOwner(Protocol):
     def _arena_chunk(self, arena: Arena, need: int) -> bytearray | None:
         """A chunk of at least ``need`` bytes for ``arena`` to grow into, or None."""
 
+    def _arena_chunk_unused(self, region: bytearray) -> None:
+        """A chunk ``_arena_chunk`` lent is given back unused (its arena was returned)."""
+
     def _arena_replace(self, old: bytearray, used: int) -> bytearray:
         """A fresh region for an arena being reset whose region ``old`` is still exported."""
 
@@ -121,38 +124,55 @@ class Arena(Handle):
         if mv is None:
             raise self._closed_error()
         if mv is _UNMAPPED:
-            mv = self._mv = memoryview(self._region)
+            mv = memoryview(self._region)
+            self._check_alive(_UNMAPPED, mv)
+            self._mv = mv
         start = (self._offset + align - 1) & -align
         end = start + n
         if end > self._cap:
-            return None if self._owner is None else self._overflow(n, align)
-        self._offset = end
+            return None if self._owner is None else self._overflow(mv, n, align)
         v = mv[start:end]
         views = self._views
         if views is None:
             self._views = [v]
         else:
             views.append(v)
+        self._check_alive(mv, v)
+        self._offset = end
         return v
 
-    def _overflow(self, n: int, align: int) -> memoryview | None:
+    def _check_alive(self, mv: memoryview, made: memoryview | None = None) -> None:
+        """Raise :class:`ArenaClosed`, releasing ``made``, if the arena's base view is no
+        longer ``mv``: it was given back while this method ran (a finalizer run by a
+        collection, an argument's ``__index__``). Called after every step that may run such
+        code, so that a returned arena never hands out memory that may be lent again."""
+        if self._mv is not mv:
+            if made is not None:
+                made.release()
+            raise self._closed_error()
+
+    def _overflow(self, mv: memoryview, n: int, align: int) -> memoryview | None:
         """Grow by a chunk from the owner (auto-sized pools lend one) and allocate there."""
         owner = self._owner
-        mv = self._mv
-        if mv is None:  # given back meanwhile (by another thread): a use after return
-            raise self._closed_error()
         assert owner is not None
         region = owner._arena_chunk(self, n + align)
         if region is None:
             return None
+        chunk = memoryview(region)
         entry = (self._region, mv, self._offset)
-        if self._chunks is None:
-            self._chunks = [entry]
+        chunks = self._chunks
+        if chunks is None:
+            chunks = [entry]
         else:
-            self._chunks.append(entry)
+            chunks.append(entry)
+        if self._mv is not mv:  # given back meanwhile: the chunk goes back unused
+            chunk.release()
+            owner._arena_chunk_unused(region)
+            raise self._closed_error()
+        self._chunks = chunks
         self._extra += len(region)
         self._region = region
-        self._mv = memoryview(region)
+        self._mv = chunk
         self._cap = len(region)
         self._offset = 0
         return self._slice(n, align)
@@ -208,8 +228,12 @@ class Arena(Handle):
             obj = ctype.from_buffer(v)
             if args or kwargs:
                 obj.__init__(*args, **kwargs)
+            if self._mv is None:  # given back meanwhile: the object's memory may be lent
+                raise self._closed_error()
             return cast(T, obj)
         inst = cls(*args, **kwargs) if args or kwargs else cls()
+        if self._mv is None:  # the constructor (or a finalizer) gave the arena back
+            raise self._closed_error()
         if self._obj is None:
             self._obj = inst
         elif self._objects is None:

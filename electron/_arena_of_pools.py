@@ -251,11 +251,18 @@ class ArenaOfPools:
         try:
             return bytearray(size)
         except MemoryError:
-            with self._lock:
-                self._lent_bytes -= size
-                if self._waiters:
-                    self._grant_locked()
+            self._uncount_chunk(size)
             return None  # the caller raises InsufficientCapacity; the arena is unchanged
+
+    def _arena_chunk_unused(self, region: bytearray) -> None:
+        """A chunk lent by ``_arena_chunk`` comes back unused: its arena was given back."""
+        self._uncount_chunk(len(region))
+
+    def _uncount_chunk(self, size: int) -> None:
+        with self._lock:
+            self._lent_bytes -= size
+            if self._waiters:
+                self._grant_locked()
 
     def _lend_nowait(self) -> Arena | None:
         """Lend an arena if the budget allows and nobody is queued, else None."""

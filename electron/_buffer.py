@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING, Final, Protocol, SupportsIndex
+from typing import TYPE_CHECKING, Final, Protocol, SupportsIndex, cast
 
 from ._checks import check_size
 from ._errors import BufferClosed, InvalidArgument
@@ -129,51 +129,56 @@ class Buffer(Handle):
         if mv is None:
             raise self._closed_error()
         if mv is UNMAPPED:
-            mv = self._mv = memoryview(self._region)
+            mv = memoryview(self._region)
+            self._check_alive(UNMAPPED, mv)
+            self._mv = mv
         return mv
 
-    def _track(self, v: memoryview) -> None:
+    def _check_alive(self, mv: memoryview, made: memoryview | None = None) -> None:
+        """Raise the closed error, releasing ``made``, if the buffer's base view is no longer
+        ``mv``: it was given back while this method ran (a finalizer run by a collection, an
+        argument's ``__index__`` or ``__buffer__``). Called after every step that may run
+        such code, so that a returned buffer never writes to, nor hands out, memory that
+        may be lent again."""
+        if self._mv is not mv:
+            if made is not None:
+                made.release()
+            raise self._closed_error()
+
+    def _track(self, mv: memoryview, v: memoryview) -> memoryview:
+        """Remember the view ``v`` of the base view ``mv`` (released on return) and give it."""
         views = self._views
         if views is None:
             self._views = [v]
         else:
             views.append(v)
+        self._check_alive(mv, v)
+        return v
 
-    def _grow(self, need: int) -> memoryview:
-        old = self._base()
+    def _grow(self, old: memoryview, need: int) -> memoryview:
         new_cap = max(need, 2 * len(self._region), 64)
         new_cap = 1 << (new_cap - 1).bit_length()
         region = bytearray(new_cap)  # may raise MemoryError: nothing counted yet
-        owner = self._owner
-        if owner is not None:
-            owner._buffer_grew(new_cap - len(self._region))
         mv = memoryview(region)
         mv[: self._len] = old[: self._len]
+        self._check_alive(old, mv)
+        delta = new_cap - len(self._region)
+        self._region = region
+        self._mv = mv
         # The old region stays alive (unexported once ``old`` is released) only through the
         # views this buffer handed out; those are released when the buffer goes back.
         old.release()
-        self._region = region
-        self._mv = mv
+        owner = self._owner
+        if owner is not None:
+            owner._buffer_grew(delta)
         return mv
 
     def write(self, data: BytesLike) -> int:
         """Append the bytes of ``data`` (any bytes-like object); return how many."""
-        mv = self._mv
-        if mv is None:
-            raise self._closed_error()
         cls = type(data)
-        if cls is not bytes and cls is not bytearray:
-            data = _as_bytes(data)
-        n = len(data)  # type: ignore[arg-type]
-        start = self._len
-        end = start + n
-        if mv is UNMAPPED:
-            mv = self._base()
-        if end > len(mv):
-            mv = self._grow(end)
-        mv[start:end] = data
-        self._len = end
-        return n
+        if cls is bytes or cls is bytearray:  # exactly: a subclass may define __buffer__
+            return self._append(cast("bytes | bytearray", data))
+        return self._append(_as_bytes(data))  # may run the argument's own code (__buffer__)
 
     def write_str(self, s: str, encoding: str = "utf-8") -> int:
         """Append ``s`` encoded with ``encoding``; return the number of bytes written."""
@@ -187,16 +192,16 @@ class Buffer(Handle):
         Nothing counts as written until :meth:`commit`; the view is released when the buffer
         goes back to its pool.
         """
-        mv = self._base()
         n = check_size(n)
+        mv = self._base()
         start = self._len
         if start + n > len(mv):
-            mv = self._grow(start + n)
+            mv = self._grow(mv, start + n)
         v = mv[start : start + n]
+        self._check_alive(mv, v)
         zero(v, n)
         self._ready = start + n
-        self._track(v)
-        return v
+        return self._track(mv, v)
 
     def commit(self, n: SupportsIndex) -> None:
         """Count ``n`` more bytes, filled through a :meth:`reserve` view, as written.
@@ -204,9 +209,9 @@ class Buffer(Handle):
         Only reserved bytes can be committed: anything else could expose memory from an
         earlier use of the buffer's region.
         """
+        n = check_size(n)
         if self._mv is None:
             raise self._closed_error()
-        n = check_size(n)
         if self._len + n > self._ready:
             room = max(0, self._ready - self._len)
             raise InvalidArgument("n", n, f"at most {room}: the bytes reserved and not committed")
@@ -215,14 +220,16 @@ class Buffer(Handle):
     def getvalue(self) -> bytes:
         """A copy of the written bytes."""
         mv = self._base()
-        return mv[: self._len].tobytes()
+        data = mv[: self._len].tobytes()
+        self._check_alive(mv)
+        return data
 
     def view(self) -> memoryview:
         """The written bytes, without copying; released when the buffer goes back."""
         mv = self._base()
         v = mv[: self._len]
-        self._track(v)
-        return v
+        self._check_alive(mv, v)
+        return self._track(mv, v)
 
     def clear(self) -> None:
         """Forget the written bytes, keeping the capacity."""
@@ -285,11 +292,9 @@ class Buffer(Handle):
         ``sub`` is bytes-like or a byte value (int); ``start``/``end`` are slice indices. Runs
         CPython's search (memchr for one byte) on the buffer's memory, without a copy.
         """
-        if self._mv is None:
+        s, e = (0, self._len) if start is None and end is None else self._bounds(start, end)
+        if self._mv is None:  # checked after the bounds: their __index__ may give it back
             raise self._closed_error()
-        if start is None and end is None:
-            return self._region.find(sub, 0, self._len)
-        s, e = self._bounds(start, end)
         return self._region.find(sub, s, e)
 
     def count(
@@ -299,11 +304,9 @@ class Buffer(Handle):
         end: SupportsIndex | None = None,
     ) -> int:
         """Non-overlapping occurrences of ``sub`` in the written bytes: ``bytes.count``."""
-        if self._mv is None:
+        s, e = (0, self._len) if start is None and end is None else self._bounds(start, end)
+        if self._mv is None:  # checked after the bounds: their __index__ may give it back
             raise self._closed_error()
-        if start is None and end is None:
-            return self._region.count(sub, 0, self._len)
-        s, e = self._bounds(start, end)
         return self._region.count(sub, s, e)
 
     def startswith(
@@ -313,9 +316,9 @@ class Buffer(Handle):
         end: SupportsIndex | None = None,
     ) -> bool:
         """True when the written bytes start with ``prefix`` (or one of a tuple of them)."""
-        if self._mv is None:
-            raise self._closed_error()
         s, e = self._bounds(start, end)
+        if self._mv is None:  # checked after the bounds: their __index__ may give it back
+            raise self._closed_error()
         return self._region.startswith(prefix, s, e)
 
     def endswith(
@@ -325,19 +328,22 @@ class Buffer(Handle):
         end: SupportsIndex | None = None,
     ) -> bool:
         """True when the written bytes end with ``suffix`` (or one of a tuple of them)."""
-        if self._mv is None:
-            raise self._closed_error()
         s, e = self._bounds(start, end)
+        if self._mv is None:  # checked after the bounds: their __index__ may give it back
+            raise self._closed_error()
         return self._region.endswith(suffix, s, e)
 
     # -- text: splitting into views ------------------------------------------------------
 
-    def _track_all(self, views: list[memoryview]) -> list[memoryview]:
+    def _track_all(self, mv: memoryview, views: list[memoryview]) -> list[memoryview]:
         tracked = self._views
         if tracked is None:
             self._views = views.copy()
         else:
             tracked.extend(views)
+        if self._mv is not mv:  # given back meanwhile (see _check_alive)
+            release_all(views)
+            raise self._closed_error()
         return views
 
     def split(self, sep: BytesLike | None = None, maxsplit: SupportsIndex = -1) -> list[memoryview]:
@@ -347,37 +353,37 @@ class Buffer(Handle):
         runs of ASCII-whitespace-separated bytes. The views are released when the buffer
         goes back to its pool; writing to the buffer may change what they show.
         """
-        mv = self._base()
         limit = operator.index(maxsplit)
-        if sep is None:
-            return self._track_all(whitespace_split_views(self._region, mv, self._len, limit))
-        needle = _to_bytes(sep)
-        if not needle:
+        needle = None if sep is None else _to_bytes(sep)
+        if needle is not None and not needle:
             raise ValueError("empty separator")
-        return self._track_all(split_views(self._region, mv, self._len, needle, limit))
+        mv = self._base()
+        if needle is None:
+            views = whitespace_split_views(self._region, mv, self._len, limit)
+        else:
+            views = split_views(self._region, mv, self._len, needle, limit)
+        return self._track_all(mv, views)
 
     def splitlines(self, keepends: bool = False) -> list[memoryview]:
         """``bytes.splitlines`` of the written bytes (LF, CR, CRLF), as views, not copies.
 
         The views are released when the buffer goes back to its pool.
         """
+        keep = bool(keepends)
         mv = self._base()
-        return self._track_all(splitlines_views(self._region, mv, self._len, bool(keepends)))
+        return self._track_all(mv, splitlines_views(self._region, mv, self._len, keep))
 
     # -- text: writing -------------------------------------------------------------------
 
-    def _append(self, data: bytes) -> int:
-        """:meth:`write` for a ``bytes`` object, skipping the type dispatch."""
-        mv = self._mv
-        if mv is None:
-            raise self._closed_error()
+    def _append(self, data: bytes | bytearray | memoryview) -> int:
+        """Append a flat run of bytes. The base view is written through only while it is
+        still this buffer's: a return meanwhile raises (or released it: ``ValueError``)."""
+        mv = self._base()
         n = len(data)
         start = self._len
         end = start + n
-        if mv is UNMAPPED:
-            mv = self._base()
         if end > len(mv):
-            mv = self._grow(end)
+            mv = self._grow(mv, end)
         mv[start:end] = data
         self._len = end
         return n
@@ -430,7 +436,7 @@ class Buffer(Handle):
         k = end - start
         at = self._len
         if at + k > len(mv):
-            mv = self._grow(at + k)
+            mv = self._grow(mv, at + k)
         mv[at : at + k] = src[start:end]
         self._len = at + k
         return k
