@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
@@ -10,7 +11,7 @@ from typing import Final, Literal, SupportsFloat, SupportsIndex
 
 from ._arena import Arena, _LentArena, run_hooks
 from ._buffer import Buffer
-from ._buffer_pool import BufferPool, give_back_all
+from ._buffer_pool import BufferPool
 from ._checks import check_size, check_timeout
 from ._errors import (
     DoubleRelease,
@@ -131,7 +132,6 @@ class ArenaOfPools:
         # garbage collector inside a locked section (any allocation can start a collection)
         # that gives an arena or buffer back is deferred, not let in and not deadlocked.
         self._lock = PoolLock()
-        self._deferred: list[Arena] = []  # returns made while this thread held the lock
         if buffer_pool is not None and not isinstance(buffer_pool, BufferPool):
             raise TypeError(f"buffer_pool must be a BufferPool, not {type(buffer_pool).__name__}")
         self._buffers = buffer_pool if buffer_pool is not None else BufferPool()
@@ -290,7 +290,7 @@ class ArenaOfPools:
 
     def _after_loan(self, arena: Arena) -> Arena:
         """Work done outside the lock for every loan: draining leaks, tracing."""
-        if self._leaks or self._deferred:
+        if self._leaks:
             self._drain_leaks()
         if self._leak_level:
             self._loans += 1
@@ -332,7 +332,7 @@ class ArenaOfPools:
             step = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
             if gate.acquire(True, max(0.0, step)):
                 return
-            if self._leaks or self._deferred or self._buffers._leaks:
+            if self._leaks or self._buffers._leaks:
                 self._drain_leaks()
             if deadline is not None and time.monotonic() >= deadline:
                 return
@@ -420,7 +420,7 @@ class ArenaOfPools:
             raise ForeignObject("arena", self)
         lock = self._lock
         if lock.held():  # a finalizer run inside one of our locked sections: later
-            self._deferred.append(arena)
+            lock.defer(functools.partial(self.return_arena, arena))
             return
         error: Exception | None = None
         if arena._hooks is not None:
@@ -442,7 +442,7 @@ class ArenaOfPools:
             # Interpreted, this frame's reference would outlive the lock: whoever is lent
             # the region next would count it as someone still holding the memory.
             del region
-        if self._leaks or self._deferred:
+        if self._leaks:
             self._drain_leaks()
         if arena._trace is not None or self._leak_level == 2:
             arena._trace = capture(self._leak_level)
@@ -568,13 +568,12 @@ class ArenaOfPools:
             self._take_back_locked(region, used, clean)
 
     def _drain_leaks(self) -> None:
-        """Settle leaked arenas and returns deferred by finalizers (never inside the lock)."""
+        """Settle arenas and buffers collected while lent (never inside the lock)."""
         if self._lock.held():
             return
         with self._lock:
             self._drain_leaks_locked()
-        give_back_all(self._deferred, self.return_arena)
-        if self._buffers._leaks or self._buffers._deferred:
+        if self._buffers._leaks:
             self._buffers._drain_leaks()
 
     def _arena_replace(self, old: bytearray, used: int) -> bytearray:

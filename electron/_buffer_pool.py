@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, SupportsIndex, TypeVar
+from typing import TYPE_CHECKING, SupportsIndex
 
 from ._buffer import Buffer, _LentBuffer
 from ._checks import check_size
-from ._errors import ElectronError, ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
+from ._errors import ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
 from ._leaks import SAMPLE_EVERY, LeakDetection, capture, level_from, report_leak
 from ._lock import PoolLock
 from ._regions import IdleRegions
@@ -16,23 +16,9 @@ from ._regions import IdleRegions
 if TYPE_CHECKING:
     from ._arena_of_pools import ArenaOfPools
 
-__all__ = ("BufferPool", "BufferPoolStatistics", "give_back_all")
+__all__ = ("BufferPool", "BufferPoolStatistics")
 
-T = TypeVar("T")
 _NO_REGION = bytearray()
-
-
-def give_back_all(deferred: list[T], give_back: Callable[[T], object]) -> None:
-    """Give back, oldest first, what finalizers queued while the pool's lock was held.
-
-    One given back twice (a finalizer and the code it interrupted both returned it) raises an
-    :class:`~electron.ElectronError` with nothing to undo: it is skipped.
-    """
-    while deferred:
-        try:
-            give_back(deferred.pop(0))
-        except ElectronError:
-            pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +64,6 @@ class BufferPool:
         self._max_bytes = check_size(max_pooled_bytes, "max_pooled_bytes")
         self._max_per_class = check_size(max_per_class, "max_per_class")
         self._lock = PoolLock()  # shared with the ArenaOfPools this pool is bound to, if any
-        self._deferred: list[Buffer] = []  # puts made while this thread held the lock
         self._classes: dict[int, IdleRegions] = {}  # idle regions by size class
         self._pooled_bytes = 0
         self._active = 0
@@ -140,8 +125,6 @@ class BufferPool:
                 self._created += 1
                 if budget is not None:
                     budget._note_reserved_locked()
-        if self._deferred:
-            self._drain_leaks()
         try:
             buf = _LentBuffer(bytearray(size) if region is None else region, self)
         except MemoryError:
@@ -173,7 +156,7 @@ class BufferPool:
             raise ForeignObject("buffer", self)
         lock = self._lock
         if lock.held():  # a finalizer run inside one of our locked sections: later
-            self._deferred.append(buf)
+            lock.defer(functools.partial(self.put, buf))
             return
         mv = buf._claim(lock, "buffer")  # the handle is ours alone from here
         clean = buf._detach(mv)
@@ -189,7 +172,7 @@ class BufferPool:
             budget = self._budget
             if budget is not None and budget._waiters:
                 budget._grant_locked()
-        if self._leaks or self._deferred:
+        if self._leaks:
             self._drain_leaks()
         if buf._trace is not None or self._leak_level == 2:
             buf._trace = capture(self._leak_level)
@@ -246,12 +229,11 @@ class BufferPool:
             budget._grant_locked()
 
     def _drain_leaks(self) -> None:
-        """Settle leaked buffers and puts deferred by finalizers (never inside the lock)."""
+        """Settle leaked buffers (never inside the lock)."""
         if self._lock.held():
             return
         with self._lock:
             self._drain_leaks_locked()
-        give_back_all(self._deferred, self.put)
 
     def _buffer_grew(self, delta: int) -> None:
         """A lent buffer grew by ``delta`` bytes (counted, never refused: writes don't fail)."""

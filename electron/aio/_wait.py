@@ -92,7 +92,7 @@ async def wait_for_arena(aop: ArenaOfPools, timeout: float | None) -> Arena:  # 
                 await event.wait()
             if event.is_set():
                 break
-            if aop._leaks or aop._deferred or aop._buffers._leaks:
+            if aop._leaks or aop._buffers._leaks:
                 aop._drain_leaks()
             if deadline is not None and anyio.current_time() >= deadline:
                 break
