@@ -398,7 +398,7 @@ def suite_results(routes: Sequence[dict[str, Any]]) -> list[Result]:
         for label, ratio in r["ratios"].items():
             results.append(Result(
                 group="sweep", name=f"{r['route']}: electron", ns_per_op=1e9 / rps,
-                baseline=f"{label} ({r['sides'][label]['description']})",
+                baseline=f"{label}: {r['sides'][label]['description']}",
                 ratio=ratio["median"], extra={"ci95": ratio["ci95"]},
             ))
     return results

@@ -139,7 +139,7 @@ def test_suite_results_one_per_route_and_comparison() -> None:
                         "jemalloc": {"median": 1.1, "ci95": [1.0, 1.2]}}}
     results = suite_results([route])
     assert [(r.baseline, r.ratio) for r in results] == [
-        ("baseline (--no-electron)", 0.9), ("jemalloc (jemalloc)", 1.1)]
+        ("baseline: --no-electron", 0.9), ("jemalloc: jemalloc", 1.1)]
     assert results[0].ops_per_s == pytest.approx(2000.0)
     assert results[1].extra["ci95"] == [1.0, 1.2]
 
@@ -285,4 +285,21 @@ def test_tiny_sweep_end_to_end(tmp_path: Path) -> None:
         low, high = ratio["ci95"]
         assert 0 < low <= ratio["median"] <= high
         assert len(ratio["rounds"]) == 2
-    assert [r["baseline"].split(" ")[0] for r in doc["results"]] == ["baseline", "glibc-mmap"]
+    assert [r["baseline"].split(":")[0] for r in doc["results"]] == ["baseline", "glibc-mmap"]
+
+
+def test_the_suite_skips_the_sweep_without_wrk_and_says_why(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    import bench.__main__ as suite
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    reason = suite._unmet_need("sweep")
+    assert reason == "wrk is not installed (apt-get install wrk)"
+    assert suite._unmet_need("micro") is None
+    machine = {"cpu": "Test CPU", "cores": 2, "platform": "Linux", "python": "3.11",
+               "implementation": "CPython", "versions": {}}
+    md = suite.render({"command": "python -m bench --quick", "quick": True, "machine": machine,
+                       "started": "now", "seconds": 1.0, "passed": True,
+                       "parts": [{"name": "sweep", "status": "skipped", "reason": reason}]})
+    assert f"| `bench.sweep` | n/a skipped: {reason} |" in md
+    assert f"\n## bench.sweep\n\nSkipped: {reason}.\n" in md
