@@ -79,6 +79,10 @@ UPLOAD_SIZES = (16 * KIB, MIB, 8 * MIB)
 ROUTE_KINDS = ("hello", "hello-mw", "json", "render", "upload", "bytes")
 #: glibc's mmap threshold in the glibc-mmap variants: above every body the sweep sends.
 MMAP_THRESHOLD = 64 * MIB
+#: wrk's connections by default, fewer where bodies are large: at most IN_FLIGHT bytes of
+#: bodies are under way at once, so that a round of a few seconds still completes many
+#: requests (wrk counts only those that completed).
+CONNECTIONS, IN_FLIGHT = 16, 32 * MIB
 WRK_MISSING = (
     "bench.sweep needs wrk, a real load generator, and it is not on PATH. Install it with "
     "`apt-get install wrk` (Debian, Ubuntu) or build it from https://github.com/wg/wrk. "
@@ -122,6 +126,10 @@ class Route:
         if self.kind == "upload":
             return f"POST /upload {human_size(self.size or 0)}"
         return f"{self.method} {self.path}"
+
+    def connections(self) -> int:
+        """wrk's connections for this route by default (see ``IN_FLIGHT``)."""
+        return max(2, min(CONNECTIONS, IN_FLIGHT // (self.size or 1)))
 
     def script(self) -> str:
         """The wrk Lua script that sends this request."""
@@ -522,7 +530,7 @@ def plot(doc: dict[str, Any], path: Path) -> Path:
     ax_rss.grid(True, alpha=0.3)
     m, c = doc["machine"], doc["config"]
     fig.suptitle(f"bench.sweep: {c['target']} on {c['loop']}, {c['rounds']} rounds x "
-                 f"{c['seconds']:g} s, {c['connections']} connections\n{m['cpu']}, "
+                 f"{c['seconds']:g} s, connections {c['connections']}\n{m['cpu']}, "
                  f"{m['cores']} cores, Python {m['python']} ({m.get('electron_core')})",
                  fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -554,7 +562,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, help="rounds per route (default 4; --quick 2)")
     p.add_argument("--seconds", type=float, help="seconds per side and round (default 3; "
                    "--quick 1); under 1 s wrk is stopped early")
-    p.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
+    p.add_argument("--connections", type=int, help=f"wrk connections (default {CONNECTIONS}, "
+                   f"fewer for bodies over {IN_FLIGHT // CONNECTIONS >> 20} MiB: at most "
+                   f"{IN_FLIGHT >> 20} MiB in flight)")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     p.add_argument("--server", choices=("aiohttp",), default="aiohttp",
                    help="which example to target (default aiohttp: examples/server.py)")
@@ -611,7 +621,9 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": {
             "target": target.name, "loop": args.loop, "rounds": rounds, "seconds": seconds,
-            "connections": args.connections, "load": _wrk_version(), "pinning": pinning,
+            "connections": args.connections or f"{CONNECTIONS}, at most {IN_FLIGHT >> 20} MiB "
+                           "of bodies in flight",
+            "load": _wrk_version(), "pinning": pinning,
             "commands": {"electron": shlex.join(target.electron),
                          "baseline": shlex.join(target.baseline)},
             "variants": {v.name: asdict(v) for v in variants},
@@ -621,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for route in routes:
         doc["routes"].append(sweep_route(route, target, variants, rounds, seconds,
-                                         args.connections))
+                                         args.connections or route.connections()))
     doc["seconds"] = round(time.monotonic() - t0, 1)
     doc["results"] = [asdict(r) | {"ops_per_s": r.ops_per_s} for r in suite_results(doc["routes"])]
     print()

@@ -71,6 +71,11 @@ def test_sizes_replace_the_defaults_of_sized_routes_only() -> None:
         plan_routes(["bytes", "nope"])
 
 
+def test_fewer_connections_where_bodies_are_large() -> None:
+    routes = plan_routes(["json", "upload", "bytes"], [1024, 1 << 20, 4 << 20, 8 << 20])
+    assert [r.connections() for r in routes] == [16, 16, 16, 8, 4, 16, 16, 8, 4]
+
+
 # -- the wrk script and its output -----------------------------------------------------------
 
 
