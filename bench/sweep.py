@@ -275,6 +275,22 @@ def command_target(electron: str, baseline: str) -> Target:
     return Target("command", split(electron), split(baseline))
 
 
+#: What the JSON's figures are, for whoever reads it without this module.
+LEGEND = {
+    "ratios": "electron's requests/s over each side's, round by round (the two measured "
+              "seconds apart), their median and a 95% percentile-bootstrap interval of it",
+    "cpu_ratios": "each side's server CPU time per request over electron's, the same way "
+                  "(> 1: electron spends less CPU per request)",
+    "rss_peak": "bytes, the largest RSS sampled every 50 ms while wrk loaded the server",
+    "rss_high_water": "bytes, the kernel's VmHWM after the route (warm-up included)",
+    "latency_p99_us, latency_max_us": "wrk's latency, microseconds",
+    "cpu_us_per_request": "server CPU time (user + system) during the round / requests wrk "
+                          "completed",
+    "server_cpu_percent": "the share of one core the server got during the round",
+    "loadavg_before, loadavg_after": "os.getloadavg() before and after the route",
+}
+
+
 # -- the figures -----------------------------------------------------------------------------
 
 
@@ -434,6 +450,7 @@ def print_tables(doc: dict[str, Any]) -> None:
     t.add_column("baseline req/s", justify="right")
     for label in labels:
         t.add_column(f"vs {label}", justify="right")
+    t.add_column("CPU/req: baseline ÷ electron", justify="right")
     for r in doc["routes"]:
         cells = [r["route"], f"{r['sides']['electron']['rps_median']:,.0f}",
                  f"{r['sides']['baseline']['rps_median']:,.0f}"]
@@ -446,6 +463,8 @@ def print_tables(doc: dict[str, Any]) -> None:
             color = "green" if low > 1 else "red" if high < 1 else ""
             text = f"{ratio['median']:.2f}x [{low:.2f}-{high:.2f}]"
             cells.append(f"[{color}]{text}[/]" if color else text)
+        cpu = r["cpu_ratios"]["baseline"]
+        cells.append(f"{cpu['median']:.2f}x [{cpu['ci95'][0]:.2f}-{cpu['ci95'][1]:.2f}]")
         t.add_row(*cells)
     console.print(t)
     sides = ["electron", *labels]
@@ -529,9 +548,11 @@ def plot(doc: dict[str, Any], path: Path) -> Path:
     ax_rss.legend(fontsize=7, ncol=2)
     ax_rss.grid(True, alpha=0.3)
     m, c = doc["machine"], doc["config"]
+    loads = [x for r in doc["routes"] for x in (r["loadavg_before"][0], r["loadavg_after"][0])]
     fig.suptitle(f"bench.sweep: {c['target']} on {c['loop']}, {c['rounds']} rounds x "
                  f"{c['seconds']:g} s, connections {c['connections']}\n{m['cpu']}, "
-                 f"{m['cores']} cores, Python {m['python']} ({m.get('electron_core')})",
+                 f"{m['cores']} cores (1-minute load average {min(loads):.1f} to "
+                 f"{max(loads):.1f}), Python {m['python']} ({m.get('electron_core')})",
                  fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -573,12 +594,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-cmd", help="the baseline's server as a command (with --server-cmd)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write every round's figures here")
     p.add_argument("--png", type=Path, metavar="FILE", help="plot ratio and RSS against size")
+    p.add_argument("--from-json", type=Path, metavar="FILE", help="measure nothing: print the "
+                   "tables (and with --png, plot) of a sweep's JSON")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text(encoding="utf-8"))
+        print_tables(saved)
+        if args.png:
+            print(f"PNG: {plot(saved, args.png)}")
+        return 0
     if bool(args.server_cmd) != bool(args.baseline_cmd):
         parser.error("--server-cmd and --baseline-cmd go together")
     kinds = (args.routes.split(",") if args.routes else
@@ -629,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
             "variants": {v.name: asdict(v) for v in variants},
             "skipped_variants": skipped,
         },
+        "legend": LEGEND,
         "routes": [],
     }
     for route in routes:

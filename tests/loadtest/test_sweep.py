@@ -19,7 +19,9 @@ from bench.sweep import (
     MMAP_THRESHOLD,
     UPLOAD_SIZES,
     VARIANTS,
+    aiohttp_target,
     choose_variants,
+    command_target,
     find_library,
     human_size,
     parse_size,
@@ -238,7 +240,20 @@ def test_preloaded_allocator_is_mapped_in_the_child(name: str) -> None:
     assert variant.library in maps
 
 
-# -- the command -----------------------------------------------------------------------------
+# -- the servers and the command ------------------------------------------------------------
+
+
+def test_targets() -> None:
+    example = aiohttp_target("uvloop")
+    assert example.baseline == [*example.electron, "--no-electron"]
+    assert example.electron[:2] == [sys.executable, str(ROOT / "examples" / "server.py")]
+    assert example.hello is not None
+    assert [cmd[-1] for cmd in example.hello] == ["electron", "empty"]
+    asgi = command_target("{python} examples/asgi.py --port 0",
+                          "{python} examples/asgi.py --port 0 --no-electron")
+    assert asgi.electron == [sys.executable, "examples/asgi.py", "--port", "0"]
+    assert asgi.baseline[-1] == "--no-electron"
+    assert asgi.hello is None  # no empty-middleware twin: that route is skipped
 
 
 def test_without_wrk_the_sweep_stops_and_says_how_to_install_it(tmp_path: Path) -> None:
@@ -291,6 +306,14 @@ def test_tiny_sweep_end_to_end(tmp_path: Path) -> None:
         assert 0 < low <= ratio["median"] <= high
         assert len(ratio["rounds"]) == 2
     assert [r["baseline"].split(":")[0] for r in doc["results"]] == ["baseline", "glibc-mmap"]
+    assert "cpu_ratios" in doc["legend"]
+    again = tmp_path / "again.png"
+    proc = subprocess.run([sys.executable, "-m", "bench.sweep", "--from-json", str(out), "--png",
+                           str(again)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "GET /bytes/16384" in proc.stdout
+    assert again.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_the_suite_skips_the_sweep_without_wrk_and_says_why(monkeypatch: pytest.MonkeyPatch
