@@ -4,7 +4,9 @@
     python -m bench --quick    # seconds: what CI runs so the benchmarks cannot rot
 
 Each part runs as its own process (``python -m bench.<name> --json FILE``), so a missing
-module is reported and skipped, and a failing one is reported without stopping the others;
+module is reported and skipped (as is ``bench.sweep`` where wrk is not installed: its full
+run, every route and size against four baselines, takes about 15 minutes; ``--skip sweep``
+leaves it out), and a failing one is reported without stopping the others;
 the suite exits 1 if any part failed (exit status != 0, or the load test missed a target).
 Writes ``report.md`` and ``report.json`` with machine info into ``--output`` (default: a new
 folder under ``reports/``), next to each part's own JSON, log and the load test's report.
@@ -17,6 +19,7 @@ import importlib.util
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -31,8 +34,10 @@ __all__ = ("MICRO", "main", "render", "run_part")
 
 ROOT = Path(__file__).resolve().parents[1]
 # bench.<name> modules written on the shared harness
-MICRO = ("micro", "aio", "aio_count", "http", "instructions", "text", "leaks")
+MICRO = ("micro", "aio", "aio_count", "http", "sweep", "instructions", "text", "leaks")
 PARTS = (*MICRO, "loadtest")
+# part -> (program it needs on PATH, how to get it): without it the part is skipped, said so
+NEEDS = {"sweep": ("wrk", "apt-get install wrk")}
 
 
 def _new_output() -> Path:
@@ -47,6 +52,14 @@ def _new_output() -> Path:
 
 def _present(name: str) -> bool:
     return importlib.util.find_spec(f"bench.{name}") is not None
+
+
+def _unmet_need(name: str) -> str | None:
+    """Why part ``name`` cannot run on this machine (a program it needs is missing), or None."""
+    if name in NEEDS and shutil.which(NEEDS[name][0]) is None:
+        program, how = NEEDS[name]
+        return f"{program} is not installed ({how})"
+    return None
 
 
 def run_part(name: str, cmd: list[str], log: Path, timeout: float, echo: bool = True
@@ -137,9 +150,10 @@ def render(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for p in report["parts"]:
-        met, missed = _targets(p) if p["status"] != "missing" else (0, 0)
+        met, missed = _targets(p) if p["status"] not in {"missing", "skipped"} else (0, 0)
         status = {"ok": "✅ ok", "failed": f"❌ failed (exit {p.get('exit_code')})",
-                  "timeout": "❌ timed out", "missing": "n/a not present"}[p["status"]]
+                  "timeout": "❌ timed out", "missing": "n/a not present",
+                  "skipped": f"n/a skipped: {p.get('reason')}"}[p["status"]]
         out.append(f"| `bench.{p['name']}` | {status} | {met} | {missed} "
                    f"| {p.get('seconds', '')} | {p.get('output', '')} |")
     out += ["", "## Machine", "",
@@ -153,6 +167,9 @@ def render(report: dict[str, Any]) -> str:
         out += [f"## bench.{p['name']}", ""]
         if p["status"] == "missing":
             out += ["Not present in this checkout (skipped).", ""]
+            continue
+        if p["status"] == "skipped":
+            out += [f"Skipped: {p.get('reason')}.", ""]
             continue
         out += [f"Command: `{p['command']}`; status {p['status']}; log `{p['log']}`.", ""]
         data = p.get("data")
@@ -216,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench.{name}: not present, skipped", flush=True)
             parts.append({"name": name, "status": "missing"})
             continue
+        reason = _unmet_need(name)
+        if reason is not None:
+            print(f"bench.{name}: skipped: {reason}", flush=True)
+            parts.append({"name": name, "status": "skipped", "reason": reason})
+            continue
         print(f"bench.{name}: running", flush=True)
         if name == "loadtest":
             lt_dir = outdir / "loadtest"
@@ -251,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     (outdir / "report.md").write_text(render(report), encoding="utf-8")
     print()
     for p in parts:
-        met, missed = _targets(p) if p["status"] != "missing" else (0, 0)
+        met, missed = _targets(p) if p["status"] not in {"missing", "skipped"} else (0, 0)
         print(f"  bench.{p['name']:9} {p['status']:8} targets met {met}, missed {missed}")
     print(f"\n{'PASSED' if report['passed'] else 'FAILED'}. Report: {outdir / 'report.md'}")
     print(f"        data: {outdir / 'report.json'}")

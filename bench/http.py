@@ -35,31 +35,32 @@ import argparse
 import asyncio
 import functools
 import multiprocessing
-import os
-import random
-import re
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from ._harness import Result, add_common_args, print_table, ratio_vs, time_loop, write_json
+from ._load import (
+    Load,
+    LoadRun,
+    Server,
+    alternate,
+    cpus,
+    measure,
+    median_interval,
+    print_round,
+    run_wrk,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "server.py"
 HELLO_TARGET = 0.97
-_LISTENING = re.compile(r"listening on (http://\S+)")
-_SERVER_CPU = 0
-_CLIENT_CPU = 1
 
 
 # -- the servers -----------------------------------------------------------------------------
@@ -117,108 +118,7 @@ def _run_loop(coro: Coroutine[Any, Any, None], loop: str) -> None:
         asyncio.run(coro)
 
 
-class Server:
-    """A server subprocess on one core; ``url`` once it printed its listening line."""
-
-    def __init__(self, label: str, cmd: list[str]) -> None:
-        self.label = label
-        cpus = _cpus()
-
-        def pin() -> None:
-            if len(cpus) >= 2:
-                os.sched_setaffinity(0, {cpus[_SERVER_CPU]})
-
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            preexec_fn=pin,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        match = _LISTENING.search(line)
-        if match is None:
-            self.stop()
-            raise RuntimeError(f"{label}: no 'listening on' line (got {line!r})")
-        self.url = match.group(1)
-        self.ps = psutil.Process(self.proc.pid)
-
-    def rss(self) -> int:
-        return int(self.ps.memory_info().rss)
-
-    def cpu_seconds(self) -> float:
-        times = self.ps.cpu_times()
-        return float(times.user + times.system)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc.communicate()
-
-
-def _cpus() -> list[int]:
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return []
-
-
 # -- the load --------------------------------------------------------------------------------
-
-
-@dataclass
-class Load:
-    """One measured run: requests per second, errors, and the server's use of the machine."""
-
-    rps: float
-    requests: int
-    errors: int
-    cpu_seconds: float  # server CPU time (user + system) during the run
-    seconds: float
-    rss_peak: int
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def server_cpu(self) -> float:
-        """Percent of one core the server got."""
-        return 100 * self.cpu_seconds / self.seconds
-
-    @property
-    def cpu_ns_per_request(self) -> float:
-        return 1e9 * self.cpu_seconds / max(1, self.requests)
-
-
-_WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
-_WRK_COUNT = re.compile(r"(\d+) requests in ")
-_WRK_ERRORS = re.compile(r"(?:Non-2xx or 3xx responses|Socket errors):\s*(.*)")
-
-
-def _wrk(url: str, seconds: float, connections: int) -> tuple[float, int, int]:
-    cpus = _cpus()
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", url]
-
-    def pin() -> None:
-        if len(cpus) >= 2:
-            os.sched_setaffinity(0, {cpus[_CLIENT_CPU]})
-
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=seconds + 60, preexec_fn=pin, check=True
-    ).stdout
-    match = _WRK_RPS.search(out)
-    count = _WRK_COUNT.search(out)
-    if match is None or count is None:
-        raise RuntimeError(f"cannot read wrk's output:\n{out}")
-    errors = 0
-    for line in _WRK_ERRORS.findall(out):
-        errors += sum(int(n) for n in re.findall(r"\d+", line))
-    return float(match.group(1)), int(count.group(1)), errors
 
 
 def _client_process(url: str, seconds: float, connections: int, out: Any) -> None:
@@ -250,10 +150,10 @@ def _client_process(url: str, seconds: float, connections: int, out: Any) -> Non
     out.put(asyncio.run(run()))
 
 
-def _aiohttp_load(url: str, seconds: float, connections: int) -> tuple[float, int, int]:
+def _aiohttp_load(url: str, seconds: float, connections: int) -> LoadRun:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    procs = max(2, len(_cpus()))
+    procs = max(2, len(cpus()))
     workers = [
         ctx.Process(
             target=_client_process, args=(url, seconds, max(1, connections // procs), queue)
@@ -266,60 +166,21 @@ def _aiohttp_load(url: str, seconds: float, connections: int) -> tuple[float, in
     for w in workers:
         w.join(30)
     done = sum(r[0] for r in results)
-    return done / seconds, done, sum(r[1] for r in results)
+    return LoadRun(done / seconds, done, sum(r[1] for r in results))
 
 
-def measure(server: Server, path: str, seconds: float, connections: int) -> Load:
-    """Load ``server`` for ``seconds``, sampling its RSS and CPU meanwhile."""
-    peak = server.rss()
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.wait(0.05):
-            try:
-                peak = max(peak, server.rss())
-            except psutil.Error:
-                return
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    cpu0 = server.cpu_seconds()
-    t0 = time.monotonic()
-    sampler.start()
-    try:
-        url = server.url + path
-        if shutil.which("wrk"):
-            rps, requests, errors = _wrk(url, seconds, connections)
-        else:
-            rps, requests, errors = _aiohttp_load(url, seconds, connections)
-    finally:
-        stop.set()
-        sampler.join()
-    cpu = server.cpu_seconds() - cpu0
-    return Load(rps, requests, errors, cpu, time.monotonic() - t0, peak)
+def _load(url: str, seconds: float, connections: int) -> LoadRun:
+    """One run of wrk when it is installed, else of several aiohttp client processes."""
+    if shutil.which("wrk"):
+        return run_wrk(url, seconds, connections)
+    return _aiohttp_load(url, seconds, connections)
 
 
-def alternate(
+def _alternate(
     servers: dict[str, Server], path: str, rounds: int, seconds: float, connections: int
 ) -> dict[str, list[Load]]:
-    """``rounds`` runs per server, alternating, the order flipped every round."""
-    names = list(servers)
-    if seconds > 1:
-        for name in names:  # warm up pools, caches and connections
-            measure(servers[name], path, max(1.0, seconds / 4), connections)
-    runs: dict[str, list[Load]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            load = measure(servers[name], path, seconds, connections)
-            runs[name].append(load)
-            print(
-                f"  round {r + 1}/{rounds} {name:28} {load.rps:9,.0f} req/s  "
-                f"{load.cpu_ns_per_request / 1000:7.1f} us cpu/req  "
-                f"cpu {load.server_cpu:4.0f}%  rss peak {load.rss_peak / 2**20:6.1f} MiB"
-                + (f"  errors {load.errors}" if load.errors else ""),
-                flush=True,
-            )
-    return runs
+    """``rounds`` runs per server, one after the other, the order flipped every round."""
+    return alternate(servers, path, rounds, seconds, connections, _load)
 
 
 def paired(
@@ -339,7 +200,7 @@ def paired(
         got: dict[str, Load] = {}
 
         def one(name: str, got: dict[str, Load] = got) -> None:
-            got[name] = measure(servers[name], path, seconds, connections)
+            got[name] = measure(servers[name], path, seconds, connections, _load)
 
         # Which side's load starts first alternates, so that neither is always the second.
         order = names if r % 2 == 0 else names[::-1]
@@ -353,13 +214,7 @@ def paired(
         for name in names:
             load = got[name]
             runs[name].append(load)
-            print(
-                f"  round {len(runs[name])}/{rounds - (seconds > 1)} {name:28} "
-                f"{load.rps:9,.0f} req/s  {load.cpu_ns_per_request / 1000:7.1f} us cpu/req  "
-                f"cpu {load.server_cpu:4.0f}%  rss peak {load.rss_peak / 2**20:6.1f} MiB"
-                + (f"  errors {load.errors}" if load.errors else ""),
-                flush=True,
-            )
+            print_round(len(runs[name]), rounds - (seconds > 1), name, load)
     return runs
 
 
@@ -463,14 +318,6 @@ def bench_bytes(rounds: int, seconds: float, loop: str, schedule: Schedule) -> l
     return results
 
 
-def _median_interval(values: Sequence[float], draws: int = 2000) -> tuple[float, float]:
-    """A 95% percentile-bootstrap interval for the median of ``values`` (fixed seed: the
-    same rounds always give the same interval)."""
-    rng = random.Random(0)
-    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
-    return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
-
-
 def _pair_ratios(
     results: list[Result], runs: dict[str, list[Load]], name: str, baseline: str
 ) -> None:
@@ -482,7 +329,7 @@ def _pair_ratios(
     by_name = {r.name: r for r in results}
     by_name[name].extra["cpu_round_ratios"] = [round(x, 3) for x in cpu]
     by_name[name].extra["cpu_ratio_median"] = round(statistics.median(cpu), 3)
-    low, high = _median_interval(cpu)
+    low, high = median_interval(cpu)
     by_name[name].extra["cpu_ratio_median_ci95"] = [round(low, 3), round(high, 3)]
     by_name[name].extra["rps_round_ratios"] = [round(x, 3) for x in rps]
     by_name[name].extra["rps_ratio_median"] = round(statistics.median(rps), 3)
@@ -602,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         f"load: {tool}; {rounds} {args.schedule} rounds of {seconds:g} s per side "
         f"(hello world: in each of {blocks} blocks of fresh servers); loop: {args.loop}"
     )
-    schedule: Schedule = paired if args.schedule == "paired" else alternate
+    schedule: Schedule = paired if args.schedule == "paired" else _alternate
     results = bench_hello(rounds, seconds, args.loop, schedule, blocks)
     hello_empty = results[1]
     if args.aa:

@@ -40,7 +40,8 @@ from pathlib import Path
 
 from . import _callgrind
 from ._harness import Result, add_common_args, write_json
-from .http import _LISTENING, HELLO_TARGET, ROOT  # _LISTENING: the servers' ready line
+from ._load import LISTENING  # the servers' ready line
+from .http import HELLO_TARGET, ROOT
 
 CONNECTIONS = 32
 WARMUP = 300
@@ -89,7 +90,7 @@ def count(variant: str, requests: int, loop: str) -> float:
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline()
-            match = _LISTENING.search(line)
+            match = LISTENING.search(line)
             if match is None:
                 raise RuntimeError(f"{variant}: no 'listening on' line (got {line!r})")
             url = match.group(1)
