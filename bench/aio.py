@@ -242,7 +242,7 @@ def _run_backend(label: str, n: int, repeat: int, clock: str) -> list[Result]:
                 Result(label, f"{label}: {name}", ns, extra={"clock": clock, "runner": runner})
                 for name, ns in times.items()
             ]
-            stats = aop.stats()
+            stats = aop.statistics()
             assert stats.active_arenas == 0, "the benchmark leaked an arena"
             # The seed loop must reuse regions, not quarantine them (see ``del ctx``).
             assert stats.quarantine_events == 0, "seed loop arenas were quarantined"

@@ -380,7 +380,7 @@ def bench_call(repeat: int, n: int) -> list[Result]:
             "middleware call: empty": loop_of(empty, request),
         }
         results = [Result("http", name, time_loop(fn, n, repeat)) for name, fn in cases.items()]
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
         return results
 
     results = asyncio.run(measure_all())

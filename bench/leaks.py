@@ -99,7 +99,7 @@ def run(quick: bool, repeat: int | None) -> list[Result]:
             ns = time_loop(cases[level][name], loops, reps)
             results.append(Result(name, f"{name}: {level}", ns, extra={"level": level}))
     for pool in pools.values():
-        stats = pool.stats()
+        stats = pool.statistics()
         assert stats.active_arenas == 0
         assert stats.active_buffers == 0
         assert stats.leaks_detected == 0

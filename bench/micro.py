@@ -165,7 +165,7 @@ def run(quick: bool, repeat: int | None) -> list[Result]:
         measure("seed", _seed_cases(aop), 20_000 * scale)
         measure("buffers", _buffer_cases(aop, 64 << 10), 2_000 * scale)
         measure("buffers", _buffer_cases(aop, 1 << 20), 200 * scale)
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
     measure("arena", _small_alloc_cases(), 50_000 * scale)
 
     for name in ("seed loop: electron", "seed loop: electron, ctypes ctx"):

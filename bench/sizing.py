@@ -142,7 +142,7 @@ def run_memory(variant: str, n: int, large_share: float, concurrency: int) -> di
     run = _Run(variant, concurrency)
     for _ in range(2):
         run.once(requests)
-    stats = run.aop.stats()
+    stats = run.aop.statistics()
     run.close()
     return {
         "high_water_bytes": stats.high_water_bytes,

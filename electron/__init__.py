@@ -19,6 +19,7 @@ COMPILED: bool = _select_core(__name__, _Path(__file__).parent)
 from ._arena import ALIGNMENT as ALIGNMENT  # noqa: E402
 from ._arena import Arena as Arena  # noqa: E402
 from ._arena_of_pools import ArenaOfPools as ArenaOfPools  # noqa: E402
+from ._arena_of_pools import ArenaOfPoolsStatistics as ArenaOfPoolsStatistics  # noqa: E402
 from ._buffer import Buffer as Buffer  # noqa: E402
 from ._buffer_pool import BufferPool as BufferPool  # noqa: E402
 from ._buffer_pool import BufferPoolStatistics as BufferPoolStatistics  # noqa: E402
@@ -34,7 +35,6 @@ from ._errors import PoolExhausted as PoolExhausted  # noqa: E402
 from ._errors import ResourceClosed as ResourceClosed  # noqa: E402
 from ._object_pool import ObjectPool as ObjectPool  # noqa: E402
 from ._object_pool import ObjectPoolStatistics as ObjectPoolStatistics  # noqa: E402
-from ._stats import Stats as Stats  # noqa: E402
 
 __version__ = "0.1.0.dev0"
 
@@ -44,6 +44,7 @@ __all__ = (
     "Arena",
     "ArenaClosed",
     "ArenaOfPools",
+    "ArenaOfPoolsStatistics",
     "Buffer",
     "BufferClosed",
     "BufferPool",
@@ -58,7 +59,6 @@ __all__ = (
     "PoolClosed",
     "PoolExhausted",
     "ResourceClosed",
-    "Stats",
 )
 
 from ._exports import fix_module_names as _fix_module_names  # noqa: E402

@@ -7,6 +7,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Final, Literal, SupportsFloat, SupportsIndex
 
 from ._arena import Arena, _LentArena, run_hooks
@@ -31,9 +32,8 @@ from ._leaks import (
 from ._lock import PoolLock
 from ._regions import IdleRegions, RegionHolder, is_exported, poison, zero
 from ._scope import ArenaScope
-from ._stats import Stats
 
-__all__ = ("ArenaOfPools", "Waiter")
+__all__ = ("ArenaOfPools", "ArenaOfPoolsStatistics", "Waiter")
 
 _DEFAULT_ARENA_SIZE = 64 << 10
 _TRIM_CHECK_EVERY: Final = 256  # returns between two looks at the clock (a power of two)
@@ -46,6 +46,39 @@ _POLL: Final = 0.05  # seconds between two looks at the leak queues while a thre
 
 def _pow2ceil(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
+
+
+@dataclass(frozen=True, slots=True)
+class ArenaOfPoolsStatistics:
+    """What an :class:`ArenaOfPools` holds and has done, taken under its lock.
+
+    Byte figures count capacity: an arena lent out counts in full whatever it has used.
+    """
+
+    active_arenas: int  #: arenas lent out now
+    pooled_arenas: int  #: idle arenas kept for reuse
+    arenas_created: int  #: arena regions allocated fresh
+    arenas_reused: int  #: arena hand-outs served from the pool
+    active_buffers: int  #: buffers lent out now
+    pooled_buffers: int  #: idle buffers kept for reuse
+    buffers_created: int  #: buffer regions allocated fresh
+    bytes_reserved: int  #: all bytes the pool holds: lent, idle and quarantined
+    bytes_in_use: int  #: bytes lent out now (arenas and buffers)
+    high_water_bytes: int  #: the most ``bytes_reserved`` has ever been
+    quarantined: int  #: regions held back now because something still exports them
+    quarantine_events: int  #: times a region had to be held back or dropped for that reason
+    waiting: int  #: callers waiting for an arena now
+    waits: int  #: get_arena calls that had to wait
+    wait_timeouts: int  #: waits that ended in PoolExhausted
+    trimmed_bytes: int  #: idle bytes released by trimming
+    arena_used_bytes_total: int  #: bytes used by arenas when they came back (metrics=True)
+    arena_used_bytes_max: int  #: the most one arena had used when it came back (metrics=True)
+    leaks_detected: int  #: arenas and buffers garbage-collected without being given back
+    arena_size: int  #: capacity of newly lent arenas (learnt when ``arena_size="auto"``)
+
+    def as_dict(self) -> dict[str, int]:
+        """The fields as a plain dict (for JSON, logs and metrics)."""
+        return asdict(self)
 
 
 class Waiter:
@@ -86,7 +119,7 @@ class ArenaOfPools:
         pool_size: SupportsIndex = 64,
         max_arenas: SupportsIndex | None = None,
         max_bytes: SupportsIndex | None = None,
-        metrics: bool = True,  # record per-arena usage (Stats.arena_used_bytes_*)
+        metrics: bool = True,  # record per-arena usage (ArenaOfPoolsStatistics.arena_used_bytes_*)
         buffer_pool: BufferPool | None = None,
         trim_interval: float | None = 30.0,
         leak_detection: LeakDetection | None = None,
@@ -662,13 +695,13 @@ class ArenaOfPools:
             self._trimmed += freed_buffers
         return freed + freed_buffers
 
-    def stats(self) -> Stats:
+    def statistics(self) -> ArenaOfPoolsStatistics:
         """A consistent snapshot of what this pool holds and has done."""
         with self._lock:
             self._drain_leaks_locked()
             self._buffers._drain_leaks_locked()
             bstats = self._buffers._statistics_locked()
-            return Stats(
+            return ArenaOfPoolsStatistics(
                 active_arenas=self._active,
                 pooled_arenas=len(self._free),
                 arenas_created=self._created,

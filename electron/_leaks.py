@@ -3,7 +3,7 @@
 Levels (``ArenaOfPools(leak_detection=...)`` or ``ELECTRON_LEAK_DETECTION``):
 
 - ``off``: no tracing. A lent arena or buffer that is garbage-collected without being given
-  back is still reclaimed and counted in ``Stats.leaks_detected``, but not reported.
+  back is still reclaimed and counted (``aop.statistics().leaks_detected``), not reported.
 - ``simple``: about 1 in 100 loans records a short stack (where it was taken and, once given
   back, where that happened); a leak of a traced loan is reported.
 - ``paranoid``: every loan records a full stack and every leak is reported; memory held back

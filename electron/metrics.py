@@ -5,7 +5,7 @@ One process::
     mw = electron.aio.aiohttp.setup(app, aop)
     electron.metrics.setup_metrics(app)          # GET /metrics
 
-:class:`ElectronCollector` reads ``aop.stats()`` and the middleware's statistics when
+:class:`ElectronCollector` reads ``aop.statistics()`` and the middleware's statistics when
 Prometheus scrapes, so those figures cost nothing per request; the only per-request work is
 one histogram observation (bytes used, by route) for each request that used electron memory.
 
@@ -76,7 +76,8 @@ _BY_SIZE_HELP = "Idle buffers kept for reuse, by size class (bytes)."
 class MetricSpec:
     """One exported figure: its name (without namespace), meaning, kind, and source field.
 
-    ``source`` is ``"pool"`` (a field of :class:`~electron.Stats`) or ``"middleware"`` (of
+    ``source`` is ``"pool"`` (a field of :class:`~electron.ArenaOfPoolsStatistics`) or
+    ``"middleware"`` (of
     :class:`~electron.aio.aiohttp.MiddlewareStatistics`); ``mode`` says how a gauge of
     several worker processes is combined in multiprocess mode (sum or maximum of the live
     workers). Counters are always summed.
@@ -232,7 +233,7 @@ class _HasAsDict(Protocol):
 
 
 def _figures(aop: _ArenaOfPools, middleware: UsageSource | None) -> dict[str, dict[str, int]]:
-    figures = {"pool": aop.stats().as_dict()}
+    figures = {"pool": aop.statistics().as_dict()}
     if middleware is not None:
         figures["middleware"] = middleware.statistics().as_dict()
     return figures

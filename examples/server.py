@@ -290,7 +290,7 @@ def _electron_routes(
         return electron_aiohttp.PooledResponse(buf, content_type="text/html", charset="utf-8")
 
     async def stats(request: web.Request) -> web.StreamResponse:
-        doc: dict[str, object] = dict(aop.stats().as_dict())
+        doc: dict[str, object] = dict(aop.statistics().as_dict())
         doc["middleware"] = mw.statistics().as_dict()
         doc["top_routes"] = [r.as_dict() for r in mw.route_usage(top=_TOP_ROUTES)]
         return scratch.response(doc, headers=_pid_header())
@@ -327,7 +327,8 @@ def _plain_routes() -> list[web.RouteDef]:
         body = _plain_page(context["name"], context["items"])
         return web.Response(body=body, content_type="text/html", charset="utf-8")
 
-    zeros: dict[str, object] = {f.name: 0 for f in dataclasses.fields(electron.Stats)}
+    fields = dataclasses.fields(electron.ArenaOfPoolsStatistics)
+    zeros: dict[str, object] = {f.name: 0 for f in fields}
     zeros["middleware"] = {
         f.name: 0 for f in dataclasses.fields(electron_aiohttp.MiddlewareStatistics)
     }

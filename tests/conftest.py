@@ -26,7 +26,7 @@ def aop() -> Iterator[electron.ArenaOfPools]:
     """A small ArenaOfPools that must have every arena and buffer back when the test ends."""
     pool = electron.ArenaOfPools(arena_size=16 << 10, pool_size=8)
     yield pool
-    stats = pool.stats()
+    stats = pool.statistics()
     pool.close()
     assert stats.active_arenas == 0, f"test leaked {stats.active_arenas} arena(s)"
     assert stats.active_buffers == 0, f"test leaked {stats.active_buffers} buffer(s)"

@@ -48,10 +48,10 @@ def test_readme_aiohttp_example_serves() -> None:
 
             aop = app[AOP_KEY]
             for _ in range(100):  # memory goes back after the flush, not at once
-                if aop.stats().active_arenas == 0:
+                if aop.statistics().active_arenas == 0:
                     break
                 await asyncio.sleep(0.01)
-            assert aop.stats().active_arenas == 0
-            assert aop.stats().active_buffers == 0
+            assert aop.statistics().active_arenas == 0
+            assert aop.statistics().active_buffers == 0
 
     asyncio.run(main())

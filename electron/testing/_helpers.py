@@ -40,7 +40,7 @@ def assert_no_leaks(aop: ArenaOfPools) -> None:
     (and counted in ``leaks_detected``) rather than merely still active.
     """
     gc.collect()
-    stats = aop.stats()
+    stats = aop.statistics()
     problems = []
     if stats.active_arenas:
         problems.append(f"{stats.active_arenas} arena(s) still lent")

@@ -84,7 +84,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
     gc.collect()
     problems = []
     for pool in TRACKER.pools:
-        stats = pool.stats()
+        stats = pool.statistics()
         if stats.active_arenas or stats.active_buffers:
             problems.append(
                 f"{pool!r}: {stats.active_arenas} arena(s) and {stats.active_buffers} "

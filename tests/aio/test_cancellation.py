@@ -30,7 +30,7 @@ How = Literal["fail_after", "move_on_after", "task_group"]
 
 
 async def wait_until_waiting(aop: ArenaOfPools, n: int) -> None:
-    await eventually(lambda: aop.stats().waiting == n, f"{n} waiting")
+    await eventually(lambda: aop.statistics().waiting == n, f"{n} waiting")
 
 
 @pytest.mark.parametrize("how", ["fail_after", "move_on_after", "task_group"])
@@ -63,7 +63,7 @@ async def test_cancellation_never_loses_an_arena(where: Where, how: How) -> None
                     await stack.enter_async_context(aop.arena())
                     stack.push_async_callback(anyio.sleep, JOIN)  # awaits before our exit
                     cancel(tg)  # pending from here on; lands on the next await
-                active_after_exit.append(aop.stats().active_arenas)
+                active_after_exit.append(aop.statistics().active_arenas)
             outcome.append("completed")
 
         async def victim(tg: TaskGroup) -> None:
@@ -83,7 +83,7 @@ async def test_cancellation_never_loses_an_arena(where: Where, how: How) -> None
             except TimeoutError:
                 outcome.append("timed out")
             finally:
-                active_after_exit.append(aop.stats().active_arenas)
+                active_after_exit.append(aop.statistics().active_arenas)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(victim, tg)
@@ -98,14 +98,14 @@ async def test_cancellation_never_loses_an_arena(where: Where, how: How) -> None
         expected = {"fail_after": ["timed out"], "move_on_after": ["moved on"], "task_group": []}
         assert outcome == expected[how]
         assert active_after_exit[-1] == (1 if held else 0)
-        stats = aop.stats()
+        stats = aop.statistics()
         assert stats.waiting == 0
         if held is not None:
             aop.return_arena(held)  # must not go to the cancelled waiter
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
         async with aop.arena(timeout=0) as arena:
             assert current_arena() is arena
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
 
 
 async def test_cancelling_many_waiters_and_holders_at_once() -> None:
@@ -125,7 +125,7 @@ async def test_cancelling_many_waiters_and_holders_at_once() -> None:
             await wait_until_waiting(aop, 27)
             tg.cancel_scope.cancel()
         assert inside == 3
-        stats = aop.stats()
+        stats = aop.statistics()
         assert stats.active_arenas == 0
         assert stats.waiting == 0
 
@@ -160,8 +160,8 @@ async def test_native_asyncio_task_cancel_never_loses_an_arena() -> None:
         for t in (holder, waiter):
             with pytest.raises(asyncio.CancelledError):
                 await t
-        assert aop.stats().active_arenas == 0
-        assert aop.stats().waiting == 0
+        assert aop.statistics().active_arenas == 0
+        assert aop.statistics().waiting == 0
 
 
 @pytest.mark.usefixtures("native_asyncio")
@@ -183,12 +183,12 @@ async def test_a_waiter_cancelled_after_its_hand_off_passes_the_arena_on() -> No
         second = asyncio.create_task(waiter("second"))
         await wait_until_waiting(aop, 2)
         aop.return_arena(held)  # the first waiter is served: it holds the arena, not yet awake
-        assert aop.stats().waiting == 1
-        assert aop.stats().active_arenas == 1
+        assert aop.statistics().waiting == 1
+        assert aop.statistics().active_arenas == 1
         first.cancel()  # ... and cancelled before it runs
         with pytest.raises(asyncio.CancelledError):
             await first
         await asyncio.wait_for(second, JOIN)
         assert order == ["second"]
-        assert aop.stats().active_arenas == 0
-        assert aop.stats().waiting == 0
+        assert aop.statistics().active_arenas == 0
+        assert aop.statistics().waiting == 0

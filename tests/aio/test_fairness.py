@@ -55,7 +55,7 @@ async def test_at_most_max_arenas_tasks_are_inside_at_once() -> None:
                 tg.start_soon(task, i)
         assert done == 10 * n
         assert most == n
-        stats = aop.stats()
+        stats = aop.statistics()
         assert stats.active_arenas == 0
         assert stats.waiting == 0
         assert stats.waits > 0
@@ -89,7 +89,7 @@ async def serve_one_at_a_time(n: int, tasks: int) -> tuple[list[int], list[int],
                 release[served[k]].set()
                 want = min(n + k + 1, tasks)
                 await eventually(lambda want=want: len(served) == want, "the next hand-off")  # type: ignore[misc]
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
     return enqueued, served, most
 
 
@@ -133,11 +133,11 @@ async def test_a_waiter_that_gives_up_does_not_lose_the_next_hand_off(gives_up_b
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(first)
-            await eventually(lambda: aop.stats().waiting == 1, "the first waiter")
+            await eventually(lambda: aop.statistics().waiting == 1, "the first waiter")
             tg.start_soon(second)
             # Counted by ``waits`` (total queued so far): on a slow machine the first
             # waiter's timeout may already have run out by the time the second queues.
-            await eventually(lambda: aop.stats().waits == 2, "the second waiter")
+            await eventually(lambda: aop.statistics().waits == 2, "the second waiter")
             if gives_up_by == "cancellation":
                 w1_scope.cancel()
             with anyio.fail_after(JOIN):
@@ -145,8 +145,8 @@ async def test_a_waiter_that_gives_up_does_not_lose_the_next_hand_off(gives_up_b
             aop.return_arena(held)
         gave_up_as = "first timed out" if gives_up_by == "timeout" else "first cancelled"
         assert order == [gave_up_as, "second"]
-        assert aop.stats().active_arenas == 0
-        assert aop.stats().waiting == 0
+        assert aop.statistics().active_arenas == 0
+        assert aop.statistics().waiting == 0
 
 
 async def test_a_waiter_cancelled_in_the_same_step_as_its_hand_off() -> None:
@@ -169,14 +169,14 @@ async def test_a_waiter_cancelled_in_the_same_step_as_its_hand_off() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(first)
-            await eventually(lambda: aop.stats().waiting == 1, "the first waiter")
+            await eventually(lambda: aop.statistics().waiting == 1, "the first waiter")
             tg.start_soon(second)
-            await eventually(lambda: aop.stats().waiting == 2, "the second waiter")
+            await eventually(lambda: aop.statistics().waiting == 2, "the second waiter")
             aop.return_arena(held)  # hands the arena to the first waiter ...
             w1_scope.cancel()  # ... which is cancelled before it gets to run
         assert order[-1] == "second"
-        assert aop.stats().active_arenas == 0
-        assert aop.stats().waiting == 0
+        assert aop.statistics().active_arenas == 0
+        assert aop.statistics().waiting == 0
 
 
 @pytest.mark.usefixtures("poll_out_of_reach")
@@ -206,7 +206,7 @@ async def test_returning_an_arena_from_another_thread_wakes_an_async_waiter(via:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(waiter)
-            await eventually(lambda: aop.stats().waiting == 1, "the waiter")
+            await eventually(lambda: aop.statistics().waiting == 1, "the waiter")
             if via == "anyio.to_thread":
                 await anyio.to_thread.run_sync(give_back)
             else:
@@ -219,7 +219,7 @@ async def test_returning_an_arena_from_another_thread_wakes_an_async_waiter(via:
         assert len(returned_on) == 1
         assert returned_on[0] != threading.get_ident()
         assert len(got) == 1
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
 
 
 async def test_sync_threads_and_async_tasks_share_one_fifo_queue() -> None:
@@ -241,18 +241,18 @@ async def test_sync_threads_and_async_tasks_share_one_fifo_queue() -> None:
         thread = threading.Thread(target=thread_body)
         async with anyio.create_task_group() as tg:
             tg.start_soon(task, "task1")
-            await eventually(lambda: aop.stats().waiting == 1, "task1 to queue")
+            await eventually(lambda: aop.statistics().waiting == 1, "task1 to queue")
             thread.start()
-            await eventually(lambda: aop.stats().waiting == 2, "the thread to queue")
+            await eventually(lambda: aop.statistics().waiting == 2, "the thread to queue")
             tg.start_soon(task, "task2")
-            await eventually(lambda: aop.stats().waiting == 3, "task2 to queue")
+            await eventually(lambda: aop.statistics().waiting == 3, "task2 to queue")
             aop.return_arena(held)
             for k, name in enumerate(("task1", "thread", "task2")):
                 await eventually(lambda k=k: len(order) == k + 1, f"{name} to be served")  # type: ignore[misc]
                 release[name].set()
         thread.join(JOIN)
         assert order == ["task1", "thread", "task2"]
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
 
 
 async def test_a_waiter_looks_at_the_leak_queues_less_and_less_often(
@@ -280,7 +280,7 @@ async def test_a_waiter_looks_at_the_leak_queues_less_and_less_often(
             aop.return_arena(held)
         assert steps[:4] == [0.01, 0.02, 0.04, 0.08]
         assert set(steps[4:]) == {0.08}
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
 
 
 async def acquire_and_return(aop: ArenaOfPools) -> None:
@@ -303,11 +303,11 @@ async def test_a_task_waiting_on_the_byte_budget_is_woken_by_a_buffer_return() -
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(waiter)
-            await eventually(lambda: aop.stats().waiting == 1, "the waiter")
+            await eventually(lambda: aop.statistics().waiting == 1, "the waiter")
             assert not entered.is_set()
             aop.return_buffer(buf)
             with anyio.fail_after(WAKE_DEADLINE):
                 await entered.wait()
         aop.return_arena(first)
-        assert aop.stats().active_arenas == 0
-        assert aop.stats().waiting == 0
+        assert aop.statistics().active_arenas == 0
+        assert aop.statistics().waiting == 0

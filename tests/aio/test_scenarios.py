@@ -48,7 +48,7 @@ async def test_a_thousand_requests_return_everything(aop: ArenaOfPools) -> None:
     for i in range(1000):
         body = await handle_request(aop, i)
         assert body.endswith(f"request {i}".encode())
-    stats = aop.stats()
+    stats = aop.statistics()
     assert stats.active_arenas == 0
     assert stats.active_buffers == 0
     assert stats.arenas_reused >= 999  # one arena, reused
@@ -91,7 +91,7 @@ async def test_concurrent_requests_each_have_their_own_bytes() -> None:
                 tg.start_soon(request, i)
         assert shared == []
         assert corrupted == []
-        stats = aop.stats()
+        stats = aop.statistics()
         assert stats.active_arenas == 0
         assert stats.active_buffers == 0
 
@@ -108,7 +108,7 @@ async def test_no_task_leaks_after_scheduler_stop(aop: ArenaOfPools) -> None:
         assert len(anyio.get_running_tasks()) == before
     assert idle.statistics().submitted == 0
     assert busy.statistics().completed == 20
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 async def test_stress_error_rate_stays_below_one_percent() -> None:
@@ -155,7 +155,7 @@ async def test_stress_error_rate_stays_below_one_percent() -> None:
         assert unexpected == []
         assert ops > 0
         assert errors / (ops + errors) < 0.01
-        stats = aop.stats()
+        stats = aop.statistics()
         assert stats.active_arenas == 0
         assert stats.active_buffers == 0
         assert stats.waiting == 0

@@ -111,7 +111,7 @@ async def test_each_job_runs_in_its_own_arena(aop: ArenaOfPools) -> None:
     assert all(a.closed for a in arenas)
     with pytest.raises(ArenaClosed):
         arenas[0].alloc(1)
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 async def test_a_job_without_an_arena_fails_with_pool_exhausted() -> None:
@@ -122,7 +122,7 @@ async def test_a_job_without_an_arena_fails_with_pool_exhausted() -> None:
             with pytest.raises(PoolExhausted):
                 await job
         aop.return_arena(held)
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
 
 
 async def test_at_most_workers_jobs_run_at_once() -> None:
@@ -225,7 +225,7 @@ async def test_an_error_in_the_body_cancels_the_jobs_and_propagates_unwrapped(
         with pytest.raises(JobCancelled):
             await job
     assert scheduler.statistics().cancelled == 6
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 @pytest.mark.parametrize("how", ["fail_after", "move_on_after", "task_group"])
@@ -270,7 +270,7 @@ async def test_cancelling_the_scheduler_leaves_no_task_and_no_arena(
     assert task_count() == before
     assert len(jobs) == 5
     assert all(job.cancelled() for job in jobs)
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 async def test_cancelling_a_job_queued_or_running() -> None:
@@ -393,5 +393,5 @@ async def test_results_match_a_sequential_run(
     assert stats.failed == outcomes.count(None)
     assert stats.completed + stats.failed == stats.submitted == len(outcomes)
     if aop is not None:
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
         aop.close()

@@ -37,9 +37,9 @@ async def test_scope_lends_the_current_arena_and_takes_it_back(aop: ArenaOfPools
         assert isinstance(arena, Arena)
         assert current_arena() is arena
         arena.alloc(100)
-        assert aop.stats().active_arenas == 1
+        assert aop.statistics().active_arenas == 1
     assert arena.closed
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
     with pytest.raises(LookupError):
         current_arena()
 
@@ -49,7 +49,7 @@ async def test_scope_returns_the_arena_when_the_body_raises(aop: ArenaOfPools) -
         async with aop.arena() as arena:
             raise KeyError("boom")
     assert arena.closed
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
     with pytest.raises(LookupError):
         current_arena()
 
@@ -72,7 +72,7 @@ async def test_nested_scopes_get_their_own_arena_and_restore_the_outer(
             async with aop.arena():
                 raise ValueError("inner failed")
         assert current_arena() is outer
-        assert aop.stats().active_arenas == 1
+        assert aop.statistics().active_arenas == 1
     with pytest.raises(LookupError):
         current_arena()
 
@@ -88,7 +88,7 @@ async def test_a_scope_can_be_entered_only_once(aop: ArenaOfPools) -> None:
             pass
     with pytest.raises(RuntimeError, match="only once"), scope:
         pass
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 async def test_a_scope_whose_entry_failed_cannot_be_reused() -> None:
@@ -100,7 +100,7 @@ async def test_a_scope_whose_entry_failed_cannot_be_reused() -> None:
         aop.return_arena(held)
         with pytest.raises(RuntimeError, match="only once"):
             await scope.__aenter__()
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
 
 
 async def test_leaving_a_scope_never_suspends(aop: ArenaOfPools) -> None:
@@ -112,16 +112,16 @@ async def test_leaving_a_scope_never_suspends(aop: ArenaOfPools) -> None:
     with pytest.raises(StopIteration):
         exit_coro.send(None)
     assert arena.closed
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 async def test_closing_the_arena_inside_the_scope_is_allowed(aop: ArenaOfPools) -> None:
     async with aop.arena() as arena:
         arena.close()
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
         with pytest.raises(ArenaClosed):
             arena.alloc(1)
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 async def test_on_the_class_aenter_and_aexit_behave_as_methods(aop: ArenaOfPools) -> None:
@@ -134,9 +134,9 @@ async def test_on_the_class_aenter_and_aexit_behave_as_methods(aop: ArenaOfPools
     async with contextlib.AsyncExitStack() as stack:
         arena = await stack.enter_async_context(aop.arena())
         assert current_arena() is arena
-        assert aop.stats().active_arenas == 1
+        assert aop.statistics().active_arenas == 1
     assert arena.closed
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 @pytest.mark.parametrize("copier", [copy.copy, copy.deepcopy])
@@ -151,7 +151,7 @@ async def test_a_scope_cannot_be_copied(
         with pytest.raises(TypeError, match="cannot be copied"):
             copier(scope)
         assert current_arena() is arena
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 async def test_pool_exhausted_after_the_timeout() -> None:
@@ -162,14 +162,14 @@ async def test_pool_exhausted_after_the_timeout() -> None:
                     pytest.fail("the budget allows one arena only")
             assert info.value.timeout == pytest.approx(0.02)
             assert isinstance(info.value, TimeoutError)
-            stats = aop.stats()
+            stats = aop.statistics()
             assert stats.waiting == 0
             assert stats.wait_timeouts == 1
             with pytest.raises(PoolExhausted):
                 async with aop.arena(timeout=0):
                     pytest.fail("timeout=0 must not wait")
-            assert aop.stats().waits == 1  # timeout=0 never queued
-        assert aop.stats().active_arenas == 0
+            assert aop.statistics().waits == 1  # timeout=0 never queued
+        assert aop.statistics().active_arenas == 0
         async with aop.arena(timeout=0) as arena:
             assert current_arena() is arena
 
@@ -188,11 +188,11 @@ async def test_a_waiter_gets_pool_closed_when_the_pool_closes() -> None:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(waiter)
-        await eventually(lambda: aop.stats().waiting == 1, "the waiter to queue")
+        await eventually(lambda: aop.statistics().waiting == 1, "the waiter to queue")
         aop.close()
     assert len(errors) == 1
     aop.return_arena(held)
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
     with pytest.raises(PoolClosed):
         async with aop.arena():
             pass
@@ -243,7 +243,7 @@ def test_sync_scope_in_threads_is_per_thread() -> None:
         assert not any(t.is_alive() for t in threads)
         assert failures == []
         assert 1 <= most <= 3
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
 
 
 def test_sync_scopes_nest_on_a_thread(aop: ArenaOfPools) -> None:
@@ -259,7 +259,7 @@ def test_sync_scope_raises_pool_exhausted_after_the_timeout() -> None:
     with ArenaOfPools(arena_size=4096, max_arenas=1) as aop:
         with aop.arena(), pytest.raises(PoolExhausted), aop.arena(timeout=0.01):
             pytest.fail("the budget allows one arena only")
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
 
 
 def test_leaving_in_another_context_still_returns_the_arena(aop: ArenaOfPools) -> None:
@@ -269,7 +269,7 @@ def test_leaving_in_another_context_still_returns_the_arena(aop: ArenaOfPools) -
     assert ctx.run(current_arena) is arena
     scope.__exit__(None, None, None)  # here, not in ctx: nothing to restore, arena back
     assert arena.closed
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
     with pytest.raises(LookupError):
         current_arena()
 
@@ -296,7 +296,7 @@ async def test_nesting_matches_a_stack_model(steps: list[str]) -> None:
                     assert arena not in stack
                     stack.append(arena)
                     assert current_arena() is arena
-                    assert aop.stats().active_arenas == len(stack)
+                    assert aop.statistics().active_arenas == len(stack)
                     try:
                         await level(stack, remaining)
                     finally:
@@ -307,7 +307,7 @@ async def test_nesting_matches_a_stack_model(steps: list[str]) -> None:
                 else:
                     with pytest.raises(LookupError):
                         current_arena()
-                assert aop.stats().active_arenas == len(stack)
+                assert aop.statistics().active_arenas == len(stack)
             elif stack:
                 await anyio.lowlevel.checkpoint()
                 if step == "raise":
@@ -320,5 +320,5 @@ async def test_nesting_matches_a_stack_model(steps: list[str]) -> None:
         pass
     with pytest.raises(LookupError):
         current_arena()
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
     aop.close()

@@ -38,7 +38,7 @@ async def test_a_child_task_sees_the_parents_arena(aop: ArenaOfPools) -> None:
     assert seen[0] is parent
     assert seen[1] is not parent
     assert seen[2] is parent
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 async def test_a_child_outliving_the_scope_gets_arena_closed_and_dead_views(
@@ -72,7 +72,7 @@ async def test_a_child_outliving_the_scope_gets_arena_closed_and_dead_views(
                 await child_ready.wait()
         parent_done.set()
     assert results == {"same": True, "checked": True}
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 async def test_a_child_reaching_a_dead_arena_only_through_its_context_never_sees_it_lent(
@@ -110,7 +110,7 @@ async def test_a_child_reaching_a_dead_arena_only_through_its_context_never_sees
                 with anyio.fail_after(JOIN):
                     await looked[i].wait()
     assert seen == [(True, False)] * steps
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 @pytest.mark.parametrize("holder", ["derived memoryview", "numpy array"])
@@ -141,7 +141,7 @@ async def test_memory_a_child_still_reaches_is_never_lent_again(holder: str) -> 
                 tg.start_soon(child)
                 with anyio.fail_after(JOIN):
                     await child_ready.wait()
-            assert aop.stats().quarantined == 1  # held back, not pooled
+            assert aop.statistics().quarantined == 1  # held back, not pooled
             parent_done.set()
             # The next request: its memory reads zero and nothing the child does reaches it.
             async with aop.arena() as arena:
@@ -151,7 +151,7 @@ async def test_memory_a_child_still_reaches_is_never_lent_again(holder: str) -> 
                 await child_wrote.wait()
                 assert mine.tobytes() == b"\xaa" * size
         kept.clear()
-        stats = aop.stats()
+        stats = aop.statistics()
         assert stats.active_arenas == 0
         assert stats.quarantine_events >= 1
 

@@ -1,4 +1,4 @@
-"""ArenaOfPools: lending, death on return, misuse, budgets, trimming and Stats."""
+"""ArenaOfPools: lending, death on return, misuse, budgets, trimming and ArenaOfPoolsStatistics."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from electron import (
     Arena,
     ArenaClosed,
     ArenaOfPools,
+    ArenaOfPoolsStatistics,
     Buffer,
     BufferClosed,
     BufferPool,
@@ -27,7 +28,6 @@ from electron import (
     InvalidArgument,
     PoolClosed,
     PoolExhausted,
-    Stats,
 )
 
 SIZE = 4096
@@ -54,9 +54,9 @@ def test_get_arena_lends_a_fresh_empty_arena(aop: ArenaOfPools) -> None:
     assert arena.capacity == aop.arena_size
     assert arena.used == 0
     assert not arena.closed
-    assert aop.stats().active_arenas == 1
+    assert aop.statistics().active_arenas == 1
     aop.return_arena(arena)
-    s = aop.stats()
+    s = aop.statistics()
     assert (s.active_arenas, s.pooled_arenas) == (0, 1)
 
 
@@ -84,7 +84,7 @@ def test_returned_arena_is_dead_and_its_views_released() -> None:
             with pytest.raises(ArenaClosed):
                 call()
         arena.close()  # a no-op on a dead arena: it does not go back twice
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
 
 
 def test_memory_goes_to_the_next_caller_under_a_new_object_zeroed() -> None:
@@ -101,7 +101,7 @@ def test_memory_goes_to_the_next_caller_under_a_new_object_zeroed() -> None:
         w = second.alloc(SIZE)
         assert address(w) == addr, "the pooled region is reused"
         assert w == bytes(SIZE), "bytes of the previous request are visible"
-        s = aop.stats()
+        s = aop.statistics()
         assert (s.arenas_created, s.arenas_reused) == (1, 1)
         with pytest.raises(ArenaClosed):
             first.alloc(1)
@@ -112,12 +112,12 @@ def test_arena_close_and_with_give_it_back(aop: ArenaOfPools) -> None:
     arena = aop.get_arena()
     arena.close()
     assert arena.closed
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
     with aop.get_arena() as a2:
         a2.alloc(10)
-        assert aop.stats().active_arenas == 1
+        assert aop.statistics().active_arenas == 1
     assert a2.closed
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
     with pytest.raises(DoubleRelease):
         aop.return_arena(a2)
 
@@ -128,7 +128,7 @@ def test_reset_keeps_the_arena_lent(aop: ArenaOfPools) -> None:
     arena.reset()
     assert not arena.closed
     assert arena.used == 0
-    assert aop.stats().active_arenas == 1
+    assert aop.statistics().active_arenas == 1
     assert arena.alloc(aop.arena_size) == bytes(aop.arena_size)
     aop.return_arena(arena)
 
@@ -171,7 +171,7 @@ def test_return_twice_is_double_release() -> None:
         aop.return_arena(arena)
         with pytest.raises(DoubleRelease):
             aop.return_arena(arena)
-        s = aop.stats()
+        s = aop.statistics()
         assert (s.active_arenas, s.pooled_arenas) == (0, 1)
         a, b = aop.get_arena(), aop.get_arena()
         va, vb = a.alloc(16), b.alloc(16)
@@ -190,7 +190,7 @@ def test_stale_handle_returned_after_its_memory_was_lent_again_is_refused() -> N
         with pytest.raises(DoubleRelease):
             aop.return_arena(old)
         assert v.tobytes() == b"new-user"
-        assert aop.stats().active_arenas == 1
+        assert aop.statistics().active_arenas == 1
         aop.return_arena(new)
 
 
@@ -200,7 +200,7 @@ def test_arena_from_another_pool_is_foreign() -> None:
         with pytest.raises(ForeignObject):
             b.return_arena(arena)
         assert not arena.closed
-        assert b.stats().pooled_arenas == 0
+        assert b.statistics().pooled_arenas == 0
         a.return_arena(arena)
 
 
@@ -211,7 +211,7 @@ def test_non_arenas_are_refused(thing: object) -> None:
     with ArenaOfPools(arena_size=SIZE) as aop:
         with pytest.raises((ForeignObject, TypeError)):
             aop.return_arena(thing)  # type: ignore[arg-type]
-        assert aop.stats().pooled_arenas == 0
+        assert aop.statistics().pooled_arenas == 0
 
 
 def test_standalone_arena_stays_usable_after_a_refused_return() -> None:
@@ -231,7 +231,7 @@ def test_get_buffer_and_return_buffer(aop: ArenaOfPools) -> None:
     assert len(buf) == 0
     buf.write_str("response data")
     assert buf.getvalue() == b"response data"
-    s = aop.stats()
+    s = aop.statistics()
     assert s.active_buffers == 1
     assert s.bytes_in_use == buf.capacity
     v = buf.view()
@@ -241,7 +241,7 @@ def test_get_buffer_and_return_buffer(aop: ArenaOfPools) -> None:
         buf.write(b"x")
     with pytest.raises(ValueError):
         v[0]
-    s = aop.stats()
+    s = aop.statistics()
     assert (s.active_buffers, s.pooled_buffers, s.bytes_in_use) == (0, 1, 0)
     again = aop.get_buffer(1000)
     assert again is not buf
@@ -253,7 +253,7 @@ def test_buffer_close_gives_it_back_to_the_arena_of_pools(aop: ArenaOfPools) -> 
     with aop.get_buffer(10) as buf:
         buf.write(b"abc")
     assert buf.closed
-    assert aop.stats().active_buffers == 0
+    assert aop.statistics().active_buffers == 0
 
 
 def test_return_buffer_twice_is_double_release() -> None:
@@ -262,7 +262,7 @@ def test_return_buffer_twice_is_double_release() -> None:
         aop.return_buffer(buf)
         with pytest.raises(DoubleRelease):
             aop.return_buffer(buf)
-        s = aop.stats()
+        s = aop.statistics()
         assert (s.active_buffers, s.pooled_buffers) == (0, 1)
 
 
@@ -282,8 +282,8 @@ def test_buffer_from_elsewhere_is_foreign() -> None:
         assert not pbuf.closed
         a.return_buffer(buf)
         plain.put(pbuf)
-        assert a.stats().active_buffers == 0
-        assert b.stats().active_buffers == 0
+        assert a.statistics().active_buffers == 0
+        assert b.statistics().active_buffers == 0
 
 
 def test_shared_buffer_pool_is_used() -> None:
@@ -293,7 +293,7 @@ def test_shared_buffer_pool_is_used() -> None:
         assert pool.statistics().active == 1
         aop.return_buffer(buf)
         assert pool.statistics().pooled == 1
-        assert aop.stats().pooled_buffers == 1
+        assert aop.statistics().pooled_buffers == 1
 
 
 def test_buffer_exported_at_return_is_quarantined(aop: ArenaOfPools) -> None:
@@ -301,7 +301,7 @@ def test_buffer_exported_at_return_is_quarantined(aop: ArenaOfPools) -> None:
     buf.write(b"\x33" * 256)
     held = np.frombuffer(buf.view(), dtype=np.uint8)
     aop.return_buffer(buf)
-    s = aop.stats()
+    s = aop.statistics()
     assert s.quarantine_events >= 1
     assert s.pooled_buffers == 0
     nxt = aop.get_buffer(256)
@@ -323,7 +323,7 @@ def test_arena_exported_at_return_is_parked_then_reused_zeroed() -> None:
         stale = np.frombuffer(v, dtype=np.uint8)
         stale_addr = stale.ctypes.data
         aop.return_arena(arena)
-        s = aop.stats()
+        s = aop.statistics()
         assert (s.quarantined, s.quarantine_events, s.pooled_arenas) == (1, 1, 0)
         assert s.bytes_reserved >= SIZE  # the parked region still counts
         other = aop.get_arena()
@@ -338,7 +338,7 @@ def test_arena_exported_at_return_is_parked_then_reused_zeroed() -> None:
         x = third.alloc(SIZE)
         assert address(x) == stale_addr
         assert x == bytes(SIZE), "scribbles through a stale export leaked to the next use"
-        assert aop.stats().quarantined == 0
+        assert aop.statistics().quarantined == 0
         aop.return_arena(other)
         aop.return_arena(third)
 
@@ -351,7 +351,7 @@ def test_reset_with_export_replaces_the_region_of_a_lent_arena() -> None:
         held = memoryview(v)
         arena.reset()
         assert arena.quarantined == 1
-        s = aop.stats()
+        s = aop.statistics()
         assert (s.quarantined, s.quarantine_events, s.active_arenas) == (1, 1, 1)
         w = arena.alloc(64)
         assert w == bytes(64)
@@ -359,7 +359,7 @@ def test_reset_with_export_replaces_the_region_of_a_lent_arena() -> None:
         assert w == bytes(64)
         aop.return_arena(arena)
         del held
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
 
 
 # -- budgets ----------------------------------------------------------------------------------
@@ -372,7 +372,7 @@ def test_max_arenas_then_pool_exhausted() -> None:
             aop.get_arena(timeout=0)
         with pytest.raises(TimeoutError):
             aop.get_arena(timeout=0.02)
-        s = aop.stats()
+        s = aop.statistics()
         assert s.active_arenas == 2
         assert s.wait_timeouts == 2
         assert s.waits >= 1
@@ -381,7 +381,7 @@ def test_max_arenas_then_pool_exhausted() -> None:
         c = aop.get_arena(timeout=0)
         aop.return_arena(b)
         aop.return_arena(c)
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
 
 
 def test_max_bytes_counts_arenas_and_buffers() -> None:
@@ -389,7 +389,7 @@ def test_max_bytes_counts_arenas_and_buffers() -> None:
         arena = aop.get_arena()
         buf = aop.get_buffer(1024)
         assert buf.capacity == 1024
-        s = aop.stats()
+        s = aop.statistics()
         assert s.bytes_in_use == 2048
         with pytest.raises(PoolExhausted):
             aop.get_arena(timeout=0)
@@ -397,10 +397,10 @@ def test_max_bytes_counts_arenas_and_buffers() -> None:
             aop.get_buffer(1)
         aop.return_buffer(buf)
         second = aop.get_arena(timeout=0)
-        assert aop.stats().bytes_in_use == 2048
+        assert aop.statistics().bytes_in_use == 2048
         aop.return_arena(arena)
         aop.return_arena(second)
-        assert aop.stats().bytes_in_use == 0
+        assert aop.statistics().bytes_in_use == 0
 
 
 def test_returning_a_buffer_wakes_an_arena_waiter() -> None:
@@ -411,10 +411,10 @@ def test_returning_a_buffer_wakes_an_arena_waiter() -> None:
         t = threading.Thread(target=lambda: got.append(aop.get_arena(timeout=10)))
         t.start()
         for _ in range(5000):
-            if aop.stats().waiting:
+            if aop.statistics().waiting:
                 break
             time.sleep(0.001)
-        assert aop.stats().waiting == 1
+        assert aop.statistics().waiting == 1
         aop.return_buffer(buf)
         t.join(10)
         assert len(got) == 1
@@ -439,7 +439,7 @@ def test_bad_timeouts_are_refused(timeout: object, error: type[Exception]) -> No
             aop.get_arena(timeout=timeout)  # type: ignore[arg-type]
         with pytest.raises(error):
             aop.arena(timeout=timeout)  # type: ignore[arg-type]
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
         aop.return_arena(aop.get_arena(timeout=0))
 
 
@@ -473,7 +473,7 @@ def test_bad_options_are_refused(kwargs: dict[str, object]) -> None:
 def test_get_buffer_refuses_bad_hints(hint: object, aop: ArenaOfPools) -> None:
     with pytest.raises((InvalidArgument, TypeError)):
         aop.get_buffer(hint)  # type: ignore[arg-type]
-    assert aop.stats().active_buffers == 0
+    assert aop.statistics().active_buffers == 0
 
 
 # -- close ------------------------------------------------------------------------------------
@@ -496,7 +496,7 @@ def test_close_refuses_new_gets_but_lent_resources_come_back() -> None:
     buf.write(b"still usable")
     aop.return_arena(lent)
     aop.return_buffer(buf)
-    s = aop.stats()
+    s = aop.statistics()
     assert (s.active_arenas, s.pooled_arenas, s.active_buffers, s.pooled_buffers) == (0, 0, 0, 0)
     aop.close()  # idempotent
 
@@ -524,17 +524,17 @@ def _burst(aop: ArenaOfPools, n: int) -> None:
 def test_trim_releases_arenas_idle_since_the_last_trim() -> None:
     with ArenaOfPools(arena_size=SIZE, pool_size=16, trim_interval=None) as aop:
         _burst(aop, 8)
-        assert aop.stats().pooled_arenas == 8
+        assert aop.statistics().pooled_arenas == 8
         aop.trim()  # arenas used in this interval are kept
-        assert aop.stats().pooled_arenas == 8
+        assert aop.statistics().pooled_arenas == 8
         aop.return_arena(aop.get_arena())  # steady load: one arena
         freed = aop.trim()
-        s = aop.stats()
+        s = aop.statistics()
         assert freed >= 7 * SIZE
         assert s.pooled_arenas == 1
         assert s.trimmed_bytes >= 7 * SIZE
         aop.trim()
-        s = aop.stats()
+        s = aop.statistics()
         assert s.pooled_arenas == 0
         assert s.trimmed_bytes >= 8 * SIZE
         assert s.bytes_reserved == 0
@@ -560,7 +560,7 @@ def test_trim_gives_memory_back() -> None:
             after = tracemalloc.get_traced_memory()[0]
         finally:
             tracemalloc.stop()
-        s = aop.stats()
+        s = aop.statistics()
         assert (s.pooled_arenas, s.pooled_buffers) == (0, 0)
         assert s.trimmed_bytes >= 16 * size + 8 * (64 << 10)
         assert after - base < size, "trim did not give the burst's memory back"
@@ -569,10 +569,10 @@ def test_trim_gives_memory_back() -> None:
 def test_idle_trim_runs_as_arenas_come_back() -> None:
     with ArenaOfPools(arena_size=SIZE, pool_size=64, trim_interval=0.0) as aop:
         _burst(aop, 32)
-        assert aop.stats().pooled_arenas == 32
+        assert aop.statistics().pooled_arenas == 32
         for _ in range(10_000):  # steady load of one request at a time
             aop.return_arena(aop.get_arena())
-        s = aop.stats()
+        s = aop.statistics()
         assert s.pooled_arenas <= 2
         assert s.trimmed_bytes >= 30 * SIZE
 
@@ -582,7 +582,7 @@ def test_no_idle_trim_when_disabled() -> None:
         _burst(aop, 32)
         for _ in range(1024):
             aop.return_arena(aop.get_arena())
-        s = aop.stats()
+        s = aop.statistics()
         assert s.pooled_arenas == 32
         assert s.trimmed_bytes == 0
 
@@ -590,13 +590,13 @@ def test_no_idle_trim_when_disabled() -> None:
 def test_pool_size_bounds_idle_arenas() -> None:
     with ArenaOfPools(arena_size=SIZE, pool_size=3) as aop:
         _burst(aop, 10)
-        s = aop.stats()
+        s = aop.statistics()
         assert s.pooled_arenas == 3
         assert s.arenas_created == 10
         assert s.bytes_reserved == 3 * SIZE
 
 
-# -- Stats ------------------------------------------------------------------------------------
+# -- ArenaOfPoolsStatistics ----------------------------------------------------------------
 
 REQUIRED_FIELDS = {
     "active_arenas",
@@ -612,8 +612,8 @@ REQUIRED_FIELDS = {
 
 
 def test_stats_is_a_frozen_dataclass(aop: ArenaOfPools) -> None:
-    s = aop.stats()
-    assert isinstance(s, Stats)
+    s = aop.statistics()
+    assert isinstance(s, ArenaOfPoolsStatistics)
     assert dataclasses.is_dataclass(s)
     names = {f.name for f in dataclasses.fields(s)}
     assert names >= REQUIRED_FIELDS
@@ -627,7 +627,7 @@ def test_stats_is_a_frozen_dataclass(aop: ArenaOfPools) -> None:
 
 def test_stats_values_are_consistent() -> None:
     with ArenaOfPools(arena_size=SIZE, pool_size=8) as aop:
-        s0 = aop.stats()
+        s0 = aop.statistics()
         assert (s0.active_arenas, s0.bytes_in_use, s0.bytes_reserved, s0.high_water_bytes) == (
             0,
             0,
@@ -637,7 +637,7 @@ def test_stats_values_are_consistent() -> None:
         arenas = [aop.get_arena() for _ in range(3)]
         bufs = [aop.get_buffer(1000) for _ in range(2)]
         caps = sum(b.capacity for b in bufs)
-        s = aop.stats()
+        s = aop.statistics()
         assert s.active_arenas == 3
         assert s.active_buffers == 2
         assert s.arenas_created == 3
@@ -649,7 +649,7 @@ def test_stats_values_are_consistent() -> None:
             aop.return_arena(a)
         for b in bufs:
             aop.return_buffer(b)
-        s = aop.stats()
+        s = aop.statistics()
         assert (s.active_arenas, s.active_buffers, s.bytes_in_use) == (0, 0, 0)
         assert s.pooled_arenas == 3
         assert s.pooled_buffers == 2
@@ -658,17 +658,17 @@ def test_stats_values_are_consistent() -> None:
         assert s.quarantined == 0
         aop.trim()
         aop.trim()
-        s = aop.stats()
+        s = aop.statistics()
         assert s.bytes_reserved == 0
         assert s.high_water_bytes == peak
 
 
 def test_high_water_covers_everything_reserved_including_pooled_buffers() -> None:
-    # Stats documents high_water_bytes as "the most bytes_reserved has ever been".
+    # ArenaOfPoolsStatistics documents high_water_bytes as "the most bytes_reserved has ever been".
     with ArenaOfPools(arena_size=1024) as aop:
         aop.return_buffer(aop.get_buffer(0))  # one idle 256-byte buffer
         arena = aop.get_arena()
-        s = aop.stats()
+        s = aop.statistics()
         assert s.bytes_reserved == 1024 + 256
         assert s.high_water_bytes >= s.bytes_reserved
         aop.return_arena(arena)
@@ -679,11 +679,11 @@ def test_high_water_never_drops_after_a_quarantine_replacement() -> None:
         arena = aop.get_arena()
         held = memoryview(arena.alloc(16))
         arena.reset()  # the exported region is parked, a second region is lent in its place
-        s = aop.stats()
+        s = aop.statistics()
         assert s.bytes_reserved == 2048
         assert s.high_water_bytes >= 2048
         aop.trim()  # forgets the parked region
-        s = aop.stats()
+        s = aop.statistics()
         assert s.bytes_reserved == 1024
         assert s.high_water_bytes >= 2048, "the high-water mark dropped"
         aop.return_arena(arena)
@@ -696,14 +696,14 @@ def test_metrics_record_arena_usage() -> None:
             a = aop.get_arena()
             a.alloc(n)
             aop.return_arena(a)
-        s = aop.stats()
+        s = aop.statistics()
         assert s.arena_used_bytes_total == 1110
         assert s.arena_used_bytes_max == 1000
     with ArenaOfPools(arena_size=SIZE, metrics=False) as aop:
         a = aop.get_arena()
         a.alloc(100)
         aop.return_arena(a)
-        s = aop.stats()
+        s = aop.statistics()
         assert (s.arena_used_bytes_total, s.arena_used_bytes_max) == (0, 0)
 
 
@@ -719,14 +719,14 @@ def test_arena_scope_lends_and_returns() -> None:
         scope = aop.arena()
         with scope as arena:
             assert current_arena() is arena
-            assert aop.stats().active_arenas == 1
+            assert aop.statistics().active_arenas == 1
             with aop.arena() as inner:
                 assert current_arena() is inner
                 assert inner is not arena
             assert current_arena() is arena
             assert inner.closed
         assert arena.closed
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
         with pytest.raises(LookupError):
             current_arena()
         with pytest.raises(RuntimeError), scope:
@@ -738,7 +738,7 @@ def test_arena_scope_returns_on_error() -> None:
         with pytest.raises(KeyError), aop.arena() as arena:
             raise KeyError("x")
         assert arena.closed
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
 
 
 def test_arena_scope_timeout_raises_pool_exhausted() -> None:
@@ -747,4 +747,4 @@ def test_arena_scope_timeout_raises_pool_exhausted() -> None:
         with pytest.raises(PoolExhausted), aop.arena(timeout=0.01):
             pass
         aop.return_arena(held)
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0

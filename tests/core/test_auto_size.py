@@ -28,11 +28,11 @@ def test_converges_to_the_p95_of_use() -> None:
     sizes = [3000 if rng.random() < 0.96 else 100_000 for _ in range(3000)]
     _serve(aop, sizes)
     assert aop.arena_size == 4 * KIB
-    assert aop.stats().arena_size == 4 * KIB
+    assert aop.statistics().arena_size == 4 * KIB
     # The workload shifts to ~40 KB requests: the size follows within a window.
     _serve(aop, [40_000] * 1500)
     assert aop.arena_size == 64 * KIB
-    stats = aop.stats()
+    stats = aop.statistics()
     assert stats.active_arenas == 0
     assert stats.bytes_in_use == 0
 
@@ -54,14 +54,14 @@ def test_arena_grows_for_an_outlier_up_to_max_arena_size() -> None:
     big = arena.alloc(first * 2)  # does not fit: the arena grows by a chunk
     big[:] = b"\xff" * len(big)
     assert arena.capacity > first
-    assert aop.stats().bytes_in_use == arena.capacity
+    assert aop.statistics().bytes_in_use == arena.capacity
     with pytest.raises(electron.InsufficientCapacity):
         arena.alloc(256 * KIB)  # would pass max_arena_size
     assert arena.try_alloc(256 * KIB) is None
     small = arena.alloc(16)
     assert bytes(small) == bytes(16)
     aop.return_arena(arena)
-    stats = aop.stats()
+    stats = aop.statistics()
     assert stats.bytes_in_use == 0
     assert stats.active_arenas == 0
     # The memory that comes back is zeroed, chunks included (they are dropped, not reused).
@@ -75,11 +75,11 @@ def test_grown_arena_reset_gives_chunks_back() -> None:
     arena = aop.get_arena()
     base = arena.capacity
     arena.alloc(base + 1)
-    assert aop.stats().bytes_in_use > base
+    assert aop.statistics().bytes_in_use > base
     arena.reset()
     assert arena.capacity == base
     assert arena.used == 0
-    assert aop.stats().bytes_in_use == base
+    assert aop.statistics().bytes_in_use == base
     aop.return_arena(arena)
 
 
@@ -89,7 +89,7 @@ def test_exported_chunk_is_quarantined_not_reused() -> None:
     view = arena.alloc(arena.capacity * 2)
     kept = memoryview(view)  # survives release: pins the overflow chunk
     aop.return_arena(arena)
-    assert aop.stats().quarantined == 1
+    assert aop.statistics().quarantined == 1
     kept[:4] = b"evil"
     nxt = aop.get_arena()
     assert bytes(nxt.alloc(nxt.capacity)) == bytes(nxt.capacity)

@@ -75,7 +75,7 @@ def test_arena_of_pools_integration_1000_requests() -> None:
             del ctx
             aop.return_buffer(buf)
             aop.return_arena(arena)
-        s = aop.stats()
+        s = aop.statistics()
         assert s.active_arenas == 0, f"arena leak: {s.active_arenas} arenas still active"
         assert s.active_buffers == 0
         assert s.arenas_created == 1, "sequential requests must reuse one arena"
@@ -211,8 +211,8 @@ def test_error_inside_a_request_scope_propagates_and_returns_the_arena() -> None
         with pytest.raises(InsufficientCapacity) as info:
             request()
         assert info.value.requested == 2048
-        assert aop.stats().active_arenas == 0
-        s = aop.stats()
+        assert aop.statistics().active_arenas == 0
+        s = aop.statistics()
         assert (s.active_arenas, s.pooled_arenas) == (0, 1)
         with aop.arena() as again:
             assert again.alloc(1024) == bytes(1024)
@@ -230,7 +230,7 @@ def test_pool_exhausted_propagates_through_nested_requests() -> None:
         with pytest.raises(PoolExhausted) as info:
             outer_request()
         assert "max_arenas=1" in str(info.value)
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
 
 
 def test_factory_error_propagates_from_object_pool() -> None:
@@ -296,7 +296,7 @@ def test_no_memory_leak_full_request_cycle() -> None:
     for i in range(100):
         step(i)
     leaked = _traced_growth(10_000, step)
-    s = aop.stats()
+    s = aop.statistics()
     aop.close()
     assert (s.active_arenas, s.active_buffers, s.quarantined) == (0, 0, 0)
     assert leaked < 1 << 20, f"memory leak detected: {leaked} bytes over 10,000 iterations"
@@ -357,7 +357,7 @@ def test_concurrent_integration_10_threads_1000_iterations() -> None:
         for t in threads:
             t.join(60)
         assert errors == []
-        s = aop.stats()
+        s = aop.statistics()
         assert s.active_arenas == 0, f"{s.active_arenas} arenas not returned"
         assert s.active_buffers == 0
         assert s.arenas_created <= goroutines
@@ -417,7 +417,7 @@ def test_stress_high_concurrency() -> None:
         assert total_ops > 0
         assert problems == []
         assert total_errors / total_ops < 0.01, f"error rate too high: {total_errors}/{total_ops}"
-        s = aop.stats()
+        s = aop.statistics()
         assert (s.active_arenas, s.active_buffers, s.waiting) == (0, 0, 0)
         assert s.arenas_created <= 8
 
@@ -455,7 +455,7 @@ def test_conduit_integration() -> None:
             resp = process_http_request(HTTPRequest("GET", path))
             assert resp.body.startswith(b"HTTP/1.1 200 OK\r\n")
             assert resp.body.endswith(f"Hello, World! {path}".encode())
-        s = aop.stats()
+        s = aop.statistics()
         assert (s.active_arenas, s.active_buffers) == (0, 0)
 
 

@@ -384,7 +384,7 @@ class ArenaOfPoolsMachine(RuleBasedStateMachine):
 
     @invariant()
     def stats_match_model(self) -> None:
-        s = self.aop.stats()
+        s = self.aop.statistics()
         assert s.active_arenas == len(self.held)
         assert s.active_buffers == len(self.buffers)
         assert s.bytes_in_use == len(self.held) * ARENA_SIZE + sum(c for _, c, _ in self.buffers)
@@ -413,7 +413,7 @@ class ArenaOfPoolsMachine(RuleBasedStateMachine):
             self.aop.return_arena(h.arena)
         for buf, _, _ in self.buffers:
             self.aop.return_buffer(buf)
-        s = self.aop.stats()
+        s = self.aop.statistics()
         self.aop.close()
         assert (s.active_arenas, s.active_buffers) == (0, 0)
 

@@ -45,16 +45,16 @@ def test_waiters_are_served_first_come_first_served() -> None:
             g = Getter(aop, f"w{i}", order)
             g.start()
             getters.append(g)
-            wait_until(lambda n=i + 1: aop.stats().waiting == n, f"{i + 1} waiters")  # type: ignore[misc]
+            wait_until(lambda n=i + 1: aop.statistics().waiting == n, f"{i + 1} waiters")  # type: ignore[misc]
         aop.return_arena(held)
         for i, g in enumerate(getters):
             wait_until(lambda n=i + 1: len(order) == n, f"waiter {i} served")  # type: ignore[misc]
             assert order == [f"w{k}" for k in range(i + 1)]
-            assert aop.stats().active_arenas == 1
+            assert aop.statistics().active_arenas == 1
             g.release.set()
             g.join(JOIN)
             assert g.error is None
-        s = aop.stats()
+        s = aop.statistics()
         assert (s.active_arenas, s.waiting) == (0, 0)
         assert s.waits == 4
         assert s.wait_timeouts == 0
@@ -66,7 +66,7 @@ def test_waiter_is_woken_by_a_return_from_another_thread() -> None:
         order: list[str] = []
         g = Getter(aop, "waiter", order)
         g.start()
-        wait_until(lambda: aop.stats().waiting == 1, "the waiter to queue")
+        wait_until(lambda: aop.statistics().waiting == 1, "the waiter to queue")
         returner = threading.Thread(target=aop.return_arena, args=(b,))
         returner.start()
         returner.join(JOIN)
@@ -77,7 +77,7 @@ def test_waiter_is_woken_by_a_return_from_another_thread() -> None:
         g.release.set()
         g.join(JOIN)
         aop.return_arena(a)
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
 
 
 def test_timed_out_waiter_leaves_the_queue_and_others_still_get_served() -> None:
@@ -89,15 +89,15 @@ def test_timed_out_waiter_leaves_the_queue_and_others_still_get_served() -> None
         quitter.join(JOIN)
         assert isinstance(quitter.error, PoolExhausted)
         assert isinstance(quitter.error, TimeoutError)
-        assert aop.stats().waiting == 0
+        assert aop.statistics().waiting == 0
         patient = Getter(aop, "patient", order)
         patient.start()
-        wait_until(lambda: aop.stats().waiting == 1, "the patient waiter")
+        wait_until(lambda: aop.statistics().waiting == 1, "the patient waiter")
         aop.return_arena(held)
         wait_until(lambda: order == ["patient"], "the patient waiter to be served")
         patient.release.set()
         patient.join(JOIN)
-        s = aop.stats()
+        s = aop.statistics()
         assert (s.active_arenas, s.waiting, s.wait_timeouts) == (0, 0, 1)
 
 
@@ -108,7 +108,7 @@ def test_close_fails_every_waiter_with_pool_closed() -> None:
     getters = [Getter(aop, f"w{i}", order) for i in range(3)]
     for g in getters:
         g.start()
-    wait_until(lambda: aop.stats().waiting == 3, "three waiters")
+    wait_until(lambda: aop.statistics().waiting == 3, "three waiters")
     aop.close()
     for g in getters:
         g.join(JOIN)
@@ -116,7 +116,7 @@ def test_close_fails_every_waiter_with_pool_closed() -> None:
         assert isinstance(g.error, PoolClosed)
     assert order == []
     aop.return_arena(held)
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 def test_budget_is_never_exceeded_under_contention() -> None:
@@ -151,7 +151,7 @@ def test_budget_is_never_exceeded_under_contention() -> None:
             t.join(JOIN * 3)
         assert errors == []
         assert 1 <= peak <= limit
-        s = aop.stats()
+        s = aop.statistics()
         assert (s.active_arenas, s.waiting) == (0, 0)
         assert s.arenas_created <= limit
 
@@ -190,7 +190,7 @@ def test_arena_scope_on_threads_sets_the_current_arena() -> None:
             t.join(JOIN)
         assert errors == []
         assert seen == dict.fromkeys(range(4), (True, True, True))
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
 
 
 def test_scopes_on_threads_get_distinct_arenas() -> None:
@@ -246,5 +246,5 @@ def test_an_arena_returned_from_many_threads_is_counted_once() -> None:
             arena = aop.get_arena()
             arena.alloc(64)
             assert _race_returns(aop, arena, 4) == ["double", "double", "double", "ok"]
-            assert aop.stats().active_arenas == 0
-            assert aop.stats().pooled_arenas == 1
+            assert aop.statistics().active_arenas == 0
+            assert aop.statistics().pooled_arenas == 1

@@ -2,7 +2,7 @@
 
 The app runs in-process with a registry of its own; ``/metrics`` is parsed with
 prometheus_client's own parser and compared with what the sequence must have produced and
-with ``aop.stats()`` / the middleware's statistics.
+with ``aop.statistics()`` / the middleware's statistics.
 """
 
 from __future__ import annotations
@@ -100,11 +100,11 @@ async def test_figures_after_a_known_sequence() -> None:
         async with session.get(f"{url}/nowhere") as resp:
             assert resp.status == 404
         for _ in range(500):  # pooled memory goes back once the responses were flushed
-            if aop.stats().active_buffers == aop.stats().active_arenas == 0:
+            if aop.statistics().active_buffers == aop.statistics().active_arenas == 0:
                 break
             await asyncio.sleep(0.01)
         after = await scrape(session, url)
-        s = aop.stats()  # (the app's cleanup closes the pool)
+        s = aop.statistics()  # (the app's cleanup closes the pool)
 
     # The middleware: only requests that used electron memory are lent an arena.
     assert value(after, "electron_http_requests_total") == 6
@@ -267,4 +267,4 @@ def test_pooled_buffers_by_size_class(aop: electron.ArenaOfPools) -> None:
     by_size = families["electron_buffers_pooled_by_size"].samples
     samples = {s.labels["size"]: s.value for s in by_size}
     assert samples == {"256": 2.0, "4096": 1.0, "131072": 1.0}
-    assert sum(samples.values()) == aop.stats().pooled_buffers
+    assert sum(samples.values()) == aop.statistics().pooled_buffers

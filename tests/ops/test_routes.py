@@ -37,11 +37,11 @@ pytestmark = pytest.mark.anyio
 
 async def settled(aop: electron.ArenaOfPools, mw: Middleware) -> None:
     for _ in range(1000):
-        s = aop.stats()
+        s = aop.statistics()
         if s.active_arenas == s.active_buffers == mw.statistics().in_flight == 0:
             return
         await asyncio.sleep(0.01)
-    raise AssertionError(f"memory still lent: {aop.stats()}")
+    raise AssertionError(f"memory still lent: {aop.statistics()}")
 
 
 def size_class(n: int) -> int:

@@ -152,7 +152,7 @@ def test_export_outliving_a_sync_scope(name: str, kind: str, level: str) -> None
         with aop.arena() as later:
             later_loan_is_clean(later, export, spec)
     del export
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 @pytest.mark.anyio
@@ -167,7 +167,7 @@ async def test_export_outliving_an_async_scope(anyio_backend: object, name: str)
         async with aop.arena() as later:
             later_loan_is_clean(later, export, spec)
     del export
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 @pytest.mark.anyio
@@ -208,7 +208,7 @@ async def test_a_child_task_keeps_an_export_past_the_parent_scope(
         tg.start_soon(other_request)
     assert child_wrote.is_set()
     assert not problems, problems
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 @pytest.mark.anyio
@@ -248,7 +248,7 @@ def test_an_export_from_before_a_reset_is_not_reused_by_the_same_arena(name: str
         later_loan_is_clean(arena, export, spec)
         arena.reset()
         later_loan_is_clean(arena, export, spec)
-    assert aop.stats().quarantine_events >= 1
+    assert aop.statistics().quarantine_events >= 1
 
 
 def test_a_ctypes_object_made_by_new_outlives_the_scope_safely() -> None:
@@ -283,7 +283,7 @@ def test_a_buffer_export_outliving_the_buffer(name: str) -> None:
         assert bytes([LATER]) not in _read(export), "a stale export sees a later buffer"
         aop.return_buffer(later)
     del export
-    assert aop.stats().active_buffers == 0
+    assert aop.statistics().active_buffers == 0
 
 
 def test_dropping_the_export_lets_the_region_back_into_service() -> None:
@@ -291,11 +291,11 @@ def test_dropping_the_export_lets_the_region_back_into_service() -> None:
     aop = make_pool("fixed", "off")
     with aop.arena() as arena:
         export = memoryview(first_loan(arena, grow=False))
-    assert aop.stats().quarantined == 1
+    assert aop.statistics().quarantined == 1
     del export
     for _ in range(4):
         with aop.arena() as later:
             assert bytes(later.alloc(ARENA)) == bytes(ARENA)
-    s = aop.stats()
+    s = aop.statistics()
     assert s.quarantined == 0
     assert s.arenas_created <= 2

@@ -35,7 +35,7 @@ def test_a_lent_handle_cannot_be_duplicated(
             duplicate(handle)
     pool.return_buffer(buf)
     pool.return_arena(arena)
-    stats = pool.stats()
+    stats = pool.statistics()
     assert (stats.active_arenas, stats.active_buffers) == (0, 0)
 
 
@@ -113,7 +113,7 @@ def test_a_leaked_arena_does_not_get_its_region_quarantined(pool: ArenaOfPools) 
         pool.return_arena(again)
 
     _leak_in_a_cycle(take, borrow_and_return)
-    stats = pool.stats()
+    stats = pool.statistics()
     assert reused
     assert stats.leaks_detected == 1
     assert stats.quarantine_events == 0

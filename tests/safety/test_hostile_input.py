@@ -141,7 +141,7 @@ class Env:
 
 
 def check_pool(aop: ArenaOfPools, *, arenas: int, buffers: int, buffer_bytes: int) -> None:
-    s = aop.stats()
+    s = aop.statistics()
     assert all(v >= 0 for v in s.as_dict().values()), s
     assert s.active_arenas == arenas, s
     assert s.active_buffers == buffers, s
@@ -526,7 +526,7 @@ arena = aop.get_arena()
 buf = aop.get_buffer(100)
 arena.call_on_reset(lambda: aop.return_buffer(buf))  # give the buffer back with the arena
 aop.return_arena(arena)
-assert aop.stats().active_buffers == 0
+assert aop.statistics().active_buffers == 0
 print("returned")
 """
 
@@ -562,7 +562,7 @@ def test_a_huge_finite_timeout_waits_instead_of_failing() -> None:
         arena = aop.get_arena(timeout=1e10)
     except OverflowError as exc:
         timer.join()
-        waiting = aop.stats().waiting
+        waiting = aop.statistics().waiting
         pytest.fail(f"get_arena(timeout=1e10) raised {exc!r}; {waiting} waiter(s) left queued")
     timer.join()
     aop.return_arena(arena)
@@ -640,7 +640,7 @@ def test_a_failed_huge_arena_leaves_the_books_straight() -> None:
     aop = ArenaOfPools(arena_size=MAX_SIZE, max_arenas=1)
     with pytest.raises(MemoryError):
         aop.get_arena(timeout=0)
-    s = aop.stats()
+    s = aop.statistics()
     assert s.active_arenas == 0, s
     # The budget slot was not lost: the next attempt fails the same way, not PoolExhausted.
     with pytest.raises(MemoryError):
@@ -1016,7 +1016,7 @@ class HostileMachine(RuleBasedStateMachine):
 
     @invariant()
     def books_match_the_model(self) -> None:
-        s = self.aop.stats()
+        s = self.aop.statistics()
         assert s.active_arenas == len(self.held), s
         assert s.active_buffers == len(self.buffers), s
         assert s.bytes_in_use == self._lent_bytes(), s

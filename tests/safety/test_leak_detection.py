@@ -45,7 +45,7 @@ def test_leaked_loans_are_reclaimed_and_counted_at_every_level(level: str) -> No
         with warnings.catch_warnings():
             warnings.simplefilter("error", ResourceWarning)  # untraced leaks are not reported
             _leak_one_and_collect(aop)
-    stats = aop.stats()
+    stats = aop.statistics()
     assert stats.active_arenas == 0
     assert stats.active_buffers == 0
     assert stats.leaks_detected == 2
@@ -71,7 +71,7 @@ def test_simple_mode_samples_about_one_in_a_hundred() -> None:
         _drop_arenas_and_collect(aop, 300)
     arena_reports = [w for w in rec if "arena" in str(w.message)]
     assert len(arena_reports) == 3
-    assert aop.stats().leaks_detected == 300
+    assert aop.statistics().leaks_detected == 300
 
 
 def test_environment_variable_sets_the_level(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,7 +113,7 @@ def test_paranoid_poisons_quarantined_memory() -> None:
     view[:] = b"secret-secret-00"
     kept = memoryview(view)  # a derived view survives release: the region is quarantined
     aop.return_arena(arena)
-    assert aop.stats().quarantined == 1
+    assert aop.statistics().quarantined == 1
     assert bytes(kept) == bytes([0xDB]) * 16, "use after return must see poison, not data"
     del kept
     assert_no_leaks(aop)

@@ -149,7 +149,7 @@ def test_threads_racing_to_return_one_arena_exactly_one_wins(kind: str, level: s
             assert len(errors) == RACERS - 1
             assert all(isinstance(e, DoubleRelease) for e in errors), errors
             assert arena.closed
-            s = aop.stats()
+            s = aop.statistics()
             assert s.active_arenas == 0
             assert s.bytes_in_use == 0
     assert_distinct_loans(aop, 16)
@@ -165,7 +165,7 @@ def test_threads_racing_to_return_one_buffer_exactly_one_wins(level: str) -> Non
             wins, errors = race(RACERS, partial(aop.return_buffer, buf))
             assert wins == 1, f"{wins} threads gave the same buffer back"
             assert all(isinstance(e, DoubleRelease) for e in errors), errors
-            assert aop.stats().active_buffers == 0
+            assert aop.statistics().active_buffers == 0
     bufs = [aop.get_buffer(1000) for _ in range(16)]
     assert len({buffer_address(b) for b in bufs}) == 16, "two buffers share a region"
     for b in bufs:
@@ -192,7 +192,7 @@ def test_threads_racing_close_and_return_never_hand_out_a_region_twice() -> None
             _, errors = race(RACERS, one)
             assert all(isinstance(e, DoubleRelease) for e in errors), errors
             assert arena.closed
-            assert aop.stats().active_arenas == 0
+            assert aop.statistics().active_arenas == 0
     assert_distinct_loans(aop, 16)
 
 
@@ -273,7 +273,7 @@ def test_a_refused_double_release_never_makes_two_owners(kind: str) -> None:
         assert bytes(gb[:4]) == b"bbbb"
     aop.return_arena(b)
     aop.return_arena(c)
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 def test_a_refused_double_put_never_makes_two_owners_of_a_buffer() -> None:
@@ -420,7 +420,7 @@ def test_no_region_ever_has_two_owners(kind: str) -> None:
     assert owners.loans >= 20_000
     assert refused[0] > 0, "the saboteur never ran"
     stale_exports.clear()
-    s = aop.stats()
+    s = aop.statistics()
     assert s.active_arenas == 0
     assert s.active_buffers == 0
     assert s.leaks_detected == 0
@@ -473,7 +473,7 @@ def test_a_thread_using_an_arena_given_back_elsewhere_fails_loudly(kind: str) ->
             view = fresh.alloc(ARENA if kind == "fixed" else fresh.available)
             assert b"S" not in bytes(view), "a write after return reached the next loan"
             aop.return_arena(fresh)
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 def test_a_thread_using_a_buffer_given_back_elsewhere_fails_loudly() -> None:
@@ -514,7 +514,7 @@ def test_a_thread_using_a_buffer_given_back_elsewhere_fails_loudly() -> None:
             assert outcome, "use after return did not fail"
             assert fresh.getvalue() == b"N" * fresh.capacity, "a stale write reached the next loan"
             aop.return_buffer(fresh)
-    assert aop.stats().active_buffers == 0
+    assert aop.statistics().active_buffers == 0
 
 
 def test_an_arena_reset_racing_its_return_does_not_come_back_to_life() -> None:
@@ -594,7 +594,7 @@ async def test_tasks_racing_to_return_one_arena_exactly_one_wins(anyio_backend: 
                 tg.start_soon(racer)
         assert len(wins) == 1, f"{len(wins)} tasks gave the same arena back"
         assert len(doubles) == RACERS - 1
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
     assert_distinct_loans(aop, 8)
 
 
@@ -632,13 +632,13 @@ async def test_a_scope_whose_arena_was_given_back_by_another_task(anyio_backend:
             await a_done.wait()
             assert not arena.closed, "another scope's exit gave my arena back"
             assert bytes(view) == b"C" * 32
-            assert aop.stats().active_arenas == 1
+            assert aop.statistics().active_arenas == 1
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(task_a)
         tg.start_soon(task_b)
         tg.start_soon(task_c)
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 @pytest.mark.anyio
@@ -669,7 +669,7 @@ async def test_tasks_sharing_a_pool_never_share_memory(anyio_backend: object) ->
 
             tg.start_soon(loop)
     assert owners.loans == 400
-    assert aop.stats().active_arenas == 0
+    assert aop.statistics().active_arenas == 0
 
 
 # -- garbage collection at any moment ----------------------------------------------------------
@@ -700,7 +700,7 @@ for _ in range(50):
     aop.return_arena(aop.get_arena())
 gc.set_threshold(700)
 gc.collect()
-print(aop.stats().leaks_detected)
+print(aop.statistics().leaks_detected)
 """
 
 

@@ -107,7 +107,7 @@ def _check_dead_and_apart(aop: ArenaOfPools, handle: Arena | Buffer, out: list[m
     finally:
         aop.return_buffer(buf)
         aop.return_arena(arena)
-    stats = aop.stats()
+    stats = aop.statistics()
     assert (stats.active_arenas, stats.active_buffers) == (0, 0)
     assert stats.bytes_in_use == 0
 

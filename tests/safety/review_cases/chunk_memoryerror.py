@@ -14,5 +14,5 @@ except MemoryError as e:
     print("alloc raised", type(e).__name__, "(documented: InsufficientCapacity, arena unchanged)")
 resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 aop.return_arena(a)
-s = aop.stats()
+s = aop.statistics()
 print("after return: active_arenas", s.active_arenas, "bytes_in_use", s.bytes_in_use, "<- BUG" if s.bytes_in_use else "")

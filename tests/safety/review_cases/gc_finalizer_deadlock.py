@@ -1,5 +1,5 @@
 """The cyclic GC can run at any GC-tracked allocation, including those made while the pool's
-(non-reentrant) lock is held: _LentArena(...) in _lend_locked, Stats/BufferPoolStatistics and a
+(non-reentrant) lock is held: _LentArena(...) in _lend_locked, ArenaOfPoolsStatistics/BufferPoolStatistics and a
 generator in stats(), exceptions, sorted() in _learn_locked ...  Any finalizer run by that
 collection which touches the pool (a __del__ closing a pooled Buffer, a weakref.finalize such as
 the aiohttp middleware's lease.release_after_flush, or a leaked arena's objects dropped by
@@ -30,7 +30,7 @@ def main():
     make_garbage()
     gc.set_threshold(1)                        # deterministic: collect at the next tracked alloc
     if trigger == "stats":
-        aop.stats()                            # e.g. a metrics scrape
+        aop.statistics()                            # e.g. a metrics scrape
     else:
         aop.return_arena(aop.get_arena())
     gc.set_threshold(700)

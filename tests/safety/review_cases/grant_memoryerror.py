@@ -30,5 +30,5 @@ except MemoryError:
     print("return_arena raised MemoryError (the arena was taken back all the same)")
 t.join()
 print("waiter:", result)
-s = aop.stats()
+s = aop.statistics()
 print("active_arenas", s.active_arenas, "waiting", s.waiting, "wait_timeouts", s.wait_timeouts)

@@ -21,5 +21,5 @@ try:
     aop.return_arena(a)
 except electron.PoolExhausted:
     print("BUG: PoolExhausted after %.2fs although the only arena was reclaimed" % (time.monotonic() - t0))
-print(aop.stats())   # stats() drains the queue: now it shows active_arenas=0
+print(aop.statistics())   # stats() drains the queue: now it shows active_arenas=0
 a = aop.get_arena(timeout=0); print("after stats(): lent at once")

@@ -1,4 +1,4 @@
-"""Same bug with real threads only: one thread polls aop.stats() (a metrics scraper), the
+"""Same bug with real threads only: one thread polls aop.statistics() (a metrics scraper), the
 request thread drops an arena without returning it. When the drop lands while the scraper
 holds the lock, the reclaimed arena sits in the queue and the next get_arena() waits in vain."""
 import sys, threading, time
@@ -8,7 +8,7 @@ aop = electron.ArenaOfPools(arena_size=4096, max_arenas=1)
 stop = False
 def scraper():
     while not stop:
-        aop.stats()
+        aop.statistics()
 th = threading.Thread(target=scraper); th.start()
 hit = 0
 for i in range(20000):

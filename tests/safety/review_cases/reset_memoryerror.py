@@ -23,7 +23,7 @@ try:
 except electron.DoubleRelease as e:
     print("return_arena ->", type(e).__name__)
 del a, v, keep; gc.collect()
-s = aop.stats()
+s = aop.statistics()
 print("active_arenas", s.active_arenas, "bytes_in_use", s.bytes_in_use, "quarantined", s.quarantined)
 try:
     aop.get_arena(timeout=0.5); print("lent")

@@ -10,7 +10,7 @@ aop = electron.ArenaOfPools(arena_size="auto", min_arena_size=S, max_arena_size=
                             max_bytes=3 * S)
 a = aop.get_arena()
 a.alloc(S); a.alloc(S)                          # grows: first region S + a chunk of >= S
-print("lent bytes with a grown arena:", aop.stats().bytes_in_use, "of", 3 * S)
+print("lent bytes with a grown arena:", aop.statistics().bytes_in_use, "of", 3 * S)
 res = []
 def waiter():
     t0 = time.monotonic()
@@ -22,7 +22,7 @@ def waiter():
 t = threading.Thread(target=waiter); t.start()
 time.sleep(0.2)
 a.reset()                                        # the chunk goes back: budget has room now
-print("after reset: bytes_in_use", aop.stats().bytes_in_use, "waiting", aop.stats().waiting)
+print("after reset: bytes_in_use", aop.statistics().bytes_in_use, "waiting", aop.statistics().waiting)
 t.join()
 print("waiter:", res, "<- BUG (budget was free for 1.3 s)" if "Pool" in res[0] else "")
 aop.return_arena(a)

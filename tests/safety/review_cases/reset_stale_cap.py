@@ -25,5 +25,5 @@ except ValueError as e:
     print("return_arena raised ValueError:", e)
 del a, v, w, keep
 import gc; gc.collect()
-s = aop.stats()
+s = aop.statistics()
 print("active_arenas", s.active_arenas, "bytes_in_use", s.bytes_in_use, "(nothing is lent any more)")
