@@ -151,7 +151,7 @@ class ArenaOfPools:
             raise InvalidArgument("max_arenas", max_arenas, "an int >= 1 or None")
         if self._max_bytes is not None and self._max_bytes < self._arena_size:
             raise InvalidArgument("max_bytes", max_bytes, f">= arena_size ({self._arena_size})")
-        self._trim_interval = check_timeout(trim_interval)
+        self._trim_interval = check_timeout(trim_interval, "trim_interval")
         self.metrics = metrics
         self._leak_level = level_from(leak_detection)
         self._loans = 0

@@ -29,13 +29,20 @@ def check_size(value: object, name: str = "n") -> int:
     return n
 
 
-def check_timeout(timeout: object) -> float | None:
-    """Return ``timeout`` as a finite float >= 0, or ``None`` for 'wait forever' (or inf)."""
+def check_timeout(timeout: object, name: str = "timeout") -> float | None:
+    """Return ``timeout`` as a finite float >= 0, or ``None`` for 'wait forever'.
+
+    ``None``, ``math.inf`` and integers too large for a float (``10**400``) all mean forever;
+    ``bool``, strings and other types raise :class:`TypeError`; negative numbers and NaN
+    raise :class:`~electron.InvalidArgument`.
+    """
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"timeout must be a number or None, not {type(timeout).__name__}")
+        raise TypeError(f"{name} must be a number or None, not {type(timeout).__name__}")
+    if isinstance(timeout, int) and timeout > 0 and timeout.bit_length() > 1023:
+        return None  # beyond any float: as good as forever
     t = float(timeout)
     if math.isnan(t) or t < 0:
-        raise InvalidArgument("timeout", timeout, "a number >= 0 or None")
+        raise InvalidArgument(name, timeout, "a number >= 0 or None")
     return None if math.isinf(t) else t

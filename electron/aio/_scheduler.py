@@ -12,12 +12,12 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .._errors import ElectronError, ResourceClosed
+from .._arena_of_pools import ArenaOfPools
+from .._checks import check_timeout
+from .._errors import ElectronError, InvalidArgument, ResourceClosed
 
 if TYPE_CHECKING:
     from typing import Self
-
-    from .._arena_of_pools import ArenaOfPools
 
 __all__ = (
     "Job",
@@ -30,6 +30,9 @@ __all__ = (
 
 T = TypeVar("T")
 PosArgsT = TypeVarTuple("PosArgsT")
+
+#: The most worker tasks a Scheduler runs (each is a task: more is a mistake, not a need).
+MAX_WORKERS = 65_536
 
 
 class SchedulerFull(ElectronError, anyio.WouldBlock):
@@ -261,14 +264,20 @@ class Scheduler:
         queue_size: float | None = None,
         arena_timeout: float | None = None,
     ) -> None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be an int >= 1, not {workers!r}")
+        if isinstance(workers, bool) or not isinstance(workers, int):
+            raise TypeError(f"workers must be an int, not {type(workers).__name__}")
+        if not 1 <= workers <= MAX_WORKERS:
+            raise InvalidArgument("workers", workers, f"an int in [1, {MAX_WORKERS}]")
         if queue_size is None:
             queue_size = 4 * workers
-        elif isinstance(queue_size, bool) or not (
-            (isinstance(queue_size, int) and queue_size >= 0) or queue_size == math.inf
-        ):
-            raise ValueError(f"queue_size must be an int >= 0 or math.inf, not {queue_size!r}")
+        elif isinstance(queue_size, bool) or not isinstance(queue_size, int | float):
+            kind = type(queue_size).__name__
+            raise TypeError(f"queue_size must be an int or math.inf, not {kind}")
+        elif queue_size != math.inf and not (isinstance(queue_size, int) and queue_size >= 0):
+            raise InvalidArgument("queue_size", queue_size, "an int >= 0 or math.inf")
+        if aop is not None and not isinstance(aop, ArenaOfPools):
+            raise TypeError(f"aop must be an ArenaOfPools or None, not {type(aop).__name__}")
+        arena_timeout = check_timeout(arena_timeout, "arena_timeout")
         self._workers = workers
         self._queue_size = queue_size
         self._aop = aop

@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from electron import Arena, ArenaClosed, ArenaOfPools, ElectronError, PoolExhausted
+from electron import (
+    Arena,
+    ArenaClosed,
+    ArenaOfPools,
+    ElectronError,
+    InvalidArgument,
+    PoolExhausted,
+)
 from electron.aio import (
     Job,
     JobCancelled,
@@ -321,13 +329,30 @@ async def test_a_submitter_cancelled_while_waiting_for_room_cancels_its_job() ->
     assert scheduler.statistics().cancelled == 1
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"workers": 0}, InvalidArgument, "workers"),
+        ({"workers": 2**70}, InvalidArgument, "workers"),  # refused, not started until OOM
+        ({"workers": 1.5}, TypeError, "workers"),
+        ({"workers": True}, TypeError, "workers"),
+        ({"workers": 1, "queue_size": -1}, InvalidArgument, "queue_size"),
+        ({"workers": 1, "queue_size": 1.5}, InvalidArgument, "queue_size"),
+        ({"workers": 1, "queue_size": "8"}, TypeError, "queue_size"),
+        ({"workers": 1, "arena_timeout": math.nan}, InvalidArgument, "arena_timeout"),
+        ({"workers": 1, "arena_timeout": -1}, InvalidArgument, "arena_timeout"),
+        ({"workers": 1, "arena_timeout": "1"}, TypeError, "arena_timeout"),
+        ({"workers": 1, "aop": 5}, TypeError, "aop"),
+    ],
+)
+def test_bad_arguments_are_refused_at_construction(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        Scheduler(**kwargs)
+
+
 async def test_misuse_is_refused() -> None:
-    with pytest.raises(ValueError, match="workers"):
-        Scheduler(0)
-    with pytest.raises(ValueError, match="queue_size"):
-        Scheduler(1, queue_size=-1)
-    with pytest.raises(ValueError, match="queue_size"):
-        Scheduler(1, queue_size=1.5)
     scheduler = Scheduler(1)
     with pytest.raises(SchedulerClosed):
         await scheduler.submit(double, 1)

@@ -1047,3 +1047,22 @@ TestHostileMachine.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+
+
+def test_a_timeout_beyond_any_float_means_forever() -> None:
+    # 10**400 has no float: it is a (very) long wait, not an OverflowError.
+    with ArenaOfPools(arena_size=4096, trim_interval=10**400) as aop:
+        aop.return_arena(aop.get_arena(10**400))
+        with aop.arena(timeout=10**400) as arena:
+            arena.alloc(1)
+        assert aop.statistics().active_arenas == 0
+
+
+@pytest.mark.parametrize("bound", [2**70, -(2**70), 2**63, -(2**63) - 1, 0])
+@pytest.mark.parametrize("method", ["find", "count", "startswith", "endswith"])
+def test_search_bounds_of_any_size_answer_as_bytes_does(method: str, bound: int) -> None:
+    buf = Buffer(16)
+    buf.write(b"abcabc")
+    for start, end in [(bound, None), (0, bound), (bound, bound), (None, bound)]:
+        want = getattr(b"abcabc", method)(b"b", start, end)
+        assert getattr(buf, method)(b"b", start, end) == want, (start, end)
