@@ -145,13 +145,14 @@ def _verdict(report: dict[str, Any]) -> list[str]:
     else:
         c = sb["config"]
         out += [f"Throughput and latency from a server-bound measurement ({c['method']}; "
-                f"{c['rounds']} rounds of {c['seconds']:g} s per side; {c['load']}; pinning "
+                f"{c['rounds']} rounds of {c['seconds']:g} s per side; "
+                f"{c['load'].split(' Copyright')[0]}; pinning "
                 f"{c['pinning']}; the servers on {c['loop']}; {sb['seconds']:g} s in all). "
                 "Ratios are electron ÷ baseline, the median over rounds of the ratio within a "
                 "round, with a 95% bootstrap interval: *faster* or *slower* only when the "
                 "interval excludes 1.0, *inconclusive* otherwise. A route whose load generator "
-                "(wrk) used 90% or more of its core while the server did not gives no verdict.",
-                "", *verdict_lines(sb), "",
+                "(wrk) used 90% or more of its core while the server did not gives no verdict. "
+                "The verdict is in the Summary above; per route:", "",
                 "| Route | electron req/s | baseline req/s | ratio [95% interval] | verdict "
                 "| CPU/req baseline ÷ electron | wrk CPU % e / b | server CPU % e / b "
                 "| RSS peak MiB e / b |",
@@ -181,7 +182,8 @@ def _verdict(report: dict[str, Any]) -> list[str]:
                 "wrk's latency per round (p99, p99.9, max; closed loop, so a slower server also "
                 "has more requests waiting). Two servers *differ* on a figure only when every "
                 "round of one is above every round of the other.", "",
-                "| Route | p99 ms e / b | p99.9 ms e / b | max ms e / b |", "|---|---|---|---|"]
+                "| Route | p99 ms e / b (median) | p99.9 ms e / b (median) "
+                "| max ms e / b (largest) |", "|---|---|---|---|"]
         for r in sb["routes"]:
             if r.get("error"):
                 continue

@@ -96,6 +96,7 @@ def route_verdict(route: dict[str, Any]) -> dict[str, Any]:
         "cpu_ratio": route.get("cpu_ratios", {}).get("baseline"),
     }
     sides = {label: route["sides"][label] for label in ("electron", "baseline")}
+    starved: list[str] = []
     for label, side in sides.items():
         client = side.get("client_cpu_percent_median")
         server = side.get("server_cpu_percent_median")
@@ -103,12 +104,18 @@ def route_verdict(route: dict[str, Any]) -> dict[str, Any]:
             out["bottleneck"].append({"side": label, "client_cpu_percent": client,
                                       "server_cpu_percent": server})
         elif server is not None and server < STARVED_PCT:
-            out["caveats"].append(
-                f"the {label} server got {server:.0f}% of its core while wrk used "
-                + ("?" if client is None else f"{client:.0f}%")
-                + " of its own: the machine was shared (other processes) or the server "
-                "waited; both servers took turns under the same conditions, so the ratio "
-                "stands, but not the absolute rates")
+            starved.append(f"{label} {server:.0f}% (wrk "
+                           + ("?" if client is None else f"{client:.0f}%") + ")")
+    if starved:
+        out["starved"] = True
+        out["caveats"].append(
+            "neither the server nor wrk used its whole core (servers: " + ", ".join(starved)
+            + "): the machine's other processes took the rest, or the server waited; both "
+            "servers took turns under the same conditions, so the ratio stands (compare it "
+            "with CPU per request), the absolute rates do not")
+    cpu = out["cpu_ratio"]
+    if cpu is not None:
+        out["cpu_verdict"] = classify(*cpu["ci95"])
     errors = {label: side.get("errors", 0) for label, side in sides.items()}
     if out["bottleneck"]:
         b = out["bottleneck"][0]
@@ -203,7 +210,7 @@ def tail_causes(worse: dict[str, Any], better: dict[str, Any], *, gc: str | None
         causes.append(f"a garbage collection paused a client process for {gw:.1f} ms in the "
                       f"{w} run (longest in the {b} run: "
                       + ("-" if gb is None else f"{gb:.1f} ms") + "): every request in flight "
-                      "in that process waited for it")
+                      "in that process waited for it (it adds at most that much to a latency)")
     cw, cb = worse.get("cpu_us_per_request"), better.get("cpu_us_per_request")
     if cw and cb and cw > 1.1 * cb:
         causes.append(f"the {w} server spends more CPU per request ({cw:.0f} vs {cb:.0f} µs): "
@@ -270,6 +277,17 @@ def verdict_lines(server_bound: dict[str, Any]) -> list[str]:
                      f"{', '.join(o['slower'])}.")
         if o["left_out"]:
             head += f" Left out (no verdict): {', '.join(o['left_out'])}."
+        used = [v for v in server_bound["verdicts"] if v["route"] in o["routes"]]
+        starved = [v for v in used if v.get("starved")]
+        if starved:
+            head += (f" On {len(starved)} of {len(used)} route(s) the servers did not get a "
+                     "whole core (a shared machine): a comparison under the same contention, "
+                     "not of saturated servers.")
+        cpu = [v for v in used if v.get("cpu_verdict")]
+        if cpu:
+            agree = sum(v["cpu_verdict"] == v["verdict"] for v in cpu)
+            head += (f" Server CPU per request agrees with the throughput verdict on {agree} "
+                     f"of {len(cpu)} route(s).")
     return [head, *(f"  {_route_line(v)}" for v in server_bound["verdicts"])]
 
 
@@ -372,11 +390,11 @@ def tail_lines(tail: dict[str, Any]) -> list[str]:
         return f"{us / 1e3:.1f}"
 
     figs = "; ".join(
-        f"{m['metric']} electron {ms(m['electron'])} ms (rounds {ms(m['electron_range'][0])}-"
-        f"{ms(m['electron_range'][1])}) vs baseline {ms(m['baseline'])} ms (rounds "
-        f"{ms(m['baseline_range'][0])}-{ms(m['baseline_range'][1])})"
+        f"{m['metric']} electron {ms(m['electron_range'][0])}-{ms(m['electron_range'][1])} ms "
+        f"(median {ms(m['electron'])}) vs baseline {ms(m['baseline_range'][0])}-"
+        f"{ms(m['baseline_range'][1])} ms (median {ms(m['baseline'])})"
         for m in tail["metrics"])
-    lines = [f"{tail['route']}: {figs or 'no latency figures'}."]
+    lines = [f"{tail['route']}, over rounds: {figs or 'no latency figures'}."]
     if not tail["findings"]:
         one_round = any(m["rounds"] < 2 for m in tail["metrics"])
         lines.append("  " + ("one round a side: no round-to-round spread to judge a difference "

@@ -9,7 +9,7 @@ import pytest
 
 from bench._lt._mix import parse_mix
 from bench._lt._report import assemble, render_markdown
-from bench._lt._serverbound import attach_runs, plan, skipped
+from bench._lt._serverbound import attach_runs, plan, run_server_bound, skipped
 from bench._lt._verdict import (
     FASTER,
     INCONCLUSIVE,
@@ -140,7 +140,12 @@ def test_a_server_that_did_not_get_its_core_is_a_caveat_not_a_veto() -> None:
     v = route_verdict(_route("GET /", _side([600.0, 620.0, 590.0], wrk=10.0, server=25.0),
                              _side([1000.0, 1010.0, 990.0], wrk=12.0, server=24.0)))
     assert v["verdict"] == SLOWER
-    assert any("got 25% of its core" in c for c in v["caveats"])
+    (caveat,) = v["caveats"]
+    assert "electron 25% (wrk 10%), baseline 24% (wrk 12%)" in caveat
+    head = verdict_lines({"ran": True, "config": _config(), "overall": overall_verdict([v]),
+                          "verdicts": [v]})[0]
+    assert "On 1 of 1 route(s) the servers did not get a whole core" in head
+    assert "CPU per request agrees with the throughput verdict on 0 of 1" in head
 
 
 # -- overall ---------------------------------------------------------------------------------
@@ -232,8 +237,8 @@ def test_the_server_bound_analysis_discusses_a_tail_that_differs() -> None:
     assert finding["worse"] == "electron"
     assert finding["metrics"] == ["max"]
     text = "\n".join(tail_lines(tail))
-    assert "max electron 95.0 ms" in text
-    assert "baseline 31.0 ms" in text
+    assert "max electron 90.0-104.0 ms (median 95.0)" in text
+    assert "baseline 29.0-33.0 ms (median 31.0)" in text
     assert "beyond the round-to-round spread" in text
     assert "more CPU per request" in text
     assert "gc" in text
@@ -299,8 +304,9 @@ def test_the_report_has_the_verdict_section_when_skipped_and_when_measured() -> 
                                "seconds": 1.0}, cores=2)
     md = render_markdown(assemble(title="t", command="c", machine=machine, started="s",
                                   finished="f", scenarios=[], server_bound=sb))
+    summary = md[md.index("## Summary"):md.index("## Verdict")]
+    assert "electron is slower than the baseline" in summary
     verdict = md[md.index("## Verdict"):md.index("## Test Coverage")]
-    assert "electron is slower than the baseline" in verdict
     assert "| GET / | 600 | 1,000 | 0.60x [" in verdict
     assert "### Latency tail" in verdict
 
@@ -308,3 +314,19 @@ def test_the_report_has_the_verdict_section_when_skipped_and_when_measured() -> 
 def _config() -> dict[str, Any]:
     return {"method": "m", "rounds": 3, "seconds": 1.0, "loop": "uvloop", "load": "wrk",
             "pinning": {}, "workers": 1}
+
+
+def test_without_wrk_or_against_url_servers_the_part_is_skipped_with_the_reason(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench._lt._config import resolve
+
+    monkeypatch.setattr("bench._lt._serverbound.shutil.which", lambda name: None)
+    cfg = resolve("mixed", {"quick": True, "compare": True})
+    doc = run_server_bound(cfg)
+    assert doc["ran"] is False
+    assert "wrk is not installed" in doc["skipped"]
+    assert "apt-get install wrk" in doc["skipped"]
+    assert run_server_bound(cfg, enabled=False)["skipped"] == "--no-sweep was given"
+    remote = resolve("mixed", {"compare": True, "url": "http://127.0.0.1:1",
+                               "baseline_url": "http://127.0.0.1:2"})
+    assert "--url" in run_server_bound(remote)["skipped"]
