@@ -9,11 +9,19 @@ Starts ``examples/server.py`` (or loads ``--url``), drives it with several aioht
 processes, verifies every response body, and writes ``report.md``, ``report.json`` and one
 PNG per scenario into ``--output`` (default: a new folder under ``reports/``). Exits 1 when a
 target fails (error rate, wrong bodies, leaked arenas, RSS growth), 2 when it cannot run.
+
+With ``--compare`` the throughput and latency verdict comes from a server-bound measurement
+of the mix's routes (``bench.sweep``'s method: wrk on one core, the server on the other,
+alternating rounds, the median ratio with a bootstrap interval); the Python clients, which
+share the cores with the server, verify the bodies. Without wrk that part is skipped and the
+report says why.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import shlex
 import shutil
 import sys
@@ -35,6 +43,8 @@ from bench._lt._report import (
 from bench._lt._results import summarize
 from bench._lt._runner import execute
 from bench._lt._server import ServerError
+from bench._lt._serverbound import QUICK, STANDARD, run_server_bound
+from bench._lt._verdict import analyze_server_bound, verdict_lines
 
 __all__ = ("REPORTS", "build_parser", "main", "run")
 
@@ -120,7 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--progress", choices=("auto", "rich", "plain", "quiet"), default="auto",
                    help="live display: rich on a terminal, plain lines otherwise (auto)")
     g.add_argument("--quick", action="store_true", default=None,
-                   help="a short run for CI: 2 s per server in 2 rounds")
+                   help="a short run for CI: 2 s per server in 2 rounds (and the "
+                   f"server-bound part in {QUICK[0]} rounds of {QUICK[1]:g} s per route)")
+
+    g = p.add_argument_group("server-bound verdict (with --compare; needs wrk)")
+    g.add_argument("--no-sweep", dest="sweep", action="store_false",
+                   help="skip the server-bound measurement (wrk): no throughput verdict")
+    g.add_argument("--sweep-rounds", type=int, help="its rounds per route (default "
+                   f"{STANDARD[0]}; --quick {QUICK[0]})")
+    g.add_argument("--sweep-seconds", type=float, help="its seconds per side and round "
+                   f"(default {STANDARD[1]:g}; --quick {QUICK[1]:g})")
     return p
 
 
@@ -156,10 +175,29 @@ def _title(configs: list[Config]) -> str:
                 else "")
 
 
-def run(configs: list[Config], outdir: Path, progress: str = "auto",
-        command: str = "") -> dict[str, Any]:
-    """Run every config (one per scenario), write the report files, return report.json's dict.
+def _server_bound(configs: list[Config], sweep: dict[str, Any], cores: int | None,
+                  progress: str) -> dict[str, Any] | None:
+    """The server-bound measurement of the first ``--compare`` config's mix, analysed."""
+    cfg = next((c for c in configs if c.compare), None)
+    if cfg is None:
+        return None
+    out = io.StringIO() if progress == "quiet" else sys.stdout
+    with contextlib.redirect_stdout(out):
+        print("server-bound measurement (wrk; the verdict's throughput and latency):",
+              flush=True)
+        doc = run_server_bound(cfg, enabled=sweep.get("enabled", True),
+                               rounds=sweep.get("rounds"), seconds=sweep.get("seconds"))
+        if not doc["ran"]:
+            print(f"  skipped: {doc['skipped']}", flush=True)
+    return analyze_server_bound(doc, cores)
 
+
+def run(configs: list[Config], outdir: Path, progress: str = "auto",
+        command: str = "", sweep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run every config (one per scenario), then (with ``--compare``) the server-bound
+    measurement, write the report files, return report.json's dict.
+
+    ``sweep`` holds the server-bound part's options: ``enabled``, ``rounds``, ``seconds``.
     Raises ``ServerError`` when a server cannot be started.
     """
     outdir.mkdir(parents=True, exist_ok=True)
@@ -174,9 +212,10 @@ def run(configs: list[Config], outdir: Path, progress: str = "auto",
             scenarios.append(summarize(data, SCENARIOS[cfg.scenario].description))
     finally:
         ui.close()
+    server_bound = _server_bound(configs, sweep or {}, machine.get("cores"), progress)
     report = assemble(title=_title(configs), command=command, machine=machine,
                       started=started, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                      scenarios=scenarios)
+                      scenarios=scenarios, server_bound=server_bound)
     from bench._lt._plot import plot_scenario  # here: matplotlib is slow to import
 
     mach = f"{machine['cpu']}, {machine['cores']} cores, Python {machine['python']}"
@@ -197,13 +236,18 @@ def main(argv: list[str] | None = None) -> int:
         configs = [resolve(name, overrides) for name in names]
         for cfg in configs:
             parse_mix(cfg.mix, cfg.upload_size)
+        if (args.sweep_rounds is not None and args.sweep_rounds < 1) or (
+                args.sweep_seconds is not None and args.sweep_seconds <= 0):
+            raise ValueError("--sweep-rounds must be >= 1 and --sweep-seconds > 0")
     except ValueError as exc:
         print(f"bench.loadtest: {exc}", file=sys.stderr)
         return 2
     outdir = args.output or _new_output()
     command = "python -m bench.loadtest " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        report = run(configs, outdir, args.progress, command.strip())
+        report = run(configs, outdir, args.progress, command.strip(),
+                     {"enabled": args.sweep, "rounds": args.sweep_rounds,
+                      "seconds": args.sweep_seconds})
     except (ServerError, RuntimeError) as exc:  # no server, or a client process failed
         print(f"bench.loadtest: {exc}", file=sys.stderr)
         return 2
@@ -215,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table)
     print()
+    if report["server_bound"] is not None:
+        print("\n".join(verdict_lines(report["server_bound"])))
+        print()
     for sc in report["scenarios"]:
         for i in sc["issues"]:
             print(f"issue ({i['severity']}, {sc['scenario']}): {i['title']}")

@@ -36,7 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from ._load import (
     CLIENT_CPU,
     SERVER_CPU,
     Load,
+    LoadRun,
     Server,
     alternate,
     cpus,
@@ -363,8 +364,12 @@ def _sides(route: Route, target: Target, variants: Sequence[Variant]) -> list[_S
 
 
 def sweep_route(route: Route, target: Target, variants: Sequence[Variant], rounds: int,
-                seconds: float, connections: int) -> dict[str, Any]:
-    """Measure every side of ``route`` in alternating rounds on fresh servers."""
+                seconds: float, connections: int,
+                generator: Callable[..., LoadRun] = run_wrk) -> dict[str, Any]:
+    """Measure every side of ``route`` in alternating rounds on fresh servers.
+
+    ``generator`` runs the load (``run_wrk``'s signature, given ``script=``): a wrapper
+    may record more of each run (``bench.loadtest`` records wrk's own CPU time)."""
     load_before = os.getloadavg()
     sides = _sides(route, target, variants)
     print(f"{route.name}: {', '.join(s.label for s in sides)}; {rounds} rounds of {seconds:g} s, "
@@ -378,8 +383,8 @@ def sweep_route(route: Route, target: Target, variants: Sequence[Variant], round
                 notes.append(f"{side.label}: {side.library} is not mapped in the server: "
                              "not preloaded")
         idle = {label: s.rss() for label, s in servers.items()}
-        generator = functools.partial(run_wrk, script=route.script())
-        runs = alternate(servers, route.path, rounds, seconds, connections, generator)
+        load = functools.partial(generator, script=route.script())
+        runs = alternate(servers, route.path, rounds, seconds, connections, load)
         hwm = {label: s.rss_high_water() for label, s in servers.items()}
     finally:
         for s in servers.values():

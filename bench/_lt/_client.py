@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import multiprocessing as mp
 import os
 import random
@@ -96,6 +97,35 @@ class JobResult:
     bytes_in: int = 0
     bytes_out: int = 0
     crashed: str | None = None
+    gc_collections: int = 0  # this process's garbage collections during the job
+    gc_s: float = 0.0  # the time they took
+    gc_max_pause_s: float = 0.0  # the longest one (every request in flight waited for it)
+
+
+class _GcClock:
+    """Counts this process's garbage collections and times them (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.longest = 0.0
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            took = time.perf_counter() - self._t0
+            self.count += 1
+            self.total += took
+            self.longest = max(self.longest, took)
+
+    def __enter__(self) -> _GcClock:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
 
 
 class _Bucket:
@@ -338,6 +368,7 @@ async def run_job(job: Job, index: int = 0, live: Any = None) -> JobResult:
     cpu0 = time.process_time()
     normal = job.concurrency + job.burst_workers
     async with contextlib.AsyncExitStack() as stack:
+        gc_clock = stack.enter_context(_GcClock())
         session = await stack.enter_async_context(_session(job, normal))
         tasks = [asyncio.ensure_future(load.worker(session, None)) for _ in range(job.concurrency)]
         windows = job.burst_windows or ()
@@ -358,6 +389,8 @@ async def run_job(job: Job, index: int = 0, live: Any = None) -> JobResult:
     res = load.result
     res.wall_s = max(1e-9, time.monotonic() - job.start_at)
     res.cpu_s = time.process_time() - cpu0
+    res.gc_collections, res.gc_s = gc_clock.count, gc_clock.total
+    res.gc_max_pause_s = gc_clock.longest
     res.ok = load.ok
     res.routes = {
         name: RouteResult(a.ok, a.errors, a.bytes_in, a.hist.encode() if a.hist.count else b"")

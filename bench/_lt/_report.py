@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._harness import describe_interpreter
+from ._verdict import NO_VERDICT, tail_lines, verdict_lines
 
 __all__ = (
     "SECTIONS",
@@ -25,6 +26,7 @@ __all__ = (
 
 SECTIONS = (
     "## Summary",
+    "## Verdict",
     "## Test Coverage",
     "### Component Interactions Tested",
     "### Scenarios Tested",
@@ -95,14 +97,115 @@ def _summary(report: dict[str, Any]) -> list[str]:
         cmp_ = sc["comparison"]
         if cmp_ and cmp_["throughput_ratio"]:
             b = sc["servers"]["baseline"]
+            bound = any(s["client"]["saturated"] for s in _servers(sc))
             line += (f"; baseline {_n(b['throughput_rps'])} req/s, p99 "
-                     f"{_ms(b['latency_ms']['p99'])} ms (throughput ratio "
-                     f"{_x(cmp_['throughput_ratio'])}, p99 ratio {_x(cmp_['p99_ratio'])})")
+                     f"{_ms(b['latency_ms']['p99'])} ms (Python clients' throughput ratio "
+                     f"{_x(cmp_['throughput_ratio'])}: "
+                     + ("client-bound, " if bound else "") + "not the verdict)")
         failed = [t["name"] for s in _servers(sc) for t in s["targets"]
                   if t["gating"] and t["passed"] is False]
         line += f". {'Targets met ✅' if not failed else 'Missed: ' + ', '.join(failed) + ' ❌'}"
         out.append(line)
     out.append("")
+    sb = report.get("server_bound")
+    if sb is not None:
+        out += [f"**{line}**" if i == 0 else f"- {line.strip()}"
+                for i, line in enumerate(verdict_lines(sb))]
+        out.append("")
+    return out
+
+
+def _ms_us(v: float | None) -> str:
+    return "-" if v is None else _ms(v / 1e3)
+
+
+def _both(e: dict[str, Any], b: dict[str, Any], key: str, fmt: Any = _n) -> str:
+    """``key`` of electron's and the baseline's figures, as ``e / b``."""
+    return f"{fmt(e.get(key))} / {fmt(b.get(key))}"
+
+
+def _mib_of(v: float | None) -> str:
+    return _n(None if v is None else v / (1 << 20))
+
+
+def _verdict(report: dict[str, Any]) -> list[str]:
+    """The "Verdict" section: the server-bound measurement, its verdict per route and
+    overall, whether the load generator was the bottleneck, and the latency tail."""
+    out = ["## Verdict", ""]
+    sb = report.get("server_bound")
+    if sb is None:
+        out += ["No verdict: run with `--compare` to measure electron against the "
+                "`--no-electron` baseline.", ""]
+        return out
+    if not sb["ran"]:
+        out += [f"**The server-bound measurement was skipped**: {sb['skipped']}. Throughput "
+                "and latency figures for a verdict come from it (wrk on one core, the server "
+                "on the other); the Python clients below verify bodies and share the cores with "
+                "the server, so their throughput ratio is not used as a verdict.", ""]
+    else:
+        c = sb["config"]
+        out += [f"Throughput and latency from a server-bound measurement ({c['method']}; "
+                f"{c['rounds']} rounds of {c['seconds']:g} s per side; "
+                f"{c['load'].split(' Copyright')[0]}; pinning "
+                f"{c['pinning']}; the servers on {c['loop']}; {sb['seconds']:g} s in all). "
+                "Ratios are electron ÷ baseline, the median over rounds of the ratio within a "
+                "round, with a 95% bootstrap interval: *faster* or *slower* only when the "
+                "interval excludes 1.0, *inconclusive* otherwise. A route whose load generator "
+                "(wrk) used 90% or more of its core while the server did not gives no verdict. "
+                "The verdict is in the Summary above; per route:", "",
+                "| Route | electron req/s | baseline req/s | ratio [95% interval] | verdict "
+                "| CPU/req baseline ÷ electron | wrk CPU % e / b | server CPU % e / b "
+                "| RSS peak MiB e / b |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for r, v in zip(sb["routes"], sb["verdicts"], strict=True):
+            if r.get("error"):
+                out.append(f"| {r['route']} | - | - | - | not measured: {r['error']} "
+                           "| | | | |")
+                continue
+            e, b = r["sides"]["electron"], r["sides"]["baseline"]
+            cpu = v["cpu_ratio"]
+            word = v["verdict"] if v["verdict"] != NO_VERDICT else f"no verdict: {v['reason']}"
+            out.append(
+                f"| {r['route']} | {_n(e['rps_median'])} | {_n(b['rps_median'])} "
+                f"| {_x(v['ratio'])} [{v['ci95'][0]:.2f}-{v['ci95'][1]:.2f}] | {word} "
+                + (f"| {_x(cpu['median'])} [{cpu['ci95'][0]:.2f}-{cpu['ci95'][1]:.2f}] "
+                   if cpu else "| - ")
+                + f"| {_both(e, b, 'client_cpu_percent_median')} "
+                f"| {_both(e, b, 'server_cpu_percent_median')} "
+                f"| {_both(e, b, 'rss_peak', _mib_of)} |")
+        out.append("")
+        caveats = [f"- {v['route']}: {c_}" for v in sb["verdicts"] for c_ in v["caveats"]]
+        notes = [f"- {r['route']}: {n}" for r in sb["routes"] for n in r.get("notes", [])]
+        if caveats or notes:
+            out += ["Caveats:", "", *caveats, *notes, ""]
+        out += ["### Latency tail", "",
+                "wrk's latency per round (p99, p99.9, max; closed loop, so a slower server also "
+                "has more requests waiting). Two servers *differ* on a figure only when every "
+                "round of one is above every round of the other.", "",
+                "| Route | p99 ms e / b (median) | p99.9 ms e / b (median) "
+                "| max ms e / b (largest) |", "|---|---|---|---|"]
+        for r in sb["routes"]:
+            if r.get("error"):
+                continue
+            e, b = r["sides"]["electron"], r["sides"]["baseline"]
+            out.append(f"| {r['route']} "
+                       f"| {_both(e, b, 'latency_p99_us_median', _ms_us)} "
+                       f"| {_both(e, b, 'latency_p999_us_median', _ms_us)} "
+                       f"| {_both(e, b, 'latency_max_us', _ms_us)} |")
+        out.append("")
+        for t in sb["tails"]:
+            out += [f"- {line.strip()}" if i == 0 else f"  - {line.strip()}"
+                    for i, line in enumerate(tail_lines(t))]
+        out.append("")
+    tails = [sc["client_tail"] for sc in report["scenarios"] if sc.get("client_tail")]
+    if tails:
+        out += ["Latency tail as the Python clients measured it (they verify every body; where "
+                "they are saturated their own queueing and pauses are part of these figures):",
+                ""]
+        for t in tails:
+            out += [f"- {line.strip()}" if i == 0 else f"  - {line.strip()}"
+                    for i, line in enumerate(tail_lines(t))]
+        out.append("")
     return out
 
 
@@ -359,16 +462,21 @@ def _issues(report: dict[str, Any]) -> list[str]:
 def _recommendations(report: dict[str, Any]) -> list[str]:
     recs: list[str] = []
     scs = report["scenarios"]
+    sb = report.get("server_bound")
+    if sb is not None and not sb["ran"]:
+        recs.append(f"Run the server-bound measurement for a throughput verdict: {sb['skipped']}.")
+    elif sb is not None:
+        slower = [v["route"] for v in sb["verdicts"] if v["verdict"] == "slower"]
+        if slower:
+            recs.append("electron is slower than the baseline on " + ", ".join(slower)
+                        + ": profile the middleware's per-request path there.")
+        if any(v["verdict"] == "inconclusive" for v in sb["verdicts"]):
+            recs.append("Some routes are inconclusive: more rounds (or a quieter machine) "
+                        "narrow the intervals; `python -m bench.sweep` measures more sizes.")
+        if any(v["bottleneck"] for v in sb["verdicts"]):
+            recs.append("wrk was the bottleneck on some route: give it a core of its own or "
+                        "more connections.")
     for sc in scs:
-        c = sc["comparison"]
-        if c and c["throughput_ratio"]:
-            r = c["throughput_ratio"]
-            word = ("faster than" if r > 1.03 else "slower than" if r < 0.97
-                    else "on par with")
-            recs.append(f"`{sc['scenario']}`: electron is {word} the baseline "
-                        f"({_x(r)} throughput, {_x(c['p99_ratio'])} p99)"
-                        + (": profile the middleware's per-request path."
-                           if r < 0.97 else "."))
         noisy = [f"{s['rps_cv_pct']:.0f}% ({s['label']})" for s in _servers(sc)
                  if s["rps_cv_pct"] and s["rps_cv_pct"] > 10]
         if noisy:
@@ -376,8 +484,9 @@ def _recommendations(report: dict[str, Any]) -> list[str]:
                         "rounds; the machine is noisy, so use more --rounds or a longer "
                         "--duration before trusting differences of that size.")
     if any(s["client"]["saturated"] for sc in scs for s in _servers(sc)):
-        recs.append("A client process was saturated: give the load generator more cores "
-                    "(--procs) so the server, not the client, sets the pace.")
+        recs.append("A Python client process was saturated: its throughput and latency are "
+                    "bounded by the client; the verdict comes from the server-bound "
+                    "measurement (wrk).")
     ran = {sc["scenario"] for sc in scs}
     missing = [n for n in ALL_SCENARIOS if n not in ran]
     if missing:
@@ -418,10 +527,13 @@ def _machine(report: dict[str, Any]) -> list[str]:
 
 
 def assemble(*, title: str, command: str, machine: dict[str, Any], started: str,
-             finished: str, scenarios: list[dict[str, Any]]) -> dict[str, Any]:
-    """The report.json document: run metadata plus each scenario's ``summarize`` output.
+             finished: str, scenarios: list[dict[str, Any]],
+             server_bound: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report.json document: run metadata, each scenario's ``summarize`` output and
+    (with ``--compare``) the server-bound measurement with its verdict.
 
-    ``passed`` is true only when every scenario met every gating target.
+    ``passed`` is true only when every scenario met every gating target (the verdict, a
+    measurement, does not gate).
     """
     return {
         "tool": "bench.loadtest",
@@ -433,6 +545,8 @@ def assemble(*, title: str, command: str, machine: dict[str, Any], started: str,
         "finished": finished,
         "passed": bool(scenarios) and all(sc["passed"] for sc in scenarios),
         "scenarios": scenarios,
+        "server_bound": server_bound,
+        "verdict": verdict_lines(server_bound) if server_bound is not None else None,
         "files": {"markdown": "report.md", "json": "report.json", "png": {}},
     }
 
@@ -442,6 +556,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     pngs: dict[str, str] = report.get("files", {}).get("png", {})
     lines = [f"# Integration Test Report: {report['title']}", ""]
     lines += _summary(report)
+    lines += _verdict(report)
     lines += _coverage(report)
     lines += ["## Results", ""]
     lines += summary_table(report)

@@ -17,6 +17,7 @@ from typing import Any
 from ._client import JobResult
 from ._hist import LatencyHistogram
 from ._runner import RunData, ServerData
+from ._verdict import client_tail
 
 __all__ = ("CLIENT_SATURATED_PCT", "summarize")
 
@@ -207,6 +208,8 @@ def _server_summary(data: RunData, sd: ServerData) -> dict[str, Any]:
             "errors": sum(sum(r.errors.values()) for r in rd.results),
             "rps": round(rok / wall, 1) if wall else 0.0,
             "p99_ms": round(rh.percentile(99) / 1e3, 3),
+            "p99_9_ms": round(rh.percentile(99.9) / 1e3, 3),
+            "max_ms": round(rh.max_us / 1e3, 3),
             "server_cpu_pct": round(rd.server_cpu_s / wall * 100, 1)
             if rd.server_cpu_s is not None and wall else None,
         })
@@ -269,6 +272,10 @@ def _server_summary(data: RunData, sd: ServerData) -> dict[str, Any]:
             "max_cpu_pct": max(client_cpu, default=0.0),
             "saturated": max(client_cpu, default=0.0) >= CLIENT_SATURATED_PCT,
             "cores_used": round(client_cores, 2),
+            "gc_collections": sum(r.gc_collections for r in results),
+            "gc_ms": round(sum(r.gc_s for r in results) * 1e3, 2),
+            "gc_max_pause_ms": round(max((r.gc_max_pause_s for r in results), default=0.0)
+                                     * 1e3, 2),
         },
         "machine": {
             "cores": cores,
@@ -450,7 +457,7 @@ def summarize(data: RunData, description: str = "") -> dict[str, Any]:
     passed = not data.aborted and all(
         t["passed"] is not False for s in servers.values() for t in s["targets"] if t["gating"]
     )
-    return {
+    out = {
         "scenario": data.config.scenario,
         "description": description,
         "config": data.config.public(),
@@ -463,3 +470,5 @@ def summarize(data: RunData, description: str = "") -> dict[str, Any]:
         "issues": issues,
         "passed": passed,
     }
+    out["client_tail"] = client_tail(out)
+    return out

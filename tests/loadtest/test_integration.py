@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ def _loadtest(*args: str, timeout: float = 100) -> subprocess.CompletedProcess[s
 def test_two_second_compare_run_against_the_example_server(tmp_path: Path) -> None:
     out = tmp_path / "report"
     proc = _loadtest("--compare", "--duration", "1", "--rounds", "1", "--warmup", "0.2",
-                     "--concurrency", "8", "--output", str(out))
+                     "--concurrency", "8", "--no-sweep", "--output", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"Report: {out / 'report.md'}" in proc.stdout
     md = (out / "report.md").read_text()
@@ -49,6 +50,38 @@ def test_two_second_compare_run_against_the_example_server(tmp_path: Path) -> No
     assert e["stats_before"]["active_arenas"] == 0
     assert e["active_arenas_after"] == 0
     assert sc["comparison"]["throughput_ratio"] > 0
+    assert report["server_bound"]["skipped"] == "--no-sweep was given"
+    assert "Verdict: none. The server-bound measurement was skipped: --no-sweep" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SERVER.exists(), reason="examples/server.py not written yet")
+def test_the_quick_main_job_gives_a_server_bound_verdict_or_says_why_not(tmp_path: Path
+                                                                         ) -> None:
+    out = tmp_path / "report"
+    proc = _loadtest("--compare", "--quick", "--output", str(out), timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    sb = report["server_bound"]
+    md = (out / "report.md").read_text()
+    assert "\n## Verdict\n" in md
+    if shutil.which("wrk") is None:
+        assert "apt-get install wrk" in sb["skipped"]
+        assert "server-bound measurement was skipped" in md
+        return
+    assert sb["ran"] is True
+    assert [r["route"] for r in sb["routes"]] == [
+        "GET /", "GET /json", "GET /bytes/65536", "GET /render", "POST /upload 16 KiB"]
+    for r, v in zip(sb["routes"], sb["verdicts"], strict=True):
+        assert "error" not in r, r
+        assert v["verdict"] in {"faster", "slower", "inconclusive", "no verdict"}
+        low, high = v["ci95"]
+        assert low <= v["ratio"] <= high
+        for side in r["sides"].values():
+            assert side["client_cpu_percent_median"] is not None  # wrk's CPU was measured
+            assert all(x["latency_p999_us"] for x in side["rounds"])
+    assert report["verdict"][0].startswith("Verdict (server-bound")
+    assert report["verdict"][0] in proc.stdout
 
 
 _CORRUPT = '''
