@@ -17,6 +17,7 @@ from ._checks import check_size, check_timeout
 from ._errors import (
     DoubleRelease,
     ForeignObject,
+    InsufficientCapacity,
     InvalidArgument,
     PoolClosed,
     PoolExhausted,
@@ -194,14 +195,60 @@ class ArenaOfPools:
 
     # -- arenas -----------------------------------------------------------------------------
 
-    def _fits_locked(self, nbytes: int, arena: bool) -> bool:
-        """Whether lending ``nbytes`` more (an arena when ``arena``) stays within budget."""
-        if arena and self._max_arenas is not None and self._active >= self._max_arenas:
+    def _arena_fits_locked(self) -> bool:
+        """Whether an arena can be lent now: within ``max_arenas``, and from an idle region
+        or with room in ``max_bytes`` for a fresh one (releasing idle memory to make it)."""
+        if self._max_arenas is not None and self._active >= self._max_arenas:
             return False
-        if self._max_bytes is None:
+        free = self._free
+        if len(free) and len(free.regions[-1]) == self._arena_size:
+            return True  # an idle region is lent: the bytes held do not change
+        return self._make_room_locked(self._arena_size)
+
+    def _make_room_locked(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` more can be held within ``max_bytes``.
+
+        Everything the pool holds counts: arenas and buffers lent, idle and quarantined.
+        Idle memory is released to make room: quarantined regions nothing reaches any
+        more, then idle buffers (largest first), then idle arenas (oldest first).
+        """
+        limit = self._max_bytes
+        if limit is None:
             return True
-        lent = self._lent_bytes + self._buffers._active_bytes
-        return lent + nbytes <= self._max_bytes
+        over = self._reserved_locked() + nbytes - limit
+        if over <= 0:
+            return True
+        if nbytes > limit:
+            return False
+        freed = self._release_parked_locked()
+        if freed < over:
+            freed += self._buffers._evict_locked(over - freed)
+        if freed < over:
+            released = self._free.release(over - freed)
+            self._free_bytes -= released
+            self._trimmed += released
+            freed += released
+        return freed >= over
+
+    def _release_parked_locked(self) -> int:
+        """Forget the quarantined regions that nothing exports or references any more."""
+        freed = 0
+        for _ in range(len(self._parked)):
+            holder = self._parked.popleft()
+            if is_exported(holder._region) or holder._region_shared():
+                self._parked.append(holder)
+            else:
+                freed += len(holder._region)
+        self._parked_bytes -= freed
+        self._trimmed += freed
+        return freed
+
+    def _too_large(self, nbytes: int) -> InsufficientCapacity | None:
+        """The final answer for ``nbytes`` more than the whole ``max_bytes``, else None."""
+        limit = self._max_bytes
+        if limit is None or nbytes <= limit:
+            return None
+        return InsufficientCapacity(nbytes, limit, limit, where="budget")
 
     def _limit_text(self) -> str:
         parts = []
@@ -209,7 +256,10 @@ class ArenaOfPools:
             parts.append(f"{self._active} of max_arenas={self._max_arenas} arenas lent")
         if self._max_bytes is not None:
             lent = self._lent_bytes + self._buffers._active_bytes
-            parts.append(f"{lent} of max_bytes={self._max_bytes} bytes lent")
+            parts.append(
+                f"{self._reserved_locked()} of max_bytes={self._max_bytes} bytes held "
+                f"({lent} lent)"
+            )
         return ", ".join(parts) or "no budget"
 
     def _note_reserved_locked(self) -> None:
@@ -277,7 +327,7 @@ class ArenaOfPools:
                 size = room
                 if size < need:
                     return None
-            if not self._fits_locked(size, False):
+            if not self._make_room_locked(size):
                 return None
             self._lent_bytes += size
             self._note_reserved_locked()
@@ -307,7 +357,7 @@ class ArenaOfPools:
                 self._drain_leaks_locked()
             if self._closed:
                 raise PoolClosed()
-            if self._waiters or not self._fits_locked(self._arena_size, True):
+            if self._waiters or not self._arena_fits_locked():
                 return None
             arena = self._lend_locked()
         return self._after_loan(arena)
@@ -377,7 +427,15 @@ class ArenaOfPools:
         suits cheap admission decisions, such as the aiohttp middleware's choice to lend
         lazily, and never correctness.
         """
-        return not self._closed and not self._waiters and self._fits_locked(self._arena_size, True)
+        if self._closed or self._waiters:
+            return False
+        if self._max_arenas is not None and self._active >= self._max_arenas:
+            return False
+        if self._max_bytes is None:
+            return True
+        buffers = self._buffers
+        held = self._lent_bytes + self._parked_bytes + buffers._active_bytes
+        return held + self._arena_size <= self._max_bytes  # idle memory can be released
 
     def _enqueue(self, waiter: Waiter, timeout: float | None) -> Arena | None:
         """Lend an arena now, or queue ``waiter`` and return None.
@@ -391,7 +449,7 @@ class ArenaOfPools:
                 self._drain_leaks_locked()
             if self._closed:
                 raise PoolClosed()
-            if not self._waiters and self._fits_locked(self._arena_size, True):
+            if not self._waiters and self._arena_fits_locked():
                 arena = self._lend_locked()
             elif timeout == 0:
                 self._timeouts += 1
@@ -430,7 +488,7 @@ class ArenaOfPools:
     def _grant_locked(self) -> None:
         """Hand arenas to the longest waiters while the budget allows (FIFO)."""
         waiters = self._waiters
-        while waiters and self._fits_locked(self._arena_size, True):
+        while waiters and self._arena_fits_locked():
             w = waiters.pop(0)
             try:
                 w.arena = self._lend_locked()
@@ -612,31 +670,38 @@ class ArenaOfPools:
     def _arena_replace(self, old: bytearray, used: int) -> bytearray:
         """An arena being reset found ``old`` still exported: park it, lend a fresh one.
 
-        If no memory is left for a fresh region, the arena (already scrubbed) counts as
-        given back and the MemoryError propagates: nothing stays counted that cannot return.
+        If the budget has no room or no memory is left for a fresh region, the arena
+        (already scrubbed) counts as given back and the error propagates: nothing stays
+        counted that cannot return.
         """
+        size = self._arena_size
+        with self._lock:
+            self._park_locked(old, used)
+            self._lent_bytes -= len(old)
+            region = self._take_region_locked()
+            if region is None and not self._make_room_locked(size):
+                self._active -= 1
+                if self._waiters:
+                    self._grant_locked()
+                raise PoolExhausted("arena", 0, self._limit_text())
+            self._lent_bytes += size if region is None else len(region)
+        if region is not None:
+            return region
         try:
-            fresh = bytearray(self._arena_size)
+            region = bytearray(size)
         except MemoryError:
             with self._lock:
-                self._park_locked(old, used)
-                self._lent_bytes -= len(old)
+                self._lent_bytes -= size
                 self._active -= 1
                 if self._waiters:
                     self._grant_locked()
             raise
         with self._lock:
-            self._park_locked(old, used)
-            self._lent_bytes -= len(old)
-            region = self._take_region_locked()
-            if region is None:
-                self._created += 1
-                region = fresh
-            self._lent_bytes += len(region)
+            self._created += 1
             self._note_reserved_locked()
             if self._waiters:
                 self._grant_locked()  # the new size may be smaller: budget may have come back
-            return region
+        return region
 
     def _arena_spilled(self, arena: Arena) -> None:
         """A grown arena was reset: account for the overflow chunks it gave up."""

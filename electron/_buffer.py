@@ -32,8 +32,12 @@ class BufferOwner(Protocol):
     def put(self, buf: Buffer) -> None:
         """Take ``buf`` back (its ``close()``)."""
 
-    def _buffer_grew(self, delta: int) -> None:
-        """A lent buffer's capacity grew by ``delta`` bytes."""
+    def _buffer_grow(self, capacity: int, need: int) -> int:
+        """A lent buffer of ``capacity`` bytes needs ``need``: its new capacity, counted
+        (or the budget's error)."""
+
+    def _buffer_grow_undone(self, delta: int) -> None:
+        """A growth counted by ``_buffer_grow`` did not happen (``delta``: its bytes)."""
 
     def _buffer_leaked(self, buf: Buffer, mv: memoryview) -> None:
         """``buf`` is being garbage-collected while lent (``mv``: its base view)."""
@@ -156,21 +160,27 @@ class Buffer(Handle):
         return v
 
     def _grow(self, old: memoryview, need: int) -> memoryview:
-        new_cap = max(need, 2 * len(self._region), 64)
-        new_cap = 1 << (new_cap - 1).bit_length()
-        region = bytearray(new_cap)  # may raise MemoryError: nothing counted yet
-        mv = memoryview(region)
-        mv[: self._len] = old[: self._len]
-        self._check_alive(old, mv)
-        delta = new_cap - len(self._region)
+        capacity = len(self._region)
+        owner = self._owner
+        if owner is None:
+            new_cap = max(need, 2 * capacity, 64)
+            new_cap = 1 << (new_cap - 1).bit_length()
+        else:
+            new_cap = owner._buffer_grow(capacity, need)  # counted, or the budget's error
+        try:
+            region = bytearray(new_cap)
+            mv = memoryview(region)
+            mv[: self._len] = old[: self._len]
+            self._check_alive(old, mv)
+        except BaseException:  # MemoryError, or the buffer was given back meanwhile
+            if owner is not None:
+                owner._buffer_grow_undone(new_cap - capacity)
+            raise
         self._region = region
         self._mv = mv
         # The old region stays alive (unexported once ``old`` is released) only through the
         # views this buffer handed out; those are released when the buffer goes back.
         old.release()
-        owner = self._owner
-        if owner is not None:
-            owner._buffer_grew(delta)
         return mv
 
     def write(self, data: BytesLike) -> int:

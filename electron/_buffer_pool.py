@@ -13,6 +13,9 @@ from ._leaks import SAMPLE_EVERY, LeakDetection, capture, level_from, report_lea
 from ._lock import PoolLock
 from ._regions import IdleRegions
 
+#: What ``max_pooled_bytes`` is unless given (halved to fit a smaller budget).
+_DEFAULT_POOLED = 64 << 20
+
 if TYPE_CHECKING:
     from ._arena_of_pools import ArenaOfPools
 
@@ -38,12 +41,15 @@ class BufferPoolStatistics:
 
 
 class BufferPool:
-    """Lends :class:`Buffer` objects from power-of-two size classes and takes them back.
+    """Lends :class:`Buffer` objects from size classes and takes them back.
 
-    Retention is bounded: at most ``max_pooled_bytes`` in total and ``max_per_class`` idle
-    buffers per class; a buffer larger than ``max_size`` is dropped on :meth:`put`, so an
-    outlier does not live forever in the pool. :meth:`trim` releases idle buffers that recent
-    load did not need. Thread-safe.
+    Sizes round up to a class: four per power of two (256, 320, 384, 448, 512, 640 ...), as
+    jemalloc's and Netty's, so a buffer wastes less than a quarter of its capacity.
+    Retention is bounded: at most ``max_pooled_bytes`` in total (by default 64 MiB, and at
+    most half the ``max_bytes`` of the :class:`ArenaOfPools` it serves) and
+    ``max_per_class`` idle buffers per class; a buffer larger than ``max_size`` is dropped
+    on :meth:`put`, so an outlier does not live forever in the pool. :meth:`trim` releases
+    idle buffers that recent load did not need. Thread-safe.
     """
 
     def __init__(
@@ -51,7 +57,7 @@ class BufferPool:
         *,
         min_size: SupportsIndex = 256,
         max_size: SupportsIndex = 8 << 20,
-        max_pooled_bytes: SupportsIndex = 64 << 20,
+        max_pooled_bytes: SupportsIndex | None = None,
         max_per_class: SupportsIndex = 64,
         leak_detection: LeakDetection | None = None,
     ) -> None:
@@ -61,7 +67,11 @@ class BufferPool:
             raise InvalidArgument("max_size", max_size, f"an int >= min_size ({min_size}) >= 1")
         self._min = 1 << (min_size - 1).bit_length()
         self._max = max_size
-        self._max_bytes = check_size(max_pooled_bytes, "max_pooled_bytes")
+        self._max_bytes_given = max_pooled_bytes is not None
+        self._max_bytes = (
+            _DEFAULT_POOLED if max_pooled_bytes is None
+            else check_size(max_pooled_bytes, "max_pooled_bytes")
+        )
         self._max_per_class = check_size(max_per_class, "max_per_class")
         self._lock = PoolLock()  # shared with the ArenaOfPools this pool is bound to, if any
         self._classes: dict[int, IdleRegions] = {}  # idle regions by size class
@@ -82,7 +92,11 @@ class BufferPool:
         self._leaks: list[tuple[bytearray, bool]] = []
 
     def _class_of(self, size: int) -> int:
-        return self._min if size <= self._min else 1 << (size - 1).bit_length()
+        """The size class ``size`` rounds up to: four classes per power of two."""
+        if size <= self._min:
+            return self._min
+        step = max(1, (1 << ((size - 1).bit_length() - 1)) >> 2)
+        return -(-size // step) * step
 
     def _bind(self, budget: ArenaOfPools) -> None:
         """Share ``budget``'s lock and count lent bytes against its ``max_bytes``."""
@@ -91,17 +105,22 @@ class BufferPool:
         self._budget = budget
         self._lock = budget._lock
         self._leak_level = budget._leak_level
+        if not self._max_bytes_given and budget._max_bytes is not None:
+            self._max_bytes = min(self._max_bytes, budget._max_bytes // 2)
 
     def get(self, size_hint: SupportsIndex = 0) -> Buffer:
         """An empty :class:`Buffer` with ``capacity >= size_hint``.
 
         Bound to an :class:`ArenaOfPools` with ``max_bytes``, raises :class:`PoolExhausted`
-        at once when the buffer would not fit in the budget.
+        at once when the buffer would not fit in the budget now (idle memory is released
+        first to make room), and :class:`InsufficientCapacity` when it never could.
         """
         hint = check_size(size_hint, "size_hint")
         size = self._class_of(hint)
-        if size > self._max:
-            size = max(hint, 1)  # unpooled: exact size, dropped on put
+        budget = self._budget
+        limit = None if budget is None else budget._max_bytes
+        if size > self._max or (limit is not None and size > limit >= hint):
+            size = max(hint, 1)  # unpooled (or the class would not fit): exact, dropped on put
         lock = self._lock
         if lock.held():
             raise RuntimeError("a buffer cannot be taken from a finalizer run inside the pool")
@@ -110,21 +129,21 @@ class BufferPool:
                 self._drain_leaks_locked()
             if self._closed:
                 raise PoolClosed()
-            budget = self._budget
-            if budget is not None and not budget._fits_locked(size, False):
-                raise PoolExhausted("buffer", 0, budget._limit_text())
-            self._active += 1
-            self._active_bytes += size
             idle = self._classes.get(size)
             region: bytearray | None = None
             if idle is not None and len(idle):
                 region = idle.pop()
                 self._pooled_bytes -= size
                 self._reused += 1
+            elif budget is not None and not budget._make_room_locked(size):
+                too_large = budget._too_large(size)
+                raise too_large or PoolExhausted("buffer", 0, budget._limit_text())
             else:
                 self._created += 1
-                if budget is not None:
-                    budget._note_reserved_locked()
+            self._active += 1
+            self._active_bytes += size
+            if region is None and budget is not None:
+                budget._note_reserved_locked()
         try:
             buf = _LentBuffer(bytearray(size) if region is None else region, self)
         except MemoryError:
@@ -235,13 +254,51 @@ class BufferPool:
         with self._lock:
             self._drain_leaks_locked()
 
-    def _buffer_grew(self, delta: int) -> None:
-        """A lent buffer grew by ``delta`` bytes (counted, never refused: writes don't fail)."""
+    def _buffer_grow(self, capacity: int, need: int) -> int:
+        """A lent buffer of ``capacity`` bytes needs ``need``: its new capacity, counted.
+
+        At least double, rounded up to a size class; within ``max_bytes`` (idle memory is
+        released first to make room), else :class:`PoolExhausted`, or
+        :class:`InsufficientCapacity` when ``need`` is more than the whole budget.
+        """
+        new = self._class_of(max(need, 2 * capacity, 64))
         with self._lock:
-            self._active_bytes += delta
             budget = self._budget
             if budget is not None:
+                limit = budget._max_bytes
+                if limit is not None and new > limit >= need:
+                    new = need  # the class would not fit; the exact size may
+                too_large = budget._too_large(need)
+                if too_large is not None:
+                    raise too_large
+                if not budget._make_room_locked(new - capacity):
+                    raise PoolExhausted("buffer growth", 0, budget._limit_text())
+            self._active_bytes += new - capacity
+            if budget is not None:
                 budget._note_reserved_locked()
+        return new
+
+    def _buffer_grow_undone(self, delta: int) -> None:
+        """A growth counted by ``_buffer_grow`` did not happen (``delta``: its bytes)."""
+        with self._lock:
+            self._active_bytes -= delta
+            budget = self._budget
+            if budget is not None and budget._waiters:
+                budget._grant_locked()
+
+    def _evict_locked(self, nbytes: int) -> int:
+        """Release idle buffers, largest first, until ``nbytes`` are freed (or none are left);
+        return the bytes freed (to make room in the budget)."""
+        freed = 0
+        for size in sorted(self._classes, reverse=True):
+            idle = self._classes[size]
+            while len(idle) and freed < nbytes:
+                freed += len(idle.pop())
+                self._dropped += 1
+            if freed >= nbytes:
+                break
+        self._pooled_bytes -= freed
+        return freed
 
     def trim(self) -> int:
         """Release idle buffers that went unused since the last trim; return bytes freed."""

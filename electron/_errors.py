@@ -4,7 +4,7 @@ Each error also subclasses the builtin it resembles, so callers can catch either
 
     ElectronError
     ├── InvalidArgument            (ValueError)   a size, timeout or option is out of range
-    ├── InsufficientCapacity       (MemoryError)  an allocation does not fit in an arena
+    ├── InsufficientCapacity       (MemoryError)  a request can never fit (an arena, the budget)
     ├── PoolExhausted              (TimeoutError) a budget stayed exhausted past the timeout
     ├── ResourceClosed             (RuntimeError) use of something already given back
     │   ├── ArenaClosed                           an Arena after close() or return
@@ -52,16 +52,28 @@ class InvalidArgument(ElectronError, ValueError):
 
 
 class InsufficientCapacity(ElectronError, MemoryError):
-    """An allocation does not fit in what is left of an arena; the arena stays usable."""
+    """A request does not fit: in what is left of an arena (the arena stays usable), or in
+    the pool's whole budget (``where="budget"``: waiting cannot help, unlike
+    :class:`PoolExhausted`)."""
 
-    def __init__(self, requested: int, available: int, capacity: int) -> None:
+    def __init__(
+        self, requested: int, available: int, capacity: int, where: str = "arena"
+    ) -> None:
         self.requested = requested
         self.available = available
         self.capacity = capacity
-        super().__init__(
-            f"cannot allocate {requested} bytes: {available} of {capacity} bytes left in this "
-            "arena; use try_alloc() to fall back, a larger arena_size, or a pooled Buffer"
-        )
+        self.where = where
+        if where == "budget":
+            msg = (
+                f"cannot lend {requested} bytes: more than the whole budget "
+                f"(max_bytes={capacity}); raise max_bytes or work in smaller pieces"
+            )
+        else:
+            msg = (
+                f"cannot allocate {requested} bytes: {available} of {capacity} bytes left in "
+                "this arena; use try_alloc() to fall back, a larger arena_size, or a pooled Buffer"
+            )
+        super().__init__(msg)
 
 
 class PoolExhausted(ElectronError, TimeoutError):

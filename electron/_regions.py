@@ -139,6 +139,18 @@ class IdleRegions:
         self.low = len(self.regions)
         return sum(len(region) for region in dropped)
 
+    def release(self, nbytes: int) -> int:
+        """Release the oldest regions until at least ``nbytes`` are freed (or none are left);
+        return the bytes freed."""
+        regions = self.regions
+        count = freed = 0
+        while count < len(regions) and freed < nbytes:
+            freed += len(regions[count])
+            count += 1
+        del regions[:count]
+        self.low = min(self.low, len(regions))
+        return freed
+
     def clear(self) -> int:
         """Release every region; return their bytes."""
         freed = sum(len(region) for region in self.regions)

@@ -21,8 +21,10 @@ from electron import (
 )
 
 
-def _is_power_of_two(n: int) -> bool:
-    return n > 0 and n & (n - 1) == 0
+def _is_size_class(n: int) -> bool:
+    """Four classes per power of two: 4, 5, 6 or 7 times a power of two (from 256 on)."""
+    shift = max(0, n.bit_length() - 3)
+    return n >= 256 and n % (1 << shift) == 0 and 4 <= n >> shift <= 7
 
 
 @pytest.mark.parametrize("hint", [0, 1, 100, 256, 257, 1000, 4096, 5000, 65536, 1 << 20])
@@ -33,9 +35,9 @@ def test_get_gives_empty_buffer_with_capacity_at_least_hint(hint: int) -> None:
     assert len(buf) == 0
     assert buf.getvalue() == b""
     assert buf.capacity >= hint
-    # Size classes are powers of two, so a hint wastes less than half the capacity.
-    assert _is_power_of_two(buf.capacity)
-    assert buf.capacity < 2 * max(hint, 256)
+    # Four size classes per power of two: a hint wastes less than a quarter of the capacity.
+    assert _is_size_class(buf.capacity)
+    assert buf.capacity < 1.25 * max(hint, 256)
     pool.put(buf)
 
 
@@ -43,10 +45,10 @@ def test_hints_in_one_size_class_share_pooled_memory() -> None:
     pool = BufferPool()
     a = pool.get(300)
     pool.put(a)
-    b = pool.get(500)  # same class (512) as 300
+    b = pool.get(320)  # same class (320) as 300
     stats = pool.statistics()
     assert (stats.created, stats.reused) == (1, 1)
-    c = pool.get(600)  # next class: fresh memory
+    c = pool.get(330)  # next class (384): fresh memory
     assert pool.statistics().created == 2
     assert c.capacity > b.capacity
     pool.put(b)
