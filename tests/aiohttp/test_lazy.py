@@ -500,7 +500,7 @@ async def test_the_helpers_work_on_a_clone(aop: electron.ArenaOfPools, lend_firs
         if lend_first:
             arenas.append(request_arena(request))
         clone = request.clone()
-        assert clone._payload_writer is request._payload_writer  # what the registry keys on
+        assert clone.writer is request.writer  # what the registry keys on
         return await handler(clone)
 
     async def handler(request: web.Request) -> web.StreamResponse:

@@ -241,6 +241,32 @@ async def test_handler_errors_return_the_arena(aop: electron.ArenaOfPools) -> No
     assert stats.in_flight == 0
 
 
+async def test_a_raised_http_exception_with_a_pooled_body_is_sent_intact(
+    aop: electron.ArenaOfPools,
+) -> None:
+    """aiohttp sends a raised HTTPException as the response after the middleware returned:
+    when its body is arena memory, the arena goes back only once it was written."""
+    app = web.Application()
+    mw = setup(app, aop)
+
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        view = request_arena(request).alloc(3000)
+        view[:] = body_of(3000, 7)
+        conflict = web.HTTPConflict()
+        conflict.body = view
+        raise conflict
+
+    app.router.add_get("/", refuse)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.get(url + "/") as resp:
+                assert resp.status == 409
+                assert await resp.read() == body_of(3000, 7)
+    await eventually(all_back(aop), "arenas back")
+    stats = mw.statistics()
+    assert (stats.deferred, stats.errors, stats.in_flight) == (3, 0, 0)
+
+
 async def test_budget_exhausted_answers_503_with_retry_after() -> None:
     aop = electron.ArenaOfPools(arena_size=4096, max_arenas=1)
     app = web.Application()

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from aiohttp import http_writer, web
+from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.typedefs import LooseHeaders
 
 from ..._buffer import Buffer
+from ._aiohttp_internals import HEADERS_JOIN_BODY, must_be_empty_body, send_headers_with_body
 from ._flush import release_after_flush, wait_flushed
 
 if TYPE_CHECKING:
@@ -20,14 +21,10 @@ if TYPE_CHECKING:
 
 __all__ = ("PooledResponse",)
 
-# When aiohttp sends the buffered headers and the body in one write it joins them into new
-# bytes on Pythons where it avoids transport.writelines() (< 3.12.9): a copy of the body.
-# Above this size the headers go out on their own, so that the body is never copied; below
-# it the copy is cheaper than a second write, and the memory can go back at once.
+# Where aiohttp joins the headers and the body into new bytes (HEADERS_JOIN_BODY), bodies up
+# to this size are sent that way: the copy is cheaper than a second write, and the memory
+# can go back at once. Larger ones go out after the headers, so that they are never copied.
 _COALESCE_MAX = 16 << 10
-_JOIN_COPIES: bool = bool(getattr(http_writer, "SKIP_WRITELINES", False)) and hasattr(
-    web.StreamResponse, "_send_headers_immediately"
-)
 
 
 class PooledResponse(web.StreamResponse):
@@ -40,8 +37,6 @@ class PooledResponse(web.StreamResponse):
     the connection was lost. ``on_release`` is called at that moment. Returned from a handler
     under electron's middleware, the request's arena and buffers go back at the same moment.
     """
-
-    _send_headers_immediately = False
 
     def __init__(
         self,
@@ -77,9 +72,8 @@ class PooledResponse(web.StreamResponse):
         if charset is not None:
             self.charset = charset
         # True when aiohttp will copy the body (joined with the headers) as it writes it.
-        self._copied = _JOIN_COPIES and view.nbytes <= _COALESCE_MAX
-        if _JOIN_COPIES and not self._copied:
-            self._send_headers_immediately = True
+        self._copied = HEADERS_JOIN_BODY and view.nbytes <= _COALESCE_MAX
+        send_headers_with_body(self, self._copied or not HEADERS_JOIN_BODY)
 
     @property
     def released(self) -> bool:
@@ -102,28 +96,27 @@ class PooledResponse(web.StreamResponse):
             await super().write_eof()
             return
         self._sent = True
-        flushed = False
+        lease = self._lease
         try:
             view = self._view
             if view is None:
                 raise RuntimeError("this PooledResponse's body was already given back")
-            if view.nbytes and not self._must_be_empty_body:
+            if view.nbytes and not must_be_empty_body(self):
                 await self.write(view)
             await super().write_eof()
-            if not self._copied and await wait_flushed(writer) and self._lease is not None:
-                self._lease.count_flush_wait()
-            flushed = True
-        finally:
-            lease = self._lease
-            if flushed:
-                if lease is not None:
-                    lease.release()
-                else:
-                    self._release_body()
-            elif lease is not None:
+            if not self._copied and await wait_flushed(writer) and lease is not None:
+                lease.owner._flush_waits += 1
+        except BaseException:
+            # Cancelled or failed mid-way: the transport may still hold the body.
+            if lease is not None:
                 lease.release_after_flush()
             else:
                 release_after_flush(writer, self._release_body)
+            raise
+        if lease is not None:
+            lease.release()
+        else:
+            self._release_body()
 
     def _release_body(self) -> None:
         """Give the body back (called once the transport no longer references it)."""
