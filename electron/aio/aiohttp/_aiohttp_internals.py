@@ -8,6 +8,8 @@ If aiohttp changes one of them, this module is the only one to change.
 from __future__ import annotations
 
 import asyncio
+import operator
+from collections.abc import Callable
 
 from aiohttp import http_writer, web
 from aiohttp.abc import AbstractStreamWriter
@@ -16,12 +18,22 @@ from aiohttp.web_protocol import RequestHandler
 __all__ = (
     "HEADERS_JOIN_BODY",
     "in_request_task",
+    "key_of",
     "must_be_empty_body",
     "send_headers_with_body",
     "sent_anything",
     "transport_of",
     "writing_paused",
 )
+
+#: The key of a request in electron's registries: its response writer. aiohttp makes one
+#: writer per HTTP exchange and hands it to every ``request.clone()``, so a clone (a
+#: middleware may pass one on) finds the same arena. ``BaseRequest._payload_writer`` (since
+#: 3.0) is the public ``request.writer`` without the property's call. ``Middleware.__call__``
+#: reads the attribute inline (the one use outside this module): there, for a request that
+#: uses no electron memory, calling the property would double the middleware's cost (about
+#: 1,000 CPU instructions on 3.11) and calling this function would add a quarter (350).
+key_of: Callable[[web.BaseRequest], AbstractStreamWriter] = operator.attrgetter("_payload_writer")
 
 # RequestHandler._handle_request (since 3.7): the coroutine of the task in which aiohttp runs a
 # request's middlewares, its handler *and* the writing of its response, so the end of that

@@ -19,6 +19,7 @@ from ..._buffer import Buffer
 from ..._context import current_arena_var, set_lazy_resolver
 from ..._errors import ArenaClosed
 from .._wait import acquire_arena
+from ._aiohttp_internals import key_of
 from ._flush import release_after_flush
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from ._middleware import Middleware
     from ._response import PooledResponse
 
-__all__ = ("ACTIVE", "LEASES", "Lease", "key_of", "lease_of", "lease_of_async", "route_of")
+__all__ = ("ACTIVE", "LEASES", "Lease", "lease_of", "lease_of_async", "route_of")
 
 
 class Lease:
@@ -110,10 +111,11 @@ def route_of(request: web.BaseRequest) -> str:
     return str(resource.canonical)
 
 
-#: The requests whose handler runs now under electron's middleware: :func:`key_of` the
-#: request -> the middleware serving it. An entry lives exactly while the handler runs.
+#: The requests whose handler runs now under electron's middleware: the request's writer
+#: (``key_of``; requests built by hand that run concurrently need a writer each) -> the
+#: middleware serving it. An entry lives exactly while the handler runs.
 ACTIVE: dict[object, Middleware] = {}
-#: Those of them that use electron memory: :func:`key_of` the request -> its :class:`Lease`.
+#: Those of them that use electron memory: the request's writer -> its :class:`Lease`.
 #: The middleware takes the lease out when the handler is done, after its ``ACTIVE`` entry.
 LEASES: dict[object, Lease] = {}
 # Serialises first uses, so that a request is lent one arena however many of its tasks and
@@ -126,16 +128,6 @@ _NO_ARENA = (
     "electron.aio.aiohttp.setup(app, aop) (or middleware(aop=...)) and use the helpers from "
     "the handler (or a middleware inside electron's); excluded paths get none"
 )
-
-
-def key_of(request: web.BaseRequest) -> object:
-    """The key of ``request`` in :data:`ACTIVE` and :data:`LEASES`: its response writer.
-
-    aiohttp makes one writer per HTTP exchange and hands it to every ``request.clone()``, so
-    a clone (a middleware may pass one on) finds the same arena. Requests built by hand
-    (``make_mocked_request``) that run concurrently need a writer each.
-    """
-    return request.writer
 
 
 def _ended() -> ArenaClosed:

@@ -18,7 +18,7 @@ from ..._context import current_arena_var
 from ..._errors import PoolClosed, PoolExhausted
 from .._wait import acquire_arena
 from ._aiohttp_internals import in_request_task, sent_anything
-from ._lease import ACTIVE, LEASES, Lease, key_of
+from ._lease import ACTIVE, LEASES, Lease
 from ._response import PooledResponse
 from ._stats import OTHER_ROUTES, MiddlewareStatistics, RouteUsage
 
@@ -116,19 +116,16 @@ class Middleware:
         )
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        key = key_of(request)
+        key = request._payload_writer  # key_of(request), inline: see _aiohttp_internals
         if key in ACTIVE or (self.exclude and request.path in self.exclude):
             # An outer electron middleware (a parent app's) serves it, or it is excluded.
             return await handler(request)
-        lease = None
         if self._bounded and not self.aop.can_lend_now():
-            lease = await self._lend_before_handler(request)
+            await self._lend_before_handler(key, request)
         ACTIVE[key] = self
-        if lease is not None:
-            LEASES[key] = lease
-        token = None
-        if self.current_arena:  # the request is current_arena()'s lazy marker until first use
-            token = _set_arena(request if lease is None else lease.arena)  # type: ignore[arg-type]
+        # The request is current_arena()'s lazy marker until first use (opt-in: it costs as
+        # much as the rest of the middleware's work for a request that uses no memory).
+        token = _set_arena(request) if self.current_arena else None  # type: ignore[arg-type]
         resp: web.StreamResponse | None = None
         try:
             resp = await handler(request)
@@ -141,19 +138,19 @@ class Middleware:
             if token is not None:
                 _reset_arena(token)
             del ACTIVE[key]
-            lease = LEASES.pop(key, None) if LEASES else None  # after ACTIVE: see _lend
-            if lease is not None:
+            # After ACTIVE, as _lend expects; most requests use no memory, LEASES is empty.
+            if LEASES and (lease := LEASES.pop(key, None)) is not None:
                 self._give_back(lease, request, resp)
         return resp
 
-    async def _lend_before_handler(self, request: web.Request) -> Lease:
+    async def _lend_before_handler(self, key: object, request: web.Request) -> None:
         """The budget is spent or others queue for it: wait for an arena before the handler
-        runs, and answer 503 after ``acquire_timeout`` seconds."""
+        runs (503 after ``acquire_timeout`` seconds) and make the request's lease of it."""
         try:
             arena = await acquire_arena(self.aop, self.acquire_timeout)
         except (PoolExhausted, PoolClosed):
             raise self._unavailable() from None
-        return Lease(self, arena, request)
+        LEASES[key] = Lease(self, arena, request)
 
     def _count_failure(self, exc: BaseException, request: web.Request) -> None:
         """Count what the handler raised; a budget error raised before anything was sent
