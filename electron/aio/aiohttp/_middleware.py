@@ -51,10 +51,11 @@ class Middleware:
     off by default, as setting and resetting the context variable costs about as much as
     the rest of the middleware's per-request work. The arena goes back, with every buffer taken
     through :func:`request_buffer` or :func:`read_body`, as soon as nothing can reference
-    it: when the handler returns a response whose body is ``bytes``, at once; otherwise (a
-    :class:`PooledResponse`, a streamed or memoryview body) only after aiohttp has written
-    the response and the transport has flushed it, or the connection was lost. Errors and
-    cancellation give it back too.
+    it: when the handler returns a response whose body is ``bytes`` (or a
+    :class:`PooledResponse` of at most ``COPY_MAX`` bytes, then sent as a copy), at once;
+    otherwise (a larger PooledResponse, a streamed or memoryview body) only after aiohttp has
+    written the response and the transport has flushed it, or the connection was lost.
+    Errors and cancellation give it back too.
 
     While the pool can lend at once, a request starts without an arena; when the budget is
     exhausted (or others queue for it) the request instead waits for one before its handler
@@ -166,10 +167,13 @@ class Middleware:
         self, lease: Lease, request: web.Request, resp: web.StreamResponse | None
     ) -> None:
         """The handler is done: give ``lease`` back now if sending the response cannot touch
-        pooled memory (nothing sent yet, and no response or one with a ``bytes`` body), else
-        once aiohttp has written the response and the transport flushed it."""
+        pooled memory (nothing sent yet, and no response, one with a ``bytes`` body or a
+        small PooledResponse, copied now), else once aiohttp has written the response and
+        the transport flushed it."""
         if not sent_anything(lease.writer) and (
-            resp is None or (isinstance(resp, web.Response) and type(resp.body) in _BYTES)
+            resp is None
+            or (isinstance(resp, web.Response) and type(resp.body) in _BYTES)
+            or (isinstance(resp, PooledResponse) and resp._copy_if_small())
         ):
             lease.release()
             return

@@ -21,10 +21,12 @@ if TYPE_CHECKING:
 
 __all__ = ("PooledResponse",)
 
-# Where aiohttp joins the headers and the body into new bytes (HEADERS_JOIN_BODY), bodies up
-# to this size are sent that way: the copy is cheaper than a second write, and the memory
-# can go back at once. Larger ones go out after the headers, so that they are never copied.
-_COALESCE_MAX = 16 << 10
+#: Bodies up to this many bytes are sent as a bytes copy, and their pooled memory goes back
+#: at once: no wait for the transport, no deferred release. Below glibc's mmap threshold
+#: (128 KiB) the copy costs no page faults. Larger bodies are sent without a copy; where
+#: aiohttp would join them with the headers into new bytes (HEADERS_JOIN_BODY), the headers
+#: go out first.
+COPY_MAX = 64 << 10
 
 
 class PooledResponse(web.StreamResponse):
@@ -34,8 +36,10 @@ class PooledResponse(web.StreamResponse):
     owns it: it goes back to its pool after sending) or any bytes-like object such as a view
     from ``arena.alloc()``. The memory is given back only once the transport no longer
     references it: after the body was written and the transport's write buffer flushed, or
-    the connection was lost. ``on_release`` is called at that moment. Returned from a handler
-    under electron's middleware, the request's arena and buffers go back at the same moment.
+    the connection was lost. A body of at most :data:`COPY_MAX` bytes is instead sent as a
+    copy, and its memory given back at once (when the handler returns, under electron's
+    middleware). ``on_release`` is called when the memory is given back. Returned from a
+    handler under electron's middleware, the request's arena and buffers go back with it.
     """
 
     def __init__(
@@ -71,13 +75,12 @@ class PooledResponse(web.StreamResponse):
             self.content_type = content_type
         if charset is not None:
             self.charset = charset
-        # True when aiohttp will copy the body (joined with the headers) as it writes it.
-        self._copied = HEADERS_JOIN_BODY and view.nbytes <= _COALESCE_MAX
-        send_headers_with_body(self, self._copied or not HEADERS_JOIN_BODY)
+        self._copy: bytes | None = None  # the body, once copied (see COPY_MAX)
+        send_headers_with_body(self, view.nbytes <= COPY_MAX or not HEADERS_JOIN_BODY)
 
     @property
     def released(self) -> bool:
-        """True once the body's memory was given back (it can no longer be sent)."""
+        """True once the body's pooled memory was given back."""
         return self._released
 
     async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
@@ -88,14 +91,22 @@ class PooledResponse(web.StreamResponse):
         return writer
 
     async def write_eof(self, data: bytes = b"") -> None:
-        """Send the pooled body and end the response; the memory goes back once flushed."""
+        """Send the body and end the response; pooled memory goes back once the transport
+        no longer references it (at once for a body of at most ``COPY_MAX`` bytes)."""
         if data:
             raise ValueError("PooledResponse sends its own body; write_eof() takes no data")
         writer = self._writer
         if writer is None or self._sent:
             await super().write_eof()
             return
+        if self._copy is None:
+            self._copy_if_small()
         self._sent = True
+        if self._copy is not None:
+            if not must_be_empty_body(self):
+                await self.write(self._copy)
+            await super().write_eof()
+            return
         lease = self._lease
         try:
             view = self._view
@@ -104,7 +115,7 @@ class PooledResponse(web.StreamResponse):
             if view.nbytes and not must_be_empty_body(self):
                 await self.write(view)
             await super().write_eof()
-            if not self._copied and await wait_flushed(writer) and lease is not None:
+            if await wait_flushed(writer) and lease is not None:
                 lease.owner._flush_waits += 1
         except BaseException:
             # Cancelled or failed mid-way: the transport may still hold the body.
@@ -117,6 +128,16 @@ class PooledResponse(web.StreamResponse):
             lease.release()
         else:
             self._release_body()
+
+    def _copy_if_small(self) -> bool:
+        """Replace a body of at most ``COPY_MAX`` bytes not sent yet by a bytes copy and give
+        its pooled memory back now. True if it did: the response then holds no pooled memory."""
+        view = self._view
+        if self._sent or view is None or view.nbytes > COPY_MAX:
+            return False
+        self._copy = bytes(view)
+        self._release_body()
+        return True
 
     def _release_body(self) -> None:
         """Give the body back (called once the transport no longer references it)."""
