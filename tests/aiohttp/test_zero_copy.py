@@ -101,7 +101,7 @@ async def clobbered_downloads(sizes: list[int]) -> tuple[list[bool], int]:
 
 # Small bodies are sent as a copy (their memory goes back at once); large ones from pooled
 # memory, after which the response waits for the transport to flush before giving it back.
-SMALL = [1, 20_000, COPY_MAX]
+SMALL = [1, COPY_MAX // 2, COPY_MAX]
 LARGE = [COPY_MAX + 1, 150_000, 300_000, 1 << 20]
 
 

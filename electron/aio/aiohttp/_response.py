@@ -22,11 +22,10 @@ if TYPE_CHECKING:
 __all__ = ("PooledResponse",)
 
 #: Bodies up to this many bytes are sent as a bytes copy, and their pooled memory goes back
-#: at once: no wait for the transport, no deferred release. Below glibc's mmap threshold
-#: (128 KiB) the copy costs no page faults. Larger bodies are sent without a copy; where
-#: aiohttp would join them with the headers into new bytes (HEADERS_JOIN_BODY), the headers
-#: go out first.
-COPY_MAX = 64 << 10
+#: at once: no deferred release, no wait for the transport. It is the size up to which aiohttp
+#: itself copies a body where it joins it with the headers (HEADERS_JOIN_BODY); where it does,
+#: larger bodies go out after the headers, without a copy.
+COPY_MAX = 16 << 10
 
 
 class PooledResponse(web.StreamResponse):
