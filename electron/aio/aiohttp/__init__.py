@@ -10,6 +10,7 @@ references it. Needs the ``aiohttp`` extra.
 
 from __future__ import annotations
 
+from ..._exports import fix_module_names as _fix_module_names
 from ._flush import wait_flushed as wait_flushed
 from ._middleware import AOP_KEY as AOP_KEY
 from ._middleware import MIDDLEWARE_KEY as MIDDLEWARE_KEY
@@ -39,3 +40,5 @@ __all__ = (
     "setup",
     "wait_flushed",
 )
+
+_fix_module_names(globals(), __name__)
