@@ -179,7 +179,7 @@ async def test_slow_readers_get_their_own_bytes_while_others_churn() -> None:
             readers = [reader(i, n) for i, n in enumerate(slow_sizes)]
             churners = [churn(session, i) for i in range(400)]
             await asyncio.gather(*readers, *churners)
-            await eventually(lambda: aop.stats().active_arenas == 0, "arenas back")
+            await eventually(lambda: aop.statistics().active_arenas == 0, "arenas back")
             async with session.get(f"{base}/stats") as resp:
                 stats = await resp.json()
     assert stats["active_arenas"] == 0
@@ -221,10 +221,10 @@ async def test_aborted_downloads_and_stalled_readers_give_everything_back(
         await loop.sock_recv(stalled, 16384)
         await eventually(lambda: mw.statistics().requests == 13, "the stalled request started")
         await asyncio.sleep(0.1)
-        assert aop.stats().active_buffers >= 1
+        assert aop.statistics().active_buffers >= 1
         # ... until it goes away.
         stalled.close()
-        await eventually(lambda: aop.stats().active_arenas == 0, "arenas back after aborts")
+        await eventually(lambda: aop.statistics().active_arenas == 0, "arenas back after aborts")
         async with (
             aiohttp.ClientSession() as session,
             session.get(f"http://127.0.0.1:{port}/stats") as resp,
@@ -248,4 +248,4 @@ async def test_setup_on_a_plain_app_keeps_the_hello_world_path_undeferred() -> N
                 assert await resp.text() == "Hello, World!"
     assert mw.statistics().deferred == 0
     assert mw.statistics().requests == 0
-    assert aop.stats().arenas_created == 0
+    assert aop.statistics().arenas_created == 0
