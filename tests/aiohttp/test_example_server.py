@@ -108,7 +108,8 @@ async def test_every_route_under_concurrent_load(mode: str) -> None:
             assert stats["active_buffers"] == 0
             assert stats["quarantine_events"] == 0
             assert stats["arenas_reused"] > 0
-            assert set(stats) == {*electron.Stats.__dataclass_fields__, "middleware", "top_routes"}
+            fields = electron.ArenaOfPoolsStatistics.__dataclass_fields__
+            assert set(stats) == {*fields, "middleware", "top_routes"}
             routes = {r["route"] for r in stats["top_routes"]}
             assert routes == {"/json", "/bytes/{n}", "/upload", "/render"}  # not / nor /stats
 
@@ -136,7 +137,7 @@ async def test_bad_requests_get_clear_answers(mode: str) -> None:
             stats = await resp.json()
     assert stats["active_arenas"] == 0
     if aop is not None:
-        assert aop.stats().active_buffers == 0
+        assert aop.statistics().active_buffers == 0
 
 
 # -- the real process ------------------------------------------------------------------------

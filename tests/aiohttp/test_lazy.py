@@ -35,7 +35,7 @@ pytestmark = pytest.mark.anyio
 
 
 def nothing_lent(aop: electron.ArenaOfPools) -> bool:
-    s = aop.stats()
+    s = aop.statistics()
     return s.active_arenas == 0 and s.active_buffers == 0
 
 
@@ -47,7 +47,7 @@ async def test_a_request_that_never_touches_memory_takes_nothing(
     seen: list[int] = []
 
     async def plain(request: web.Request) -> web.StreamResponse:
-        seen.append(aop.stats().active_arenas)
+        seen.append(aop.statistics().active_arenas)
         await asyncio.sleep(0)
         return web.Response(text="plain")
 
@@ -63,7 +63,7 @@ async def test_a_request_that_never_touches_memory_takes_nothing(
         async with session.get(url + "/raises") as resp:
             assert resp.status == 500
     assert seen == [0] * 5
-    s = aop.stats()
+    s = aop.statistics()
     assert (s.arenas_created, s.arenas_reused, s.active_arenas) == (0, 0, 0)
     stats = mw.statistics()
     assert (stats.requests, stats.in_flight, stats.errors) == (0, 0, 1)
@@ -78,9 +78,9 @@ async def test_every_way_in_gives_the_one_arena_of_the_request(
     report: dict[str, object] = {}
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        assert aop.stats().active_arenas == 0
+        assert aop.statistics().active_arenas == 0
         first = current_arena()  # lends
-        assert aop.stats().active_arenas == 1
+        assert aop.statistics().active_arenas == 1
         assert current_arena() is first
         assert request_arena(request) is first
         async with other.arena() as inner:  # a scope inside the request still nests
@@ -89,7 +89,7 @@ async def test_every_way_in_gives_the_one_arena_of_the_request(
             buf = request_buffer(request, 100)
         assert current_arena() is first
         body = await read_body(request)
-        report["same"] = aop.stats().active_arenas == 1
+        report["same"] = aop.statistics().active_arenas == 1
         buf.write(b"got " + body.getvalue())
         return PooledResponse(buf)
 
@@ -103,8 +103,8 @@ async def test_every_way_in_gives_the_one_arena_of_the_request(
     await eventually(lambda: nothing_lent(aop), "everything back")
     assert report == {"same": True}
     assert mw.statistics().requests == 1
-    assert aop.stats().arenas_created == 1
-    assert other.stats().active_arenas == 0
+    assert aop.statistics().arenas_created == 1
+    assert other.statistics().active_arenas == 0
     other.close()
 
 
@@ -148,7 +148,7 @@ async def test_first_use_beyond_the_budget_answers_503() -> None:
     assert nothing_lent(aop)
     stats = mw.statistics()
     assert (stats.rejected, stats.requests, stats.errors) == (1, 1, 0)
-    assert aop.stats().wait_timeouts == 1
+    assert aop.statistics().wait_timeouts == 1
 
 
 @pytest.mark.parametrize("wait", [30.0, 0.05], ids=["served", "timed-out"])
@@ -182,7 +182,7 @@ async def test_read_body_waits_for_the_budget(wait: float) -> None:
         await holding.wait()
         go_on.set()
         if wait > 1:
-            await eventually(lambda: aop.stats().waiting == 1, "read_body queued")
+            await eventually(lambda: aop.statistics().waiting == 1, "read_body queued")
             release.set()
             async with await up as resp:
                 assert await resp.read() == b"payload"
@@ -222,7 +222,7 @@ async def test_child_tasks_and_threads_share_the_lazily_lent_arena(
             *(asyncio.to_thread(in_thread) for _ in range(8)),
             *(asyncio.create_task(in_task()) for _ in range(8)),
         )
-        assert aop.stats().active_arenas == 1
+        assert aop.statistics().active_arenas == 1
         return web.Response(text="ok")
 
     app.router.add_get("/", handler)
@@ -234,7 +234,7 @@ async def test_child_tasks_and_threads_share_the_lazily_lent_arena(
     assert len(set(arenas)) <= 5  # one arena per request (ids may repeat across requests)
     assert nothing_lent(aop)
     assert mw.statistics().requests == 5
-    assert aop.stats().arenas_created + aop.stats().arenas_reused == 5
+    assert aop.statistics().arenas_created + aop.statistics().arenas_reused == 5
 
 
 async def test_a_task_that_outlives_its_request_cannot_lend(
@@ -267,7 +267,7 @@ async def test_a_task_that_outlives_its_request_cannot_lend(
         await asyncio.gather(*tasks)
     assert len(outcome) == 1
     assert "request has ended" in str(outcome[0])
-    assert aop.stats().arenas_created == 0
+    assert aop.statistics().arenas_created == 0
 
 
 async def test_a_budget_already_exhausted_queues_before_the_handler() -> None:
@@ -287,7 +287,7 @@ async def test_a_budget_already_exhausted_queues_before_the_handler() -> None:
         return web.Response(text="held")
 
     async def quick(request: web.Request) -> web.StreamResponse:
-        lent_at_start.append(aop.stats().active_arenas)
+        lent_at_start.append(aop.statistics().active_arenas)
         return web.Response(text="quick")
 
     app.router.add_get("/hold", hold)
@@ -296,7 +296,7 @@ async def test_a_budget_already_exhausted_queues_before_the_handler() -> None:
         held = asyncio.ensure_future(session.get(url + "/hold"))
         await holding.wait()
         waiter = asyncio.ensure_future(session.get(url + "/quick"))
-        await eventually(lambda: aop.stats().waiting == 1, "the request queues")
+        await eventually(lambda: aop.statistics().waiting == 1, "the request queues")
         release.set()
         async with await held as resp:
             assert resp.status == 200
@@ -418,7 +418,7 @@ async def test_threads_lending_while_the_request_ends(
         await runner.cleanup()
     assert outcomes["ended"] > 0, outcomes
     assert not ACTIVE, "a request stayed registered"
-    s = aop.stats()
+    s = aop.statistics()
     assert (s.active_arenas, s.arenas_created + s.arenas_reused) == (0, 1)
 
 
@@ -500,7 +500,7 @@ async def test_the_helpers_work_on_a_clone(aop: electron.ArenaOfPools, lend_firs
         if lend_first:
             arenas.append(request_arena(request))
         clone = request.clone()
-        assert clone._payload_writer is request._payload_writer  # what the registry keys on
+        assert clone.writer is request.writer  # what the registry keys on
         return await handler(clone)
 
     async def handler(request: web.Request) -> web.StreamResponse:

@@ -627,13 +627,13 @@ def test_requests_waiting_for_the_budget_then_disconnecting(tmp_path: Path) -> N
 # -- handler cancellation (in-process: the example server leaves it off) ----------------------
 
 
-async def _settled(aop: electron.ArenaOfPools) -> electron.Stats:
+async def _settled(aop: electron.ArenaOfPools) -> electron.ArenaOfPoolsStatistics:
     for _ in range(500):
-        s = aop.stats()
+        s = aop.statistics()
         if s.active_arenas == 0 and s.active_buffers == 0 and s.waiting == 0:
             return s
         await asyncio.sleep(0.01)
-    raise AssertionError(f"still lent after cancellation: {aop.stats()}")
+    raise AssertionError(f"still lent after cancellation: {aop.statistics()}")
 
 
 CANCEL_STAGES = ["mid-body", "waiting-for-budget", "mid-response"]
@@ -661,7 +661,7 @@ async def test_handlers_cancelled_by_a_disconnect_give_everything_back(
             holder[1].write(request("GET", "/bytes/8000000?seed=2"))
             await holder[0].read(100)
             for _ in range(200):
-                if aop.stats().active_arenas == 1:
+                if aop.statistics().active_arenas == 1:
                     break
                 await asyncio.sleep(0.01)
         reader, writer = await _open(port)
@@ -675,14 +675,15 @@ async def test_handlers_cancelled_by_a_disconnect_give_everything_back(
             await reader.readexactly(100_000)
         await writer.drain()
 
-        def inside(s: electron.Stats) -> bool:  # in its handler, or queued for the budget
+        # in its handler, or queued for the budget
+        def inside(s: electron.ArenaOfPoolsStatistics) -> bool:
             return (s.waiting if stage == "waiting-for-budget" else s.active_arenas) >= 1
 
         for _ in range(500):
-            if inside(aop.stats()):
+            if inside(aop.statistics()):
                 break
             await asyncio.sleep(0.01)
-        assert inside(aop.stats()), aop.stats()
+        assert inside(aop.statistics()), aop.statistics()
         _abort(writer)
         if holder is not None:
             await asyncio.sleep(0.1)

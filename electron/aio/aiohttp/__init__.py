@@ -10,10 +10,12 @@ references it. Needs the ``aiohttp`` extra.
 
 from __future__ import annotations
 
+from ..._exports import fix_module_names as _fix_module_names
 from ._flush import wait_flushed as wait_flushed
-from ._keys import AOP_KEY as AOP_KEY
-from ._keys import MIDDLEWARE_KEY as MIDDLEWARE_KEY
+from ._middleware import AOP_KEY as AOP_KEY
+from ._middleware import MIDDLEWARE_KEY as MIDDLEWARE_KEY
 from ._middleware import Middleware as Middleware
+from ._middleware import MiddlewareOptions as MiddlewareOptions
 from ._middleware import middleware as middleware
 from ._middleware import setup as setup
 from ._request import read_body as read_body
@@ -27,6 +29,7 @@ __all__ = (
     "AOP_KEY",
     "MIDDLEWARE_KEY",
     "Middleware",
+    "MiddlewareOptions",
     "MiddlewareStatistics",
     "PooledResponse",
     "RouteUsage",
@@ -37,3 +40,5 @@ __all__ = (
     "setup",
     "wait_flushed",
 )
+
+_fix_module_names(globals(), __name__)

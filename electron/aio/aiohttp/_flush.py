@@ -21,7 +21,8 @@ import asyncio
 from collections.abc import Callable
 
 from aiohttp.abc import AbstractStreamWriter
-from aiohttp.base_protocol import BaseProtocol
+
+from ._aiohttp_internals import transport_of, writing_paused
 
 __all__ = ("release_after_flush", "wait_flushed")
 
@@ -38,11 +39,6 @@ def _settles_later(transport: object) -> bool:
     return type(transport).__module__.startswith("uvloop")
 
 
-def _protocol(writer: AbstractStreamWriter) -> BaseProtocol | None:
-    protocol = getattr(writer, "protocol", None)
-    return protocol if isinstance(protocol, BaseProtocol) else None
-
-
 async def wait_flushed(writer: AbstractStreamWriter) -> bool:
     """Return once the transport behind ``writer`` no longer references what was written.
 
@@ -50,21 +46,20 @@ async def wait_flushed(writer: AbstractStreamWriter) -> bool:
     the connection is lost. Returns True if the buffer was not empty. Never raises for a lost
     connection; cancellation propagates.
     """
-    transport = writer.transport
+    transport = transport_of(writer)
     if transport is None:
         return False
     waited = False
     if transport.get_write_buffer_size():
         waited = True
         await _wait_empty(writer, transport)
-    current = writer.transport
+    current = transport_of(writer)
     if current is not None and _settles_later(current):
         await asyncio.sleep(0)
     return waited
 
 
 async def _wait_empty(writer: AbstractStreamWriter, transport: asyncio.WriteTransport) -> None:
-    protocol = _protocol(writer)
     key = id(transport)
     entry = _lowered.get(key)
     if entry is None:
@@ -73,17 +68,17 @@ async def _wait_empty(writer: AbstractStreamWriter, transport: asyncio.WriteTran
     entry[0] += 1
     try:
         while True:
-            current = writer.transport
+            current = transport_of(writer)
             if current is None or not current.get_write_buffer_size():
                 return
-            if protocol is None or not protocol.writing_paused:
+            if not writing_paused(writer):
                 try:
                     # Pauses the protocol at once (the buffer is not empty) and makes the
                     # transport resume it only when the buffer is empty.
                     current.set_write_buffer_limits(high=0, low=0)
                 except RuntimeError:
                     pass  # closed under us: connection_lost comes next
-                if protocol is None or not protocol.writing_paused:
+                if not writing_paused(writer):
                     await asyncio.sleep(_POLL)
                     continue
             try:
@@ -119,7 +114,7 @@ def release_after_flush(writer: AbstractStreamWriter, release: Callable[[], obje
     except RuntimeError:
         release()
         return False
-    transport = writer.transport
+    transport = transport_of(writer)
     if transport is None:
         release()
         return False

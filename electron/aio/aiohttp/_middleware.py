@@ -1,4 +1,5 @@
-"""The middleware: one arena per request, given back once nothing references it."""
+"""The middleware: request-scoped memory for every request, given back once nothing
+references it; :func:`setup` and :func:`middleware` install it."""
 
 from __future__ import annotations
 
@@ -6,40 +7,38 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Callable, Iterable
-from types import CodeType
-from typing import Any
+from typing import TypedDict, Unpack
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from aiohttp.web_protocol import RequestHandler
 
 from ..._arena_of_pools import ArenaOfPools
 from ..._checks import check_size, check_timeout
 from ..._context import current_arena_var
 from ..._errors import PoolClosed, PoolExhausted
-from .. import acquire_arena
-from ._keys import AOP_KEY, MIDDLEWARE_KEY
-from ._lease import ACTIVE, Lease, claimed_pop, route_of
+from .._wait import acquire_arena
+from ._aiohttp_internals import in_request_task, sent_anything
+from ._lease import ACTIVE, LEASES, Lease
 from ._response import PooledResponse
 from ._stats import OTHER_ROUTES, MiddlewareStatistics, RouteUsage
 
-__all__ = ("Middleware", "middleware", "setup")
+__all__ = ("AOP_KEY", "MIDDLEWARE_KEY", "Middleware", "MiddlewareOptions", "middleware", "setup")
 
-# aiohttp runs each request's middlewares, handler *and* response write in one task made
-# from this coroutine; its end is the moment the response has been handed to the transport.
-_REQUEST_TASK_CODE: CodeType | None = getattr(
-    getattr(RequestHandler, "_handle_request", None), "__code__", None
-)
 _set_arena = current_arena_var.set
 _reset_arena = current_arena_var.reset
-_Response = web.Response
+_BYTES = (bytes, type(None))  # response bodies whose sending cannot touch pooled memory
 _log = logging.getLogger("electron.aio.aiohttp")
-_unregister = ACTIVE.pop
 
 
-def _in_request_task(task: asyncio.Task[object]) -> bool:
-    code = getattr(task.get_coro(), "cr_code", None)
-    return code is not None and code is _REQUEST_TASK_CODE
+class MiddlewareOptions(TypedDict, total=False):
+    """The options :func:`setup` and :func:`middleware` pass on to :class:`Middleware`."""
+
+    acquire_timeout: float | None
+    retry_after: int
+    body_limit: int
+    exclude: Iterable[str]
+    max_routes: int
+    current_arena: bool
 
 
 class Middleware:
@@ -52,10 +51,11 @@ class Middleware:
     off by default, as setting and resetting the context variable costs about as much as
     the rest of the middleware's per-request work. The arena goes back, with every buffer taken
     through :func:`request_buffer` or :func:`read_body`, as soon as nothing can reference
-    it: when the handler returns a response whose body is ``bytes``, at once; otherwise (a
-    :class:`PooledResponse`, a streamed or memoryview body) only after aiohttp has written
-    the response and the transport has flushed it, or the connection was lost. Errors and
-    cancellation give it back too.
+    it: when the handler returns a response whose body is ``bytes`` (or a
+    :class:`PooledResponse` of at most ``COPY_MAX`` bytes, then sent as a copy), at once;
+    otherwise (a larger PooledResponse, a streamed or memoryview body) only after aiohttp has
+    written the response and the transport has flushed it, or the connection was lost.
+    Errors and cancellation give it back too.
 
     While the pool can lend at once, a request starts without an arena; when the budget is
     exhausted (or others queue for it) the request instead waits for one before its handler
@@ -117,130 +117,73 @@ class Middleware:
         )
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        key = request._payload_writer  # key_of(request), inline: this runs for every request
+        key = request._payload_writer  # key_of(request), inline: see _aiohttp_internals
         if key in ACTIVE or (self.exclude and request.path in self.exclude):
             # An outer electron middleware (a parent app's) serves it, or it is excluded.
             return await handler(request)
+        if self._bounded and not self.aop.can_lend_now():
+            await self._lend_before_handler(key, request)
         ACTIVE[key] = self
-        if self._bounded:
-            # A cheap, racy look without the pool's lock: could the pool lend at once? If so
-            # lend nothing now (first use lends, or fails with PoolExhausted if others took
-            # the budget meanwhile); otherwise queue for the budget before the handler runs.
-            aop = self.aop
-            if not aop.can_lend_now():
-                return await self._serve_lent(key, request, handler)
-        # The lazy marker, for current_arena() in the handler and its child tasks; opt-in,
-        # as it costs a context variable's set and reset (about half the middleware's cost).
+        # The request is current_arena()'s lazy marker until first use (opt-in: it costs as
+        # much as the rest of the middleware's work for a request that uses no memory).
         token = _set_arena(request) if self.current_arena else None  # type: ignore[arg-type]
+        resp: web.StreamResponse | None = None
         try:
             resp = await handler(request)
         except BaseException as exc:
+            if isinstance(exc, web.HTTPException):
+                resp = exc  # aiohttp sends it as the response
+            self._count_failure(exc, request)
+            raise
+        finally:
             if token is not None:
                 _reset_arena(token)
-            entry = _unregister(key, None) or claimed_pop(key)
-            if entry is self or entry is None:
-                self._failed_unlent(request, exc)
-            else:
-                self._failed(self._lease(entry, request), request, exc)
-            raise
-        if token is not None:
-            _reset_arena(token)
-        entry = _unregister(key, None)
-        if entry is self:
-            return resp
-        entry = entry or claimed_pop(key)
-        return resp if entry is None or entry is self else self._finish(entry, request, resp)
-
-    async def _serve_lent(
-        self, key: object, request: web.Request, handler: Handler
-    ) -> web.StreamResponse:
-        """The budget is exhausted or others queue for it: wait for an arena first."""
-        aop = self.aop
-        try:
-            # acquire_arena's own first step, inline: no coroutine unless the budget is spent.
-            arena = aop._lend_nowait() or await acquire_arena(aop, self.acquire_timeout)
-        except BaseException as exc:
             del ACTIVE[key]
-            if isinstance(exc, (PoolExhausted, PoolClosed)):
-                raise self._unavailable() from None
-            raise
-        self._lent += 1
-        ACTIVE[key] = (self, arena)  # a Lease is made of it only if a helper needs one
-        token = _set_arena(arena) if self.current_arena else None
-        try:
-            resp = await handler(request)
-        except BaseException as exc:
-            if token is not None:
-                _reset_arena(token)
-            entry = _unregister(key, None) or claimed_pop(key)
-            self._failed(self._lease(entry, request), request, exc)
-            raise
-        if token is not None:
-            _reset_arena(token)
-        return self._finish(_unregister(key, None) or claimed_pop(key), request, resp)
+            # After ACTIVE, as _lend expects; most requests use no memory, LEASES is empty.
+            if LEASES and (lease := LEASES.pop(key, None)) is not None:
+                self._give_back(lease, request, resp)
+        return resp
 
-    def _finish(
-        self, entry: Any, request: web.Request, resp: web.StreamResponse
-    ) -> web.StreamResponse:
-        """The handler returned ``resp`` and had memory lent: give it back now or later."""
-        if isinstance(resp, _Response) and not request.writer.output_size:
-            body = resp.body
-            if body is None or body.__class__ is bytes:
-                # Nothing written yet and a bytes body: writing the response cannot touch
-                # pooled memory, so everything goes back now.
-                if type(entry) is Lease:
-                    entry.release()
-                else:
-                    arena = entry[1]
-                    self._released += 1
-                    used = 0 if arena._mv is None else arena.used
-                    arena.close()
-                    self._record(route_of(request), used)
-                return resp
-        lease = self._lease(entry, request)
+    async def _lend_before_handler(self, key: object, request: web.Request) -> None:
+        """The budget is spent or others queue for it: wait for an arena before the handler
+        runs (503 after ``acquire_timeout`` seconds) and make the request's lease of it."""
+        try:
+            arena = await acquire_arena(self.aop, self.acquire_timeout)
+        except (PoolExhausted, PoolClosed):
+            raise self._unavailable() from None
+        LEASES[key] = Lease(self, arena, request)
+
+    def _count_failure(self, exc: BaseException, request: web.Request) -> None:
+        """Count what the handler raised; a budget error raised before anything was sent
+        becomes a 503."""
+        if isinstance(exc, asyncio.CancelledError):
+            self._cancelled += 1
+        elif isinstance(exc, (PoolExhausted, PoolClosed)) and not sent_anything(request.writer):
+            raise self._unavailable() from exc
+        elif not isinstance(exc, web.HTTPException):
+            self._errors += 1
+
+    def _give_back(
+        self, lease: Lease, request: web.Request, resp: web.StreamResponse | None
+    ) -> None:
+        """The handler is done: give ``lease`` back now if sending the response cannot touch
+        pooled memory (nothing sent yet, and no response, one with a ``bytes`` body or a
+        small PooledResponse, copied now), else once aiohttp has written the response and
+        the transport flushed it."""
+        if not sent_anything(lease.writer) and (
+            resp is None
+            or (isinstance(resp, web.Response) and type(resp.body) in _BYTES)
+            or (isinstance(resp, PooledResponse) and resp._copy_if_small())
+        ):
+            lease.release()
+            return
         if isinstance(resp, PooledResponse) and not resp.released:
             resp._lease = lease
             lease.response = resp
-        self._defer(lease, request)
-        return resp
-
-    def _lease(self, entry: Any, request: web.Request) -> Lease:
-        if type(entry) is Lease:
-            return entry
-        return Lease(self, entry[1], request.writer, route_of(request))
-
-    def _failed_unlent(self, request: web.Request, exc: BaseException) -> None:
-        """The handler of a request that had nothing lent raised ``exc``: count it, and
-        answer 503 if electron refused it memory before anything was written."""
-        if isinstance(exc, asyncio.CancelledError):
-            self._cancelled += 1
-        elif isinstance(exc, (PoolExhausted, PoolClosed)) and not request.writer.output_size:
-            raise self._unavailable() from exc
-        elif not isinstance(exc, web.HTTPException):
-            self._errors += 1
-
-    def _failed(self, lease: Lease, request: web.Request, exc: BaseException) -> None:
-        """The handler raised ``exc``: count it, give the lease back (now if nothing of
-        ours can be in the transport), and turn a budget error into a 503."""
-        untouched = not request.writer.output_size
-        if isinstance(exc, asyncio.CancelledError):
-            self._cancelled += 1
-        elif isinstance(exc, (PoolExhausted, PoolClosed)) and untouched:
-            lease.release()
-            raise self._unavailable() from exc
-        elif not isinstance(exc, web.HTTPException):
-            self._errors += 1
-        if untouched:
-            lease.release()
-        else:
-            self._defer(lease, request)
-
-    def _defer(self, lease: Lease, request: web.Request) -> None:
-        """Give ``lease`` back once aiohttp has written the response and it was flushed."""
         self._deferred += 1
         task = asyncio.current_task()
-        if task is not None and _in_request_task(task):
-            task.add_done_callback(lease.on_task_done)
+        if task is not None and in_request_task(task):
+            task.add_done_callback(lease.release_after_flush)
         else:
             # Run inside a task of someone else's (a middleware wrapping the handler in a
             # new task): the response's end is not observable, so the lease goes back when
@@ -302,30 +245,13 @@ class Middleware:
         return f"<electron Middleware aop={self.aop!r} in_flight={self._lent - self._released}>"
 
 
-def middleware(
-    *,
-    aop: ArenaOfPools,
-    acquire_timeout: float | None = 1.0,
-    retry_after: int = 1,
-    body_limit: int = 1 << 20,
-    exclude: Iterable[str] = (),
-    max_routes: int = 256,
-    current_arena: bool = False,
-) -> Middleware:
+def middleware(*, aop: ArenaOfPools, **options: Unpack[MiddlewareOptions]) -> Middleware:
     """electron's middleware for an app's ``middlewares`` list (put it first).
 
     See :class:`Middleware` for what it does and for the options; :func:`setup` also
     stores ``aop`` on the app and closes it at cleanup.
     """
-    return Middleware(
-        aop=aop,
-        acquire_timeout=acquire_timeout,
-        retry_after=retry_after,
-        body_limit=body_limit,
-        exclude=exclude,
-        max_routes=max_routes,
-        current_arena=current_arena,
-    )
+    return Middleware(aop=aop, **options)
 
 
 async def _close_aop(app: web.Application) -> None:
@@ -333,32 +259,22 @@ async def _close_aop(app: web.Application) -> None:
 
 
 def setup(
-    app: web.Application,
-    aop: ArenaOfPools,
-    *,
-    acquire_timeout: float | None = 1.0,
-    retry_after: int = 1,
-    body_limit: int = 1 << 20,
-    exclude: Iterable[str] = (),
-    max_routes: int = 256,
-    current_arena: bool = False,
+    app: web.Application, aop: ArenaOfPools, **options: Unpack[MiddlewareOptions]
 ) -> Middleware:
     """Install electron's middleware as ``app``'s outermost one and return it.
 
     ``aop`` is stored under :data:`AOP_KEY` (the middleware under :data:`MIDDLEWARE_KEY`)
     and closed when the app is cleaned up. Options as for :class:`Middleware`.
     """
-    mw = middleware(
-        aop=aop,
-        acquire_timeout=acquire_timeout,
-        retry_after=retry_after,
-        body_limit=body_limit,
-        exclude=exclude,
-        max_routes=max_routes,
-        current_arena=current_arena,
-    )
+    mw = Middleware(aop=aop, **options)
     app.middlewares.insert(0, mw)
     app[AOP_KEY] = aop
     app[MIDDLEWARE_KEY] = mw
     app.on_cleanup.append(_close_aop)
     return mw
+
+
+#: The app's :class:`~electron.ArenaOfPools`, stored by :func:`setup`.
+AOP_KEY: web.AppKey[ArenaOfPools] = web.AppKey("electron.aop", ArenaOfPools)
+#: The app's :class:`Middleware` (for its statistics), stored by :func:`setup`.
+MIDDLEWARE_KEY: web.AppKey[Middleware] = web.AppKey("electron.middleware", Middleware)

@@ -7,7 +7,7 @@ from aiohttp import web
 from ..._arena import Arena
 from ..._buffer import Buffer
 from ..._checks import check_size
-from ._lease import ACTIVE, Lease, arena_of, key_of, lease_of, lease_of_async
+from ._lease import lease_of, lease_of_async
 
 __all__ = ("read_body", "request_arena", "request_buffer")
 
@@ -22,7 +22,7 @@ def request_arena(request: web.BaseRequest) -> Arena:
     :class:`~electron.PoolExhausted` at once (the middleware answers 503 for it). Raises
     :class:`LookupError` elsewhere.
     """
-    return arena_of(request)
+    return lease_of(request).arena
 
 
 def request_buffer(request: web.BaseRequest, size_hint: int = 0) -> Buffer:
@@ -35,11 +35,6 @@ def request_buffer(request: web.BaseRequest, size_hint: int = 0) -> Buffer:
     return lease_of(request).buffer(size_hint)
 
 
-def _lent(request: web.BaseRequest) -> bool:
-    entry = ACTIVE.get(key_of(request))
-    return entry is None or type(entry) is tuple or type(entry) is Lease
-
-
 async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Buffer:
     """Read ``request``'s body into a pooled buffer that goes back with the request.
 
@@ -48,7 +43,7 @@ async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Bu
     chunked body with 413 as soon as it grows past it. If the request has no arena yet, it
     waits for the budget like the middleware does (up to its ``acquire_timeout``).
     """
-    lease = lease_of(request) if _lent(request) else await lease_of_async(request)
+    lease = await lease_of_async(request)
     owner = lease.owner
     limit = owner.body_limit if limit is None else check_size(limit, "limit")
     length = request.content_length

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from aiohttp import http_writer, web
+from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.typedefs import LooseHeaders
 
 from ..._buffer import Buffer
+from ._aiohttp_internals import HEADERS_JOIN_BODY, must_be_empty_body, send_headers_with_body
 from ._flush import release_after_flush, wait_flushed
 
 if TYPE_CHECKING:
@@ -20,14 +21,11 @@ if TYPE_CHECKING:
 
 __all__ = ("PooledResponse",)
 
-# When aiohttp sends the buffered headers and the body in one write it joins them into new
-# bytes on Pythons where it avoids transport.writelines() (< 3.12.9): a copy of the body.
-# Above this size the headers go out on their own, so that the body is never copied; below
-# it the copy is cheaper than a second write, and the memory can go back at once.
-_COALESCE_MAX = 16 << 10
-_JOIN_COPIES: bool = bool(getattr(http_writer, "SKIP_WRITELINES", False)) and hasattr(
-    web.StreamResponse, "_send_headers_immediately"
-)
+#: Bodies up to this many bytes are sent as a bytes copy, and their pooled memory goes back
+#: at once: no deferred release, no wait for the transport. It is the size up to which aiohttp
+#: itself copies a body where it joins it with the headers (HEADERS_JOIN_BODY); where it does,
+#: larger bodies go out after the headers, without a copy.
+COPY_MAX = 16 << 10
 
 
 class PooledResponse(web.StreamResponse):
@@ -37,11 +35,11 @@ class PooledResponse(web.StreamResponse):
     owns it: it goes back to its pool after sending) or any bytes-like object such as a view
     from ``arena.alloc()``. The memory is given back only once the transport no longer
     references it: after the body was written and the transport's write buffer flushed, or
-    the connection was lost. ``on_release`` is called at that moment. Returned from a handler
-    under electron's middleware, the request's arena and buffers go back at the same moment.
+    the connection was lost. A body of at most :data:`COPY_MAX` bytes is instead sent as a
+    copy, and its memory given back at once (when the handler returns, under electron's
+    middleware). ``on_release`` is called when the memory is given back. Returned from a
+    handler under electron's middleware, the request's arena and buffers go back with it.
     """
-
-    _send_headers_immediately = False
 
     def __init__(
         self,
@@ -76,14 +74,12 @@ class PooledResponse(web.StreamResponse):
             self.content_type = content_type
         if charset is not None:
             self.charset = charset
-        # True when aiohttp will copy the body (joined with the headers) as it writes it.
-        self._copied = _JOIN_COPIES and view.nbytes <= _COALESCE_MAX
-        if _JOIN_COPIES and not self._copied:
-            self._send_headers_immediately = True
+        self._copy: bytes | None = None  # the body, once copied (see COPY_MAX)
+        send_headers_with_body(self, view.nbytes <= COPY_MAX or not HEADERS_JOIN_BODY)
 
     @property
     def released(self) -> bool:
-        """True once the body's memory was given back (it can no longer be sent)."""
+        """True once the body's pooled memory was given back."""
         return self._released
 
     async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
@@ -94,36 +90,53 @@ class PooledResponse(web.StreamResponse):
         return writer
 
     async def write_eof(self, data: bytes = b"") -> None:
-        """Send the pooled body and end the response; the memory goes back once flushed."""
+        """Send the body and end the response; pooled memory goes back once the transport
+        no longer references it (at once for a body of at most ``COPY_MAX`` bytes)."""
         if data:
             raise ValueError("PooledResponse sends its own body; write_eof() takes no data")
         writer = self._writer
         if writer is None or self._sent:
             await super().write_eof()
             return
+        if self._copy is None:
+            self._copy_if_small()
         self._sent = True
-        flushed = False
+        if self._copy is not None:
+            if not must_be_empty_body(self):
+                await self.write(self._copy)
+            await super().write_eof()
+            return
+        lease = self._lease
         try:
             view = self._view
             if view is None:
                 raise RuntimeError("this PooledResponse's body was already given back")
-            if view.nbytes and not self._must_be_empty_body:
+            if view.nbytes and not must_be_empty_body(self):
                 await self.write(view)
             await super().write_eof()
-            if not self._copied and await wait_flushed(writer) and self._lease is not None:
-                self._lease.count_flush_wait()
-            flushed = True
-        finally:
-            lease = self._lease
-            if flushed:
-                if lease is not None:
-                    lease.release()
-                else:
-                    self._release_body()
-            elif lease is not None:
+            if await wait_flushed(writer) and lease is not None:
+                lease.owner._flush_waits += 1
+        except BaseException:
+            # Cancelled or failed mid-way: the transport may still hold the body.
+            if lease is not None:
                 lease.release_after_flush()
             else:
                 release_after_flush(writer, self._release_body)
+            raise
+        if lease is not None:
+            lease.release()
+        else:
+            self._release_body()
+
+    def _copy_if_small(self) -> bool:
+        """Replace a body of at most ``COPY_MAX`` bytes not sent yet by a bytes copy and give
+        its pooled memory back now. True if it did: the response then holds no pooled memory."""
+        view = self._view
+        if self._sent or view is None or view.nbytes > COPY_MAX:
+            return False
+        self._copy = bytes(view)
+        self._release_body()
+        return True
 
     def _release_body(self) -> None:
         """Give the body back (called once the transport no longer references it)."""
