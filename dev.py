@@ -118,13 +118,18 @@ def _ensure_venv() -> None:
     elif STAMP.exists() and STAMP.read_text() == want:
         return
     elif STAMP.exists():
-        say(f"pyproject.toml, setup.py or a module of electron/ changed since {VENV} was set up")
+        say(f"pyproject.toml, setup.py, a module of electron/ or ELECTRON_LOWEST changed since "
+            f"{VENV} was set up")
     what = " ".join(["electron[dev]", *pins])
     say(f"installing {what} into {VENV}; pip's output follows, and compiling the core "
         "with mypyc takes about a minute after it says 'Building editable for electron'")
     pip = [str(PY), "-m", "pip", "--disable-pip-version-check", "install"]
-    subprocess.run([*pip, "--quiet", "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[dev]", *pins], check=True)
+    try:
+        subprocess.run([*pip, "--quiet", "--upgrade", "pip"], check=True)
+        subprocess.run([*pip, "-e", f"{ROOT}[dev]", *pins], check=True)
+    except subprocess.CalledProcessError as exc:
+        sys.exit(f"dev.py: installing into {VENV} failed: {' '.join(exc.cmd)} exited with "
+                 f"status {exc.returncode} (its output is above)")
     STAMP.write_text(want)
     say(f"{VENV} is ready: {what} installed")
 

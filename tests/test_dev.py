@@ -194,6 +194,20 @@ def test_the_lowest_aiohttp_is_installed_with_electron(
     assert f"installing electron[dev] {pin} into {dev.VENV}" in capsys.readouterr().out
 
 
+def test_a_failed_install_says_which_venv_and_stamps_nothing(
+    monkeypatch: pytest.MonkeyPatch, dev: ModuleType
+) -> None:
+    _fake_venv(monkeypatch, dev)
+
+    def failing_pip(cmd: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+        raise subprocess.CalledProcessError(1, cmd)
+
+    monkeypatch.setattr(subprocess, "run", failing_pip)
+    with pytest.raises(SystemExit, match=f"installing into {dev.VENV} failed"):
+        dev._ensure_venv()
+    assert not dev.STAMP.exists()  # the next run tries again
+
+
 def _info(version: tuple[int, int, int], path: str, **changes: Any) -> dict[str, Any]:
     info = {"implementation": "cpython", "version": list(version), "executable": path,
             "venv": True, "headers": True}
