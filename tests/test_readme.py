@@ -1,4 +1,4 @@
-"""The README's Python examples run as written."""
+"""The Python examples of the README and of docs/ run as written."""
 
 from __future__ import annotations
 
@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+# docs/operating.md shows fragments of a deployment (an existing app, gunicorn's config file).
+DOC_BLOCKS = [
+    (f"{page.stem}{i}", page, code)
+    for page in sorted((ROOT / "docs").glob("*.md"))
+    if page.name != "operating.md"
+    for i, code in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), re.S))
+]
 
 
 def test_readme_has_examples() -> None:
@@ -19,6 +27,16 @@ def test_readme_has_examples() -> None:
 def test_readme_example_runs(code: str) -> None:
     namespace: dict[str, object] = {"__name__": "readme_example"}
     exec(compile(code, str(README), "exec"), namespace)
+
+
+@pytest.mark.parametrize(
+    ("page", "code"),
+    [(page, code) for _, page, code in DOC_BLOCKS],
+    ids=[i for i, _, _ in DOC_BLOCKS],
+)
+def test_docs_example_runs(page: Path, code: str) -> None:
+    namespace: dict[str, object] = {"__name__": "docs_example"}
+    exec(compile(code, str(page), "exec"), namespace)
 
 
 def test_readme_aiohttp_example_serves() -> None:
