@@ -98,6 +98,18 @@ class BufferPool:
         step = max(1, (1 << ((size - 1).bit_length() - 1)) >> 2)
         return -(-size // step) * step
 
+    def size_class(self, size_hint: SupportsIndex) -> int:
+        """The capacity of the buffer :meth:`get` lends for ``size_hint`` bytes."""
+        return self._capacity_for(check_size(size_hint, "size_hint"))
+
+    def _capacity_for(self, hint: int) -> int:
+        size = self._class_of(hint)
+        budget = self._budget
+        limit = None if budget is None else budget._max_bytes
+        if size > self._max or (limit is not None and size > limit >= hint):
+            return max(hint, 1)  # unpooled (or the class would not fit): exact, dropped on put
+        return size
+
     def _bind(self, budget: ArenaOfPools) -> None:
         """Share ``budget``'s lock and count lent bytes against its ``max_bytes``."""
         if self._budget is not None:
@@ -116,11 +128,8 @@ class BufferPool:
         first to make room), and :class:`InsufficientCapacity` when it never could.
         """
         hint = check_size(size_hint, "size_hint")
-        size = self._class_of(hint)
+        size = self._capacity_for(hint)
         budget = self._budget
-        limit = None if budget is None else budget._max_bytes
-        if size > self._max or (limit is not None and size > limit >= hint):
-            size = max(hint, 1)  # unpooled (or the class would not fit): exact, dropped on put
         lock = self._lock
         if lock.held():
             raise RuntimeError("a buffer cannot be taken from a finalizer run inside the pool")

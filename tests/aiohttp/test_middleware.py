@@ -318,13 +318,14 @@ async def test_budget_exhausted_answers_503_with_retry_after() -> None:
     assert aop.closed  # setup() closes it at cleanup
 
 
-async def test_buffer_beyond_the_budget_answers_503() -> None:
+async def test_buffer_beyond_what_the_budget_has_left_answers_503() -> None:
     budget = electron.ArenaOfPools(arena_size=4096, max_bytes=64 << 10)
     app = web.Application()
     mw = setup(app, budget)
+    held = budget.get_buffer(40 << 10)  # another request's: the budget may come back
 
     async def greedy(request: web.Request) -> web.StreamResponse:
-        request_buffer(request, 1 << 20)
+        request_buffer(request, 40 << 10)
         return web.Response(text="unreachable")
 
     app.router.add_get("/greedy", greedy)
@@ -335,7 +336,30 @@ async def test_buffer_beyond_the_budget_answers_503() -> None:
     ):
         assert resp.status == 503
         assert resp.headers["Retry-After"] == "1"
+    budget.return_buffer(held)
     assert mw.statistics().rejected == 1
+    assert budget.statistics().active_arenas == 0
+
+
+async def test_buffer_beyond_the_whole_budget_gets_a_final_answer() -> None:
+    budget = electron.ArenaOfPools(arena_size=4096, max_bytes=64 << 10)
+    app = web.Application()
+    mw = setup(app, budget)
+
+    async def greedy(request: web.Request) -> web.StreamResponse:
+        request_buffer(request, 1 << 20)  # more than max_bytes: waiting cannot help
+        return web.Response(text="unreachable")
+
+    app.router.add_get("/greedy", greedy)
+    async with (
+        serve(app) as url,
+        aiohttp.ClientSession() as session,
+        session.get(f"{url}/greedy") as resp,
+    ):
+        assert resp.status == 500
+        assert "Retry-After" not in resp.headers
+        assert "whole budget" in await resp.text()
+    assert mw.statistics().rejected == 0
     assert budget.statistics().active_arenas == 0
 
 

@@ -38,6 +38,7 @@ def test_get_gives_empty_buffer_with_capacity_at_least_hint(hint: int) -> None:
     # Four size classes per power of two: a hint wastes less than a quarter of the capacity.
     assert _is_size_class(buf.capacity)
     assert buf.capacity < 1.25 * max(hint, 256)
+    assert buf.capacity == pool.size_class(hint)
     pool.put(buf)
 
 

@@ -65,8 +65,9 @@ def known_app(aop: electron.ArenaOfPools) -> tuple[web.Application, CollectorReg
         return web.Response(text="alloc")
 
     async def buffer(request: web.Request) -> web.StreamResponse:
-        buf = request_buffer(request, 5000)  # an 8 KiB size class
-        buf.write(b"b" * 5000)
+        # A 40 KiB size class, more than a PooledResponse copies: its release is deferred.
+        buf = request_buffer(request, 40960)
+        buf.write(b"b" * 40960)
         return PooledResponse(buf)
 
     async def plain(request: web.Request) -> web.StreamResponse:
@@ -93,7 +94,7 @@ async def test_figures_after_a_known_sequence() -> None:
                 assert resp.status == 200
         for _ in range(3):
             async with session.get(f"{url}/buffer") as resp:
-                assert len(await resp.read()) == 5000
+                assert len(await resp.read()) == 40960
         for _ in range(4):
             async with session.get(f"{url}/plain") as resp:
                 assert await resp.text() == "plain"
@@ -119,7 +120,7 @@ async def test_figures_after_a_known_sequence() -> None:
     assert value(after, "electron_request_bytes_bucket", le="16384.0", **alloc) == 3
     buf = {"route": "/buffer"}
     assert value(after, "electron_request_bytes_count", **buf) == 3
-    assert value(after, "electron_request_bytes_sum", **buf) == 3 * 8192
+    assert value(after, "electron_request_bytes_sum", **buf) == 3 * 40960
     assert ("electron_request_bytes_count", (("route", "/plain"),)) not in after
     # The pool, read at scrape time: exactly what stats() says.
     assert value(after, "electron_arenas_active") == s.active_arenas == 0
@@ -133,7 +134,7 @@ async def test_figures_after_a_known_sequence() -> None:
     assert value(after, "electron_buffers_pooled") == s.pooled_buffers == s.buffers_created
     assert value(after, "electron_arena_used_bytes_total") == 64 + 640 + 6400
     assert value(after, "electron_arena_used_max_bytes") == 6400
-    reserved = 16384 * s.arenas_created + 8192 * s.buffers_created
+    reserved = 16384 * s.arenas_created + 40960 * s.buffers_created
     assert value(after, "electron_reserved_bytes") == s.bytes_reserved == reserved
     assert value(after, "electron_high_water_bytes") == s.high_water_bytes >= reserved
     assert value(after, "electron_arena_size_bytes") == 16384
@@ -266,5 +267,5 @@ def test_pooled_buffers_by_size_class(aop: electron.ArenaOfPools) -> None:
     families = {f.name: f for f in text_string_to_metric_families(text)}
     by_size = families["electron_buffers_pooled_by_size"].samples
     samples = {s.labels["size"]: s.value for s in by_size}
-    assert samples == {"256": 2.0, "4096": 1.0, "131072": 1.0}
+    assert samples == {"256": 2.0, "3072": 1.0, "81920": 1.0}  # four classes per power of 2
     assert sum(samples.values()) == aop.statistics().pooled_buffers

@@ -15,7 +15,7 @@ from aiohttp.typedefs import Handler
 from ..._arena_of_pools import ArenaOfPools
 from ..._checks import check_size, check_timeout
 from ..._context import current_arena_var
-from ..._errors import PoolClosed, PoolExhausted
+from ..._errors import InsufficientCapacity, PoolClosed, PoolExhausted
 from .._wait import acquire_arena
 from ._aiohttp_internals import in_request_task, sent_anything
 from ._lease import ACTIVE, LEASES, Lease
@@ -154,14 +154,22 @@ class Middleware:
         LEASES[key] = Lease(self, arena, request)
 
     def _count_failure(self, exc: BaseException, request: web.Request) -> None:
-        """Count what the handler raised; a budget error raised before anything was sent
-        becomes a 503."""
+        """Count what the handler raised. Raised before anything was sent, a budget error
+        becomes a 503 (waiting could help), and a request for more memory than the whole
+        budget a final 500 that says so (no Retry-After: retrying cannot help)."""
         if isinstance(exc, asyncio.CancelledError):
             self._cancelled += 1
         elif isinstance(exc, (PoolExhausted, PoolClosed)) and not sent_anything(request.writer):
             raise self._unavailable() from exc
         elif not isinstance(exc, web.HTTPException):
             self._errors += 1
+            if isinstance(exc, InsufficientCapacity) and exc.where == "budget":
+                _log.error("electron: %s (%s %s)", exc, request.method, request.path)
+                if not sent_anything(request.writer):
+                    raise web.HTTPInternalServerError(
+                        text="500: the request needs more memory than the server's whole "
+                        "budget allows"
+                    ) from exc
 
     def _give_back(
         self, lease: Lease, request: web.Request, resp: web.StreamResponse | None

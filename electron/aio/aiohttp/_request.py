@@ -7,6 +7,7 @@ from aiohttp import web
 from ..._arena import Arena
 from ..._buffer import Buffer
 from ..._checks import check_size
+from ..._errors import InsufficientCapacity
 from ._lease import lease_of, lease_of_async
 
 __all__ = ("read_body", "request_arena", "request_buffer")
@@ -63,4 +64,8 @@ async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Bu
         if size > limit:
             owner._too_large += 1
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
-        buf.write(chunk)
+        try:
+            buf.write(chunk)
+        except InsufficientCapacity as exc:  # more than the whole budget: final
+            owner._too_large += 1
+            raise web.HTTPRequestEntityTooLarge(max_size=exc.capacity, actual_size=size) from exc
