@@ -296,7 +296,8 @@ def main(argv: list[str]) -> int:
             return status
         # The core is compiled (mypyc) when possible: run its tests on the pure-Python build too.
         os.environ["ELECTRON_PURE_PYTHON"] = "1"
-        return _run(py, "-m", "pytest", "-q", "tests/core", "tests/aio")
+        pure = ["tests/core", "tests/aio", "tests/safety", "-m", "not slow"]
+        return _run(py, "-m", "pytest", "-q", *pure)
     if cmd == "lint":
         return _run(py, "-m", "ruff", "check", ".") or _run(py, "-m", "mypy", *rest)
     _ensure_wrk()  # run and bench: the HTTP benchmarks and the load test use it
