@@ -222,7 +222,9 @@ class ArenaOfPools:
             return False
         freed = self._release_parked_locked()
         if freed < over:
-            freed += self._buffers._evict_locked(over - freed)
+            evicted = self._buffers._evict_locked(over - freed)
+            self._trimmed += evicted
+            freed += evicted
         if freed < over:
             released = self._free.release(over - freed)
             self._free_bytes -= released
@@ -740,25 +742,24 @@ class ArenaOfPools:
             self._trim_locked(now)
 
     def _trim_locked(self, now: float) -> int:
-        free = self._free
-        freed = free.trim()
-        self._free_bytes -= freed
-        # Parked regions are already unreachable from the pool's side; forget them.
-        freed += self._parked_bytes
-        self._parked_bytes = 0
-        self._parked.clear()
+        arenas = self._free.trim()
+        self._free_bytes -= arenas
+        buffers = self._buffers._trim_locked()
+        self._trimmed += arenas + buffers
         self._last_trim = now
-        self._trimmed += freed
-        return freed
+        # Quarantined regions stay counted while something still reaches them.
+        return arenas + buffers + self._release_parked_locked()
 
     def trim(self) -> int:
-        """Release idle memory that went unused since the last trim; return bytes freed."""
+        """Release the idle arenas and buffers that went unused since the last trim, and
+        quarantined regions nothing reaches any more; return the bytes freed.
+
+        It also runs every ``trim_interval`` seconds as arenas come back; while no
+        traffic comes, :func:`electron.aio.trim_periodically` (which the aiohttp ``setup``
+        runs) calls it.
+        """
         with self._lock:
-            freed = self._trim_locked(time.monotonic())
-        freed_buffers = self._buffers.trim()
-        with self._lock:
-            self._trimmed += freed_buffers
-        return freed + freed_buffers
+            return self._trim_locked(time.monotonic())
 
     def statistics(self) -> ArenaOfPoolsStatistics:
         """A consistent snapshot of what this pool holds and has done."""
@@ -834,6 +835,11 @@ class ArenaOfPools:
     def auto_sized(self) -> bool:
         """True when the pool learns its arena size (``arena_size="auto"``)."""
         return self._auto
+
+    @property
+    def trim_interval(self) -> float | None:
+        """Seconds between two trims (``None``: only when :meth:`trim` is called)."""
+        return self._trim_interval
 
     @property
     def max_arenas(self) -> int | None:

@@ -311,13 +311,16 @@ class BufferPool:
 
     def trim(self) -> int:
         """Release idle buffers that went unused since the last trim; return bytes freed."""
-        freed = 0
         with self._lock:
-            for idle in self._classes.values():
-                before = len(idle)
-                freed += idle.trim()
-                self._dropped += before - len(idle)
-            self._pooled_bytes -= freed
+            return self._trim_locked()
+
+    def _trim_locked(self) -> int:
+        freed = 0
+        for idle in self._classes.values():
+            before = len(idle)
+            freed += idle.trim()
+            self._dropped += before - len(idle)
+        self._pooled_bytes -= freed
         return freed
 
     def clear(self) -> None:

@@ -18,6 +18,7 @@ from ._scheduler import Scheduler as Scheduler
 from ._scheduler import SchedulerClosed as SchedulerClosed
 from ._scheduler import SchedulerFull as SchedulerFull
 from ._scheduler import SchedulerStatistics as SchedulerStatistics
+from ._trim import trim_periodically as trim_periodically
 from ._wait import acquire_arena as acquire_arena
 
 __all__ = (
@@ -30,6 +31,7 @@ __all__ = (
     "SchedulerStatistics",
     "acquire_arena",
     "current_arena",
+    "trim_periodically",
 )
 
 _fix_module_names(globals(), __name__)

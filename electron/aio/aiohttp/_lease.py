@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ._middleware import Middleware
     from ._response import PooledResponse
 
-__all__ = ("ACTIVE", "LEASES", "Lease", "lease_of", "lease_of_async", "route_of")
+__all__ = ("ACTIVE", "LEASES", "Lease", "lease_of", "lease_of_async", "owner_of", "route_of")
 
 
 class Lease:
@@ -172,6 +172,14 @@ def lease_of(request: web.BaseRequest) -> Lease:
     if key not in ACTIVE:
         raise LookupError(_NO_ARENA)
     return _lend(key, request)
+
+
+def owner_of(request: web.BaseRequest) -> Middleware:
+    """The middleware whose handler runs ``request`` now; LookupError if there is none."""
+    owner = ACTIVE.get(key_of(request))
+    if owner is None:
+        raise LookupError(_NO_ARENA)
+    return owner
 
 
 async def lease_of_async(request: web.BaseRequest) -> Lease:

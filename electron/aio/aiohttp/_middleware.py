@@ -4,9 +4,10 @@ references it; :func:`setup` and :func:`middleware` install it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TypedDict, Unpack
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from ..._arena_of_pools import ArenaOfPools
 from ..._checks import check_size, check_timeout
 from ..._context import current_arena_var
 from ..._errors import InsufficientCapacity, PoolClosed, PoolExhausted
+from .._trim import trim_periodically
 from .._wait import acquire_arena
 from ._aiohttp_internals import in_request_task, sent_anything
 from ._lease import ACTIVE, LEASES, Lease
@@ -36,6 +38,7 @@ class MiddlewareOptions(TypedDict, total=False):
     acquire_timeout: float | None
     retry_after: int
     body_limit: int
+    body_timeout: float | None
     exclude: Iterable[str]
     max_routes: int
     current_arena: bool
@@ -72,6 +75,9 @@ class Middleware:
     drops the request. Per route (its canonical path) it records the bytes each request
     that used electron memory took (arena bytes used plus pooled buffer capacity): see
     :meth:`route_usage` and :meth:`add_usage_listener`.
+
+    :func:`read_body` accepts at most ``body_limit`` bytes (413 beyond) and waits at most
+    ``body_timeout`` seconds for each part of a body (408 after).
     """
 
     __middleware_version__ = 1  # aiohttp: a new-style middleware
@@ -83,6 +89,7 @@ class Middleware:
         acquire_timeout: float | None = 1.0,
         retry_after: int = 1,
         body_limit: int = 1 << 20,
+        body_timeout: float | None = 30.0,
         exclude: Iterable[str] = (),
         max_routes: int = 256,
         current_arena: bool = False,
@@ -90,9 +97,10 @@ class Middleware:
         if not isinstance(aop, ArenaOfPools):
             raise TypeError(f"aop must be an ArenaOfPools, not {type(aop).__name__}")
         self.aop = aop
-        self.acquire_timeout = check_timeout(acquire_timeout)
+        self.acquire_timeout = check_timeout(acquire_timeout, "acquire_timeout")
         self.retry_after = check_size(retry_after, "retry_after")
         self.body_limit = check_size(body_limit, "body_limit")
+        self.body_timeout = check_timeout(body_timeout, "body_timeout")
         self.exclude = frozenset(exclude)
         self.max_routes = check_size(max_routes, "max_routes")
         self._bounded = aop.max_arenas is not None or aop.max_bytes is not None
@@ -271,15 +279,28 @@ def setup(
 ) -> Middleware:
     """Install electron's middleware as ``app``'s outermost one and return it.
 
-    ``aop`` is stored under :data:`AOP_KEY` (the middleware under :data:`MIDDLEWARE_KEY`)
-    and closed when the app is cleaned up. Options as for :class:`Middleware`.
+    ``aop`` is stored under :data:`AOP_KEY` (the middleware under :data:`MIDDLEWARE_KEY`),
+    trimmed every ``aop.trim_interval`` seconds while the app runs (so that idle memory
+    comes back without traffic: :func:`electron.aio.trim_periodically`), and closed when
+    the app is cleaned up. Options as for :class:`Middleware`.
     """
     mw = Middleware(aop=aop, **options)
     app.middlewares.insert(0, mw)
     app[AOP_KEY] = aop
     app[MIDDLEWARE_KEY] = mw
+    app.cleanup_ctx.append(_trim_while_serving)
     app.on_cleanup.append(_close_aop)
     return mw
+
+
+async def _trim_while_serving(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.get_running_loop().create_task(
+        trim_periodically(app[AOP_KEY]), name="electron: trim idle memory"
+    )
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 #: The app's :class:`~electron.ArenaOfPools`, stored by :func:`setup`.

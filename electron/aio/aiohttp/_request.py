@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+import asyncio
+
+from aiohttp import StreamReader, web
 
 from ..._arena import Arena
 from ..._buffer import Buffer
 from ..._checks import check_size
 from ..._errors import InsufficientCapacity
-from ._lease import lease_of, lease_of_async
+from ._lease import lease_of, lease_of_async, owner_of
 
 __all__ = ("read_body", "request_arena", "request_buffer")
 
@@ -40,26 +42,29 @@ async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Bu
     """Read ``request``'s body into a pooled buffer that goes back with the request.
 
     At most ``limit`` bytes (default: the middleware's ``body_limit``) are accepted: a
-    declared ``Content-Length`` above it is refused with 413 before anything is read, and a
-    chunked body with 413 as soon as it grows past it. If the request has no arena yet, it
-    waits for the budget like the middleware does (up to its ``acquire_timeout``).
+    declared ``Content-Length`` above it, or above the pool's whole ``max_bytes``, is
+    refused with 413 before anything is read, and a chunked body with 413 as soon as it
+    grows past it. Memory is taken as the bytes arrive, never for a declared length alone:
+    nothing before the first bytes, then at most twice what arrived. A body whose next part
+    does not arrive within the middleware's ``body_timeout`` is answered 408. If the
+    request has no arena yet, it waits for the budget like the middleware does.
     """
-    lease = await lease_of_async(request)
-    owner = lease.owner
+    owner = owner_of(request)
     limit = owner.body_limit if limit is None else check_size(limit, "limit")
     length = request.content_length
-    if length is not None and length > limit:
+    budget = owner.aop.max_bytes
+    if length is not None and (length > limit or (budget is not None and length > budget)):
         owner._too_large += 1
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
-    buf = lease.buffer(length or 0)
     content = request.content
+    timeout = owner.body_timeout
+    chunk = await _next_chunk(content, timeout)  # no memory for a request that sent nothing
+    lease = await lease_of_async(request)
+    buf = lease.buffer(len(chunk))
     size = 0
-    while True:
+    while chunk:
         # aiohttp hands the body over as bytes chunks; one copy of each into pooled memory
         # (Buffer.write, which neither zeroes nor registers a view, unlike reserve/commit).
-        chunk = await content.readany()
-        if not chunk:
-            return buf
         size += len(chunk)
         if size > limit:
             owner._too_large += 1
@@ -69,3 +74,14 @@ async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Bu
         except InsufficientCapacity as exc:  # more than the whole budget: final
             owner._too_large += 1
             raise web.HTTPRequestEntityTooLarge(max_size=exc.capacity, actual_size=size) from exc
+        chunk = await _next_chunk(content, timeout)
+    return buf
+
+
+async def _next_chunk(content: StreamReader, idle: float | None) -> bytes:
+    """The next part of a body (``b""`` at its end); 408 when none comes within ``idle`` s."""
+    try:
+        async with asyncio.timeout(idle):
+            return await content.readany()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text="408: the request body stopped arriving") from None
