@@ -643,11 +643,7 @@ class ArenaOfPools:
         arena._spilled = None
         self._leaks.append(entry)
         del entry
-        if not self._lock.held() and self._lock.acquire(False):
-            try:
-                self._drain_leaks_locked()
-            finally:
-                self._lock.release()
+        self._lock.run_if_free(self._drain_leaks_locked)
         if arena._trace is not None or self._leak_level == 2:
             report_leak("arena", arena._trace)
 

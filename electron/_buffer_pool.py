@@ -163,8 +163,7 @@ class BufferPool:
                     self._created -= 1
                 else:
                     self._keep_locked(region, True)
-                if budget is not None and budget._waiters:
-                    budget._grant_locked()
+                self._grant_waiters_locked()
             raise
         if self._leak_level:
             self._loans += 1
@@ -191,19 +190,27 @@ class BufferPool:
         region = buf._region
         buf._region = _NO_REGION  # the dead handle must not keep the memory reachable
         with lock:
-            self._active -= 1
-            self._active_bytes -= len(region)
-            self._keep_locked(region, clean)
+            self._take_back_locked(region, clean)
             # Interpreted, this frame's reference would outlive the lock: whoever is lent
             # the region next would count it as someone still holding the memory.
             del region
-            budget = self._budget
-            if budget is not None and budget._waiters:
-                budget._grant_locked()
+            self._grant_waiters_locked()
         if self._leaks:
             self._drain_leaks()
         if buf._trace is not None or self._leak_level == 2:
             buf._trace = capture(self._leak_level)
+
+    def _take_back_locked(self, region: bytearray, clean: bool) -> None:
+        """Uncount a lent ``region`` that came back, and keep it if it may be reused."""
+        self._active -= 1
+        self._active_bytes -= len(region)
+        self._keep_locked(region, clean)
+
+    def _grant_waiters_locked(self) -> None:
+        """Memory came back: hand arenas to the pool's waiters while the budget allows."""
+        budget = self._budget
+        if budget is not None and budget._waiters:
+            budget._grant_locked()
 
     def _keep_locked(self, region: bytearray, clean: bool) -> None:
         """Pool a region that came back if it may be reused and there is room; else drop it."""
@@ -235,11 +242,7 @@ class BufferPool:
         buf._region = _NO_REGION  # see ArenaOfPools._arena_leaked
         self._leaks.append(entry)
         del entry
-        if not self._lock.held() and self._lock.acquire(False):
-            try:
-                self._drain_leaks_locked()
-            finally:
-                self._lock.release()
+        self._lock.run_if_free(self._drain_leaks_locked)
         if buf._trace is not None or self._leak_level == 2:
             report_leak("buffer", buf._trace)
 
@@ -248,13 +251,9 @@ class BufferPool:
         while leaks:
             region, clean = leaks.pop(0)
             self._leaks_detected += 1
-            self._active -= 1
-            self._active_bytes -= len(region)
-            self._keep_locked(region, clean)
+            self._take_back_locked(region, clean)
             del region
-        budget = self._budget
-        if budget is not None and budget._waiters:
-            budget._grant_locked()
+        self._grant_waiters_locked()
 
     def _drain_leaks(self) -> None:
         """Settle leaked buffers (never inside the lock)."""
@@ -291,9 +290,7 @@ class BufferPool:
         """A growth counted by ``_buffer_grow`` did not happen (``delta``: its bytes)."""
         with self._lock:
             self._active_bytes -= delta
-            budget = self._budget
-            if budget is not None and budget._waiters:
-                budget._grant_locked()
+            self._grant_waiters_locked()
 
     def _evict_locked(self, nbytes: int) -> int:
         """Release idle buffers, largest first, until ``nbytes`` are freed (or none are left);

@@ -35,6 +35,16 @@ class PoolLock:
         if self._deferred and not self.held():
             self._run_deferred()
 
+    def run_if_free(self, work: Callable[[], object]) -> None:
+        """Run ``work()`` under the lock if no thread holds it now; else leave it (never waits,
+        never reenters: for finalizers, which may run inside a locked section)."""
+        if self.held() or not self._lock.acquire(False):
+            return
+        try:
+            work()
+        finally:
+            self.release()
+
     def defer(self, work: Callable[[], object]) -> None:
         """Run ``work()`` as soon as the thread holding the lock (the caller) lets it go."""
         self._deferred.append(work)

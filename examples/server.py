@@ -5,15 +5,15 @@ one line ``electron example server listening on http://HOST:PORT`` once it accep
 connections (``--port 0`` picks a free port). Routes:
 
 - ``GET /``: ``Hello, World!``
-- ``GET /json``: a small JSON document, written into pooled memory with
-  ``Buffer.write_json_string``/``write_int``
+- ``GET /json``: a small JSON document (msgspec's ``bytes``: for a body this small, plain
+  ``bytes`` are the fastest way, with electron or without)
 - ``GET /bytes/{n}?seed=K``: n bytes (n <= 8 MiB), byte i = ``(K*31 + i) % 251``, built in
-  pooled memory and sent without copying
+  pooled memory (``request_buffer`` + ``PooledResponse``: copied when small, else sent
+  without copying)
 - ``POST /upload``: the body is read into pooled memory (413 over ``--upload-limit``);
   answers ``{"size": ..., "sha256": ...}``
-- ``GET /render?name=..&items=N``: an HTML page written into pooled memory with
-  ``Buffer.write_html_escaped``/``write_int`` (``--no-electron``: the same page, joined as a
-  ``str`` with ``html.escape``)
+- ``GET /render?name=..&items=N``: an HTML page, joined as one ``str`` and encoded once
+  (the fastest way for pages of this size, with electron or without)
 - ``GET /stats``: the ArenaOfPools' statistics (it does not count itself), plus the
   middleware's counters (``middleware``) and the routes that used most memory
   (``top_routes``)
@@ -162,27 +162,13 @@ def _render_args(request: web.Request) -> dict[str, Any]:
     return {"name": name, "items": [_Item(i, f"item {i}") for i in range(count)]}
 
 
-def _write_page(buf: electron.Buffer, name: str, items: list[_Item]) -> None:
-    """The /render page, escaped and formatted straight into a pooled buffer."""
-    write, escaped = buf.write, buf.write_html_escaped
-    write(b'<!doctype html>\n<html>\n<head><meta charset="utf-8"><title>Hello, ')
-    escaped(name)
-    write(b"</title></head>\n<body>\n<h1>Hello, ")
-    escaped(name)
-    write(b"!</h1>\n<ul>")
-    for item in items:
-        write(b'\n<li id="item-')
-        buf.write_int(item.id)
-        write(b'">')
-        escaped(item.label)
-        write(b" <em>for ")
-        escaped(name)
-        write(b"</em></li>")
-    write(b"\n</ul>\n</body>\n</html>\n")
+def _page(name: str, items: list[_Item]) -> bytes:
+    """The /render page: joined as one ``str``, encoded once.
 
-
-def _plain_page(name: str, items: list[_Item]) -> bytes:
-    """The same page as :func:`_write_page`, joined as a ``str`` (the baseline)."""
+    The fastest way for a page of this size, with electron or without: written piece by
+    piece into a pooled buffer instead, ``/render?items=100`` ran at 0.6x the throughput
+    (docs/benchmarks.md). Small bodies are best left to plain ``bytes``.
+    """
     name = html.escape(name)
     parts = [
         '<!doctype html>\n<html>\n<head><meta charset="utf-8"><title>Hello, ',
@@ -205,73 +191,34 @@ def _plain_page(name: str, items: list[_Item]) -> bytes:
     return "".join(parts).encode()
 
 
-def _write_doc(buf: electron.Buffer, doc: _Doc) -> None:
-    """``doc`` as compact JSON (the bytes msgspec gives), written into a pooled buffer."""
-    write, string = buf.write, buf.write_json_string
-    write(b'{"message":')
-    string(doc.message)
-    write(b',"server":')
-    string(doc.server)
-    write(b',"items":[')
-    for k, item in enumerate(doc.items):
-        write(b'{"id":' if k == 0 else b',{"id":')
-        buf.write_int(item.id)
-        write(b',"label":')
-        string(item.label)
-        write(b"}")
-    write(b"]}")
-
-
 async def hello(request: web.Request) -> web.StreamResponse:
     return web.Response(text="Hello, World!")
+
+
+# -- both: small bodies are plain bytes, the fastest way with electron or without ----------
+
+
+async def json_doc(request: web.Request) -> web.StreamResponse:
+    """A small JSON document: msgspec's ``bytes`` (pooled memory would only add a copy)."""
+    return web.Response(body=_ENCODER.encode(_DOC), content_type="application/json")
+
+
+async def render(request: web.Request) -> web.StreamResponse:
+    context = _render_args(request)
+    body = _page(context["name"], context["items"])
+    return web.Response(body=body, content_type="text/html", charset="utf-8")
+
+
+def _json(doc: object, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=_ENCODER.encode(doc), content_type="application/json", headers=headers)
 
 
 # -- electron: pooled memory ---------------------------------------------------------------
 
 
-class _JsonScratch:
-    """Pooled bytearrays for msgspec's ``encode_into`` (it must be able to resize them).
-
-    A bytearray goes back to the pool only after the response that sent it was flushed
-    (PooledResponse's ``on_release``), and never while anything still exports it.
-    """
-
-    def __init__(self) -> None:
-        self.pool: electron.ObjectPool[bytearray] = electron.ObjectPool(bytearray, max_size=256)
-
-    def response(
-        self, obj: object, headers: dict[str, str] | None = None
-    ) -> electron_aiohttp.PooledResponse:
-        pool = self.pool
-        scratch = pool.get()
-        _ENCODER.encode_into(obj, scratch)
-
-        def give_back() -> None:
-            try:
-                scratch.append(0)  # refused (BufferError) while something exports it
-            except BufferError:
-                pool.discard(scratch)
-                return
-            if len(scratch) > 64 << 10:
-                pool.discard(scratch)
-            else:
-                pool.put(scratch)
-
-        return electron_aiohttp.PooledResponse(
-            scratch, headers=headers, content_type="application/json", on_release=give_back
-        )
-
-
 def _electron_routes(
     aop: electron.ArenaOfPools, mw: electron_aiohttp.Middleware
 ) -> list[web.RouteDef]:
-    scratch = _JsonScratch()
-
-    async def json_doc(request: web.Request) -> web.StreamResponse:
-        buf = electron_aiohttp.request_buffer(request, 256)
-        _write_doc(buf, _DOC)
-        return electron_aiohttp.PooledResponse(buf, content_type="application/json")
-
     async def pooled_bytes(request: web.Request) -> web.StreamResponse:
         n, seed = _bytes_args(request)
         buf = electron_aiohttp.request_buffer(request, n)
@@ -280,20 +227,13 @@ def _electron_routes(
 
     async def upload(request: web.Request) -> web.StreamResponse:
         buf = await electron_aiohttp.read_body(request)
-        digest = hashlib.sha256(buf.view()).hexdigest()
-        return scratch.response({"size": len(buf), "sha256": digest})
-
-    async def render(request: web.Request) -> web.StreamResponse:
-        context = _render_args(request)
-        buf = electron_aiohttp.request_buffer(request, 2048 + 64 * len(context["items"]))
-        _write_page(buf, context["name"], context["items"])
-        return electron_aiohttp.PooledResponse(buf, content_type="text/html", charset="utf-8")
+        return _json({"size": len(buf), "sha256": hashlib.sha256(buf.view()).hexdigest()})
 
     async def stats(request: web.Request) -> web.StreamResponse:
         doc: dict[str, object] = dict(aop.statistics().as_dict())
         doc["middleware"] = mw.statistics().as_dict()
         doc["top_routes"] = [r.as_dict() for r in mw.route_usage(top=_TOP_ROUTES)]
-        return scratch.response(doc, headers=_pid_header())
+        return _json(doc, headers=_pid_header())
 
     return [
         web.get("/json", json_doc),
@@ -308,9 +248,6 @@ def _electron_routes(
 
 
 def _plain_routes() -> list[web.RouteDef]:
-    async def json_doc(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=_ENCODER.encode(_DOC), content_type="application/json")
-
     async def plain_bytes(request: web.Request) -> web.StreamResponse:
         n, seed = _bytes_args(request)
         body = bytearray(n)
@@ -319,13 +256,7 @@ def _plain_routes() -> list[web.RouteDef]:
 
     async def upload(request: web.Request) -> web.StreamResponse:
         body = await request.read()  # the app's client_max_size answers 413 over the limit
-        doc = {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
-        return web.Response(body=_ENCODER.encode(doc), content_type="application/json")
-
-    async def render(request: web.Request) -> web.StreamResponse:
-        context = _render_args(request)
-        body = _plain_page(context["name"], context["items"])
-        return web.Response(body=body, content_type="text/html", charset="utf-8")
+        return _json({"size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
 
     fields = dataclasses.fields(electron.ArenaOfPoolsStatistics)
     zeros: dict[str, object] = {f.name: 0 for f in fields}
@@ -335,9 +266,7 @@ def _plain_routes() -> list[web.RouteDef]:
     zeros["top_routes"] = []
 
     async def stats(request: web.Request) -> web.StreamResponse:
-        return web.Response(
-            body=_ENCODER.encode(zeros), content_type="application/json", headers=_pid_header()
-        )
+        return _json(zeros, headers=_pid_header())
 
     return [
         web.get("/json", json_doc),

@@ -105,3 +105,26 @@ async def test_memory_grows_with_what_arrived() -> None:
     # 10 KB arrived: an arena and a buffer of about twice that, not the declared 1 MB.
     assert seen[0] <= (16 << 10) + 2 * 10_000 + 4096
     assert aop.statistics().active_buffers == 0
+
+
+async def test_expect_continue_over_the_limit_is_refused_before_the_body() -> None:
+    aop = electron.ArenaOfPools(arena_size=16 << 10, max_bytes=1 << 20)
+    async with serve_port(_app(aop)) as port:  # body_limit 16 MB, but the budget is 1 MiB
+        for declared, first_line in ((2 << 20, b"413"), (1000, b"100")):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                + f"Content-Length: {declared}\r\n\r\n".encode()
+            )
+            await writer.drain()
+            status = await asyncio.wait_for(reader.readline(), 10)
+            assert status.split()[1] == first_line, declared
+            if first_line == b"100":  # the body is wanted now: send it
+                await reader.readline()
+                writer.write(b"z" * declared)
+                await writer.drain()
+                status = await asyncio.wait_for(reader.readline(), 10)
+                assert status.split()[1] == b"200"
+            writer.close()
+            await writer.wait_closed()
+    assert aop.statistics().active_arenas == aop.statistics().active_buffers == 0

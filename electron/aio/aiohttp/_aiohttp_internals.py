@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from aiohttp import http_writer, web
 from aiohttp.abc import AbstractStreamWriter
@@ -17,12 +18,14 @@ from aiohttp.web_protocol import RequestHandler
 
 __all__ = (
     "HEADERS_JOIN_BODY",
+    "ExpectHandler",
     "in_request_task",
     "key_of",
     "must_be_empty_body",
     "send_headers_with_body",
     "sent_anything",
     "transport_of",
+    "wrap_expect_handlers",
     "writing_paused",
 )
 
@@ -98,3 +101,22 @@ def send_headers_with_body(response: web.StreamResponse, joined: bool) -> None:
 HEADERS_JOIN_BODY: bool = bool(getattr(http_writer, "SKIP_WRITELINES", False)) and hasattr(
     web.StreamResponse, "_send_headers_immediately"
 )
+
+
+#: What aiohttp calls for a request with an ``Expect`` header (a route's ``expect_handler``).
+ExpectHandler = Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse | None]]
+
+
+def wrap_expect_handlers(
+    app: web.Application, wrap: Callable[[ExpectHandler], ExpectHandler]
+) -> None:
+    """Replace every route's ``Expect`` handler of ``app`` by ``wrap(handler)``.
+
+    aiohttp answers ``Expect: 100-continue`` with the route's expect handler before any
+    middleware runs; only that handler can refuse a body before the client sends it. Routes
+    keep it in ``AbstractRoute._expect_handler`` (since 0.x; ``handle_expect_header`` calls it).
+    """
+    for route in app.router.routes():
+        handler = getattr(route, "_expect_handler", None)
+        if handler is not None:
+            route._expect_handler = wrap(handler)

@@ -19,7 +19,12 @@ from ..._context import current_arena_var
 from ..._errors import InsufficientCapacity, PoolClosed, PoolExhausted
 from .._trim import trim_periodically
 from .._wait import acquire_arena
-from ._aiohttp_internals import in_request_task, sent_anything
+from ._aiohttp_internals import (
+    ExpectHandler,
+    in_request_task,
+    sent_anything,
+    wrap_expect_handlers,
+)
 from ._lease import ACTIVE, LEASES, Lease
 from ._response import PooledResponse
 from ._stats import OTHER_ROUTES, MiddlewareStatistics, RouteUsage
@@ -289,8 +294,33 @@ def setup(
     app[AOP_KEY] = aop
     app[MIDDLEWARE_KEY] = mw
     app.cleanup_ctx.append(_trim_while_serving)
+    app.on_startup.append(_refuse_oversized_expect)
     app.on_cleanup.append(_close_aop)
     return mw
+
+
+async def _refuse_oversized_expect(app: web.Application) -> None:
+    """Routes answer ``Expect: 100-continue`` with 413, before the client sends the body,
+    when the declared length is more than the middleware's ``body_limit`` or the pool's
+    whole ``max_bytes`` (aiohttp would otherwise say ``100 Continue`` first)."""
+    mw = app[MIDDLEWARE_KEY]
+
+    def wrap(inner: ExpectHandler) -> ExpectHandler:
+        async def expect(request: web.Request) -> web.StreamResponse | None:
+            length = request.content_length
+            if length is not None and request.path not in mw.exclude:
+                budget = mw.aop.max_bytes
+                limit = mw.body_limit if budget is None else min(mw.body_limit, budget)
+                if length > limit:
+                    mw._too_large += 1
+                    refusal = web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
+                    refusal.force_close()  # the body will not come: no lingering read
+                    raise refusal
+            return await inner(request)
+
+        return expect
+
+    wrap_expect_handlers(app, wrap)
 
 
 async def _trim_while_serving(app: web.Application) -> AsyncIterator[None]:
