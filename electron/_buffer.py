@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Final, Protocol, SupportsIndex, cast
 from ._checks import check_size
 from ._errors import BufferClosed, InvalidArgument
 from ._handle import Handle
-from ._regions import UNMAPPED, is_exported, release_all, zero
+from ._regions import UNMAPPED, RegionHolder, is_exported, release_all, zero
 from ._text import (
     float_repr,
     html_escape,
@@ -32,12 +32,15 @@ class BufferOwner(Protocol):
     def put(self, buf: Buffer) -> None:
         """Take ``buf`` back (its ``close()``)."""
 
-    def _buffer_grow(self, capacity: int, need: int) -> int:
-        """A lent buffer of ``capacity`` bytes needs ``need``: its new capacity, counted
-        (or the budget's error)."""
+    def _buffer_grow(self, capacity: int, need: int) -> tuple[int, bytearray | None]:
+        """A lent buffer of ``capacity`` bytes needs ``need``: its new capacity, counted (or
+        the budget's error), and an idle region to grow into (None: allocate one)."""
 
-    def _buffer_grow_undone(self, delta: int) -> None:
-        """A growth counted by ``_buffer_grow`` did not happen (``delta``: its bytes)."""
+    def _buffer_grow_undone(self, delta: int, region: bytearray | None) -> None:
+        """A growth counted by ``_buffer_grow`` did not happen; ``region`` goes back."""
+
+    def _buffer_outgrown(self, old: RegionHolder) -> None:
+        """The buffer grew out of ``old``'s region: the pool may keep it for reuse."""
 
     def _buffer_leaked(self, buf: Buffer, mv: memoryview) -> None:
         """``buf`` is being garbage-collected while lent (``mv``: its base view)."""
@@ -162,25 +165,30 @@ class Buffer(Handle):
     def _grow(self, old: memoryview, need: int) -> memoryview:
         capacity = len(self._region)
         owner = self._owner
+        given: bytearray | None = None
         if owner is None:
             new_cap = max(need, 2 * capacity, 64)
             new_cap = 1 << (new_cap - 1).bit_length()
         else:
-            new_cap = owner._buffer_grow(capacity, need)  # counted, or the budget's error
+            new_cap, given = owner._buffer_grow(capacity, need)  # counted, or the budget's error
         try:
-            region = bytearray(new_cap)
+            region = bytearray(new_cap) if given is None else given
             mv = memoryview(region)
-            mv[: self._len] = old[: self._len]
+            mv[: self._len] = old[: self._len]  # a pooled region's bytes beyond stay unexposed
             self._check_alive(old, mv)
         except BaseException:  # MemoryError, or the buffer was given back meanwhile
             if owner is not None:
-                owner._buffer_grow_undone(new_cap - capacity)
+                owner._buffer_grow_undone(new_cap - capacity, given)
             raise
+        outgrown = RegionHolder(self._region)
         self._region = region
         self._mv = mv
-        # The old region stays alive (unexported once ``old`` is released) only through the
-        # views this buffer handed out; those are released when the buffer goes back.
         old.release()
+        del region, given
+        # The old region stays alive only through the views this buffer handed out (released
+        # when it goes back); with none, the pool can reuse it now.
+        if owner is not None and self._views is None:
+            owner._buffer_outgrown(outgrown)
         return mv
 
     def write(self, data: BytesLike) -> int:

@@ -11,7 +11,7 @@ from ._checks import check_size
 from ._errors import ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
 from ._leaks import SAMPLE_EVERY, LeakDetection, capture, level_from, report_leak
 from ._lock import PoolLock
-from ._regions import IdleRegions
+from ._regions import IdleRegions, RegionHolder, is_exported
 
 #: What ``max_pooled_bytes`` is unless given (halved to fit a smaller budget).
 _DEFAULT_POOLED = 64 << 20
@@ -262,8 +262,9 @@ class BufferPool:
         with self._lock:
             self._drain_leaks_locked()
 
-    def _buffer_grow(self, capacity: int, need: int) -> int:
-        """A lent buffer of ``capacity`` bytes needs ``need``: its new capacity, counted.
+    def _buffer_grow(self, capacity: int, need: int) -> tuple[int, bytearray | None]:
+        """A lent buffer of ``capacity`` bytes needs ``need``: its new capacity, counted, and
+        an idle region of that class to grow into (None: the buffer allocates one).
 
         At least double, rounded up to a size class; within ``max_bytes`` (idle memory is
         released first to make room), else :class:`PoolExhausted`, or
@@ -279,18 +280,41 @@ class BufferPool:
                 too_large = budget._too_large(need)
                 if too_large is not None:
                     raise too_large
-                if not budget._make_room_locked(new - capacity):
-                    raise PoolExhausted("buffer growth", 0, budget._limit_text())
+            idle = self._classes.get(new)
+            region: bytearray | None = None
+            if idle is not None and len(idle):
+                region = idle.pop()  # held already: the budget is not asked
+                self._pooled_bytes -= new
+                self._reused += 1
+            elif budget is not None and not budget._make_room_locked(new - capacity):
+                raise PoolExhausted("buffer growth", 0, budget._limit_text())
             self._active_bytes += new - capacity
             if budget is not None:
                 budget._note_reserved_locked()
-        return new
+        return new, region
 
-    def _buffer_grow_undone(self, delta: int) -> None:
-        """A growth counted by ``_buffer_grow`` did not happen (``delta``: its bytes)."""
+    def _buffer_grow_undone(self, delta: int, region: bytearray | None) -> None:
+        """A growth counted by ``_buffer_grow`` did not happen (``delta``: its bytes; ``region``:
+        the idle region it was given, which goes back)."""
         with self._lock:
             self._active_bytes -= delta
+            if region is not None:
+                self._keep_locked(region, True)
             self._grant_waiters_locked()
+
+    def _buffer_outgrown(self, old: RegionHolder) -> None:
+        """A lent buffer grew out of ``old``'s region (already uncounted): pool it if nothing
+        exports or references it any more and there is room, so that growth reuses memory."""
+        if is_exported(old._region) or old._region_shared():
+            return
+        region = old._region
+        old._region = _NO_REGION
+        with self._lock:
+            budget = self._budget
+            limit = None if budget is None else budget._max_bytes
+            if limit is None or budget is None or budget._reserved_locked() + len(region) <= limit:
+                self._keep_locked(region, True)
+            del region
 
     def _evict_locked(self, nbytes: int) -> int:
         """Release idle buffers, largest first, until ``nbytes`` are freed (or none are left);

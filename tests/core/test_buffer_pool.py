@@ -149,7 +149,8 @@ def test_buffer_that_grew_above_max_size_while_lent_is_dropped() -> None:
     buf.write(b"y" * 10_000)
     pool.put(buf)
     s = pool.statistics()
-    assert (s.pooled, s.pooled_bytes, s.dropped) == (0, 0, 1)
+    # The grown region is dropped; the 256-byte one it outgrew went back to the pool.
+    assert (s.pooled, s.pooled_bytes, s.dropped) == (1, 256, 1)
 
 
 def test_default_pool_drops_a_large_outlier() -> None:
@@ -450,3 +451,54 @@ def test_a_derived_view_of_a_returned_buffer_quarantines_the_region() -> None:
     fresh.write(b"xyz")
     assert bytes(derived) == b"abc"  # the old memory was not handed out again
     pool.put(fresh)
+
+
+def test_growth_reuses_pooled_regions_once_warm() -> None:
+    # A buffer that grows by writes (as read_body's do) grows into idle regions of the next
+    # class and leaves the region it outgrew to the pool: after the first round, no fresh memory.
+    pool = BufferPool()
+    chunk = b"u" * 10_000
+    for _ in range(3):
+        buf = pool.get(len(chunk))
+        for _ in range(100):
+            buf.write(chunk)
+        assert buf.getvalue() == chunk * 100
+        pool.put(buf)
+        created = pool.statistics().created
+    for _ in range(3):
+        buf = pool.get(len(chunk))
+        for _ in range(100):
+            buf.write(chunk)
+        pool.put(buf)
+    assert pool.statistics().created == created
+    assert pool.statistics().active == 0
+
+
+def test_a_region_outgrown_while_its_view_is_held_is_not_reused() -> None:
+    pool = BufferPool()
+    buf = pool.get(256)
+    buf.write(b"a" * 200)
+    kept = memoryview(buf.view())  # derived: survives the buffer's return, still exported
+    buf.write(b"b" * 2000)  # grows: the old region must not go back to the pool
+    fresh = pool.get(256)
+    fresh.write(b"x" * 256)
+    assert bytes(kept) == b"a" * 200
+    pool.put(fresh)
+    pool.put(buf)
+    kept.release()
+
+
+def test_a_region_outgrown_while_its_obj_is_held_is_not_reused() -> None:
+    pool = BufferPool()
+    buf = pool.get(256)
+    buf.write(b"c" * 200)
+    view = buf.view()
+    region = view.obj  # the bytearray itself: no export, only a reference
+    view.release()
+    buf._views = None  # as if no view had been handed out: only the reference check is left
+    buf.write(b"d" * 2000)
+    fresh = pool.get(256)
+    fresh.write(b"y" * 256)
+    assert bytes(region[:200]) == b"c" * 200
+    pool.put(fresh)
+    pool.put(buf)
