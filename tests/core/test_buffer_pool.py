@@ -493,7 +493,7 @@ def test_a_region_outgrown_while_its_obj_is_held_is_not_reused() -> None:
     buf = pool.get(256)
     buf.write(b"c" * 200)
     view = buf.view()
-    region = view.obj  # the bytearray itself: no export, only a reference
+    region: Any = view.obj  # the bytearray itself: no export, only a reference
     view.release()
     buf._views = None  # as if no view had been handed out: only the reference check is left
     buf.write(b"d" * 2000)
