@@ -282,7 +282,7 @@ class Arena(Handle):
         self._mv = None
         if self._chunks is not None:
             self._unchunk(clean)
-        return clean and not is_exported(self._region) and not self._region_shared()
+        return clean and self._region_free()
 
     def _unchunk(self, clean: bool) -> None:
         """A grown arena: keep the first chunk as the arena's region, spill the others."""

@@ -31,7 +31,7 @@ from ._leaks import (
     report_leak,
 )
 from ._lock import PoolLock
-from ._regions import IdleRegions, RegionHolder, is_exported, poison, zero
+from ._regions import IdleRegions, RegionHolder, poison, zero
 from ._scope import ArenaScope
 
 __all__ = ("ArenaOfPools", "ArenaOfPoolsStatistics", "Waiter")
@@ -237,7 +237,7 @@ class ArenaOfPools:
         freed = 0
         for _ in range(len(self._parked)):
             holder = self._parked.popleft()
-            if is_exported(holder._region) or holder._region_shared():
+            if not holder._region_free():
                 self._parked.append(holder)
             else:
                 freed += len(holder._region)
@@ -285,7 +285,7 @@ class ArenaOfPools:
         parked = self._parked
         for _ in range(min(4, len(parked))):
             holder = parked.popleft()
-            if is_exported(holder._region) or holder._region_shared():
+            if not holder._region_free():
                 parked.append(holder)
                 continue
             region = holder._region

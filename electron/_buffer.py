@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Final, Protocol, SupportsIndex, cast
 from ._checks import check_size
 from ._errors import BufferClosed, InvalidArgument
 from ._handle import Handle
-from ._regions import UNMAPPED, RegionHolder, is_exported, release_all, zero
+from ._regions import UNMAPPED, RegionHolder, release_all, zero
 from ._text import (
     float_repr,
     html_escape,
@@ -277,7 +277,7 @@ class Buffer(Handle):
             mv.release()
         except BufferError:
             return False
-        return clean and not is_exported(self._region) and not self._region_shared()
+        return clean and self._region_free()
 
     # -- text: searching (bytearray methods on the written prefix: memchr, fast search) --------
 

@@ -11,7 +11,7 @@ from ._checks import check_size
 from ._errors import ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
 from ._leaks import SAMPLE_EVERY, LeakDetection, capture, level_from, report_leak
 from ._lock import PoolLock
-from ._regions import IdleRegions, RegionHolder, is_exported
+from ._regions import IdleRegions, RegionHolder
 
 #: What ``max_pooled_bytes`` is unless given (halved to fit a smaller budget).
 _DEFAULT_POOLED = 64 << 20
@@ -305,7 +305,7 @@ class BufferPool:
     def _buffer_outgrown(self, old: RegionHolder) -> None:
         """A lent buffer grew out of ``old``'s region (already uncounted): pool it if nothing
         exports or references it any more and there is room, so that growth reuses memory."""
-        if is_exported(old._region) or old._region_shared():
+        if not old._region_free():
             return
         region = old._region
         old._region = _NO_REGION

@@ -69,6 +69,11 @@ class RegionHolder:
         """True when something besides this holder may reference its region."""
         return _getrefcount is None or self._refs() > _ALONE
 
+    def _region_free(self) -> bool:
+        """True when nothing but this holder reaches its region (no export, no reference):
+        the region may be lent again."""
+        return not is_exported(self._region) and not self._region_shared()
+
 
 #: What ``_refs`` reads for a region nothing but its holder refers to (counted, not assumed:
 #: the figure depends on the interpreter and on whether this module is compiled).
