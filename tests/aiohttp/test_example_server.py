@@ -107,7 +107,8 @@ async def test_every_route_under_concurrent_load(mode: str) -> None:
             assert stats["active_arenas"] == 0
             assert stats["active_buffers"] == 0
             assert stats["quarantine_events"] == 0
-            assert stats["arenas_reused"] > 0
+            # Pooled buffers were reused: far fewer made than requests that used one.
+            assert 0 < stats["buffers_created"] < stats["middleware"]["requests"] // 2
             fields = electron.ArenaOfPoolsStatistics.__dataclass_fields__
             assert set(stats) == {*fields, "middleware", "top_routes"}
             routes = {r["route"] for r in stats["top_routes"]}
@@ -207,7 +208,7 @@ def test_server_process_serves_and_stops_on_sigterm(args: tuple[str, ...]) -> No
         assert stats["active_arenas"] == 0
         assert stats_pid(url) == proc.pid
         if not args:
-            assert stats["arenas_created"] >= 1
+            assert stats["buffers_created"] >= 1
         status, text = fetch(url + "/metrics")
         if "--no-electron" in args:
             assert status == 404

@@ -527,7 +527,7 @@ async def test_client_gone_while_handler_runs(
             await eventually(lambda: mw.statistics().cancelled == 1, "handler cancelled")
         else:
             await asyncio.sleep(0.05)
-            assert aop.statistics().active_arenas == 1  # still running, still holding it
+            assert aop.statistics().active_buffers == 1  # still running, still holding it
             proceed.set()
         await eventually(all_back(aop), "arena and buffer back")
         assert mw.statistics().in_flight == 0

@@ -26,6 +26,7 @@ __all__ = (
     "sent_anything",
     "transport_of",
     "wrap_expect_handlers",
+    "write_joined",
     "writing_paused",
 )
 
@@ -101,6 +102,45 @@ def send_headers_with_body(response: web.StreamResponse, joined: bool) -> None:
 HEADERS_JOIN_BODY: bool = bool(getattr(http_writer, "SKIP_WRITELINES", False)) and hasattr(
     web.StreamResponse, "_send_headers_immediately"
 )
+
+
+def write_joined(writer: AbstractStreamWriter, body: memoryview) -> bool:
+    """Hand a response's held-back headers and all of its ``body`` to the transport in one
+    ``writelines()`` call: one system call, and on uvloop no copy of ``body`` (its
+    ``writelines`` sends the buffers as they are, with ``writev``). Returns False, having
+    done nothing, unless this is aiohttp's plain case (headers held back and not sent,
+    ``body`` the whole declared length, no compression, chunking or trace signal): the
+    caller then writes through aiohttp.
+
+    For transports other than uvloop's aiohttp decides itself (``http_writer.SKIP_WRITELINES``:
+    CPython's own ``writelines`` is avoided before 3.12.9 and in 3.13.0-3.13.1).
+    ``StreamWriter._headers_buf`` and ``_headers_written`` (since 3.12), ``_compress``,
+    ``_on_chunk_sent``, ``chunked``, ``length``, ``buffer_size`` and ``output_size`` (since
+    3.0), ``on_body_write`` (since 3.14), as ``StreamWriter.write()`` updates them.
+    """
+    transport = transport_of(writer)
+    headers = getattr(writer, "_headers_buf", None)
+    if (
+        transport is None
+        or not headers
+        or getattr(writer, "_headers_written", True)
+        or not type(transport).__module__.startswith("uvloop")
+        or getattr(writer, "_compress", None) is not None
+        or getattr(writer, "_on_chunk_sent", None) is not None
+        or getattr(writer, "on_body_write", None) is not None
+        or getattr(writer, "chunked", True)
+        or getattr(writer, "length", None) != body.nbytes
+        or transport.is_closing()
+    ):
+        return False
+    size = len(headers) + body.nbytes
+    writer._headers_buf = None  # type: ignore[attr-defined]
+    writer._headers_written = True  # type: ignore[attr-defined]
+    writer.length = 0
+    writer.buffer_size += size
+    writer.output_size += size
+    transport.writelines((headers, body))
+    return True
 
 
 #: What aiohttp calls for a request with an ``Expect`` header (a route's ``expect_handler``).

@@ -8,11 +8,16 @@ write-buffer limits to zero for the length of the wait, so the transport pauses 
 now and resumes it exactly when its buffer is empty (or wakes it when the connection is
 lost), and awaits that through aiohttp's ``writer.drain()``.
 
+When the kernel took a write whole at once, nothing references the memory and it goes back
+immediately: no wait at all, the common case for bodies that fit the socket's buffer.
+
 uvloop adds one twist: libuv counts a write as flushed (``get_write_buffer_size() == 0``) as
 soon as the kernel took the bytes, but uvloop releases its buffer export of the memory only in
 the write's completion callback, which libuv may run on the next loop iteration. Reusing the
 memory then would be safe (the kernel has its own copy), but the pool would see it still
-exported and quarantine it; so on uvloop the release waits for one more loop iteration.
+exported and quarantine it; so after a wait on uvloop the release waits for one more loop
+iteration. (A write the kernel took whole on libuv's second attempt, right after a partial
+one, is the same case without a wait: rare, and the pool's export check quarantines it.)
 """
 
 from __future__ import annotations
@@ -47,16 +52,13 @@ async def wait_flushed(writer: AbstractStreamWriter) -> bool:
     connection; cancellation propagates.
     """
     transport = transport_of(writer)
-    if transport is None:
-        return False
-    waited = False
-    if transport.get_write_buffer_size():
-        waited = True
-        await _wait_empty(writer, transport)
+    if transport is None or not transport.get_write_buffer_size():
+        return False  # the kernel took every write whole: nothing holds the memory
+    await _wait_empty(writer, transport)
     current = transport_of(writer)
     if current is not None and _settles_later(current):
         await asyncio.sleep(0)
-    return waited
+    return True
 
 
 async def _wait_empty(writer: AbstractStreamWriter, transport: asyncio.WriteTransport) -> None:
@@ -119,10 +121,7 @@ def release_after_flush(writer: AbstractStreamWriter, release: Callable[[], obje
         release()
         return False
     if not transport.get_write_buffer_size():
-        if _settles_later(transport):
-            loop.call_soon(release)  # after libuv's pending write callbacks
-        else:
-            release()
+        release()
         return False
     task = loop.create_task(_wait_then(writer, release))
     _background.add(task)

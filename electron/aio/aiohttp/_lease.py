@@ -2,8 +2,11 @@
 
 Most requests never touch electron memory, so the middleware lends nothing up front: it
 only registers the request in :data:`ACTIVE` while its handler runs. The first helper call
-(or ``current_arena()``, with ``current_arena=True``) lends the arena and makes the
-request's one :class:`Lease`, kept in :data:`LEASES` until the handler is done.
+(or ``current_arena()``, with ``current_arena=True``) makes the request's one
+:class:`Lease`, kept in :data:`LEASES` until the handler is done. Without a budget it
+takes only what the handler asks for (the arena on its first use); under one (``max_arenas``
+or ``max_bytes``) the first use also lends the request's arena, the unit that admission
+counts and waits for.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ __all__ = ("ACTIVE", "LEASES", "Lease", "lease_of", "lease_of_async", "owner_of"
 
 
 class Lease:
-    """One request's arena, the pooled buffers it took and the pooled response it returned.
+    """One request's electron memory: the pooled buffers it took, its arena (lent on first
+    use of :attr:`arena`) and the pooled response it returned.
 
     Everything goes back in one step by :meth:`release`: when the handler is done if the
     response cannot reference pooled memory, otherwise only once the response was written
@@ -39,7 +43,7 @@ class Lease:
     """
 
     __slots__ = (
-        "arena",
+        "_arena",
         "buffer_bytes",
         "buffers",
         "owner",
@@ -49,22 +53,49 @@ class Lease:
         "writer",
     )
 
-    def __init__(self, owner: Middleware, arena: Arena, request: web.BaseRequest) -> None:
+    def __init__(
+        self,
+        owner: Middleware,
+        writer: AbstractStreamWriter,
+        request: web.BaseRequest,
+        arena: Arena | None = None,
+    ) -> None:
         owner._lent += 1
         self.owner = owner
-        self.arena = arena
-        self.writer: AbstractStreamWriter = request.writer
+        self.writer = writer
         self.route = route_of(request)
         self.buffers: list[Buffer] = []
         self.buffer_bytes = 0  # capacity of the buffers taken, as lent
         self.response: PooledResponse | None = None
         self.released = False
+        self._arena = arena
+
+    @property
+    def arena(self) -> Arena:
+        """The request's arena, lent on first use (:class:`~electron.PoolExhausted` beyond
+        the budget); :class:`~electron.ArenaClosed` once the lease went back."""
+        arena = self._arena
+        if arena is None:
+            aop: ArenaOfPools = self.owner.aop
+            lent = aop._lend_nowait() or aop.get_arena(0)  # get_arena: PoolExhausted
+            with _LENDING:  # the request's tasks and threads may ask at once: one arena
+                arena = self._arena
+                if arena is None and not self.released:
+                    arena = self._arena = lent
+                    return arena
+            lent.close()
+            if arena is None:
+                raise _ended()
+        return arena
 
     def buffer(self, size_hint: int) -> Buffer:
         """A pooled buffer that goes back with this lease."""
         buf = self.owner.aop.get_buffer(size_hint)
         self.buffers.append(buf)
         self.buffer_bytes += buf.capacity
+        if self.released:  # the request ended in another thread meanwhile
+            buf.close()
+            raise _ended()
         return buf
 
     def release(self) -> None:
@@ -74,19 +105,28 @@ class Lease:
         self.released = True
         owner = self.owner
         owner._released += 1
-        arena = self.arena
-        used = self.buffer_bytes + (0 if arena.closed else arena.used)
-        closers = [buf.close for buf in self.buffers]
-        if self.response is not None:
-            closers.insert(0, self.response._release_body)
-        closers.append(arena.close)
-        self.response = None
-        self.buffers = []
+        used = self.buffer_bytes
         error: BaseException | None = None
-        for close in closers:
+        response, self.response = self.response, None
+        if response is not None:
             try:
-                close()
+                response._release_body()
             except BaseException as exc:  # give the rest back before reporting it
+                error = exc
+        buffers, self.buffers = self.buffers, []
+        for buf in buffers:
+            try:
+                buf.close()
+            except BaseException as exc:
+                error = error or exc
+        with _LENDING:
+            arena, self._arena = self._arena, None
+        if arena is not None:
+            try:
+                if not arena.closed:
+                    used += arena.used
+                arena.close()
+            except BaseException as exc:
                 error = error or exc
         owner._record(self.route, used)
         if error is not None:
@@ -135,16 +175,18 @@ def _ended() -> ArenaClosed:
 
 
 def _lend(key: object, request: web.BaseRequest, arena: Arena | None = None) -> Lease:
-    """Make the lease of ``request`` of ``arena`` (None: one lent now, or PoolExhausted)
-    unless it has one already. Raises ArenaClosed once its handler is done."""
+    """Make the lease of ``request`` unless it has one already: with ``arena`` if given,
+    else, under a budget, with one lent now (or PoolExhausted), else with none yet. Raises
+    ArenaClosed once its handler is done."""
     with _LENDING:
         lease = LEASES.get(key)
         owner = ACTIVE.get(key)
         if lease is None and owner is not None:
-            if arena is None:
+            if arena is None and owner._bounded:
+                # Under a budget the request's arena is what admission counts and waits for.
                 aop: ArenaOfPools = owner.aop
                 arena = aop._lend_nowait() or aop.get_arena(0)  # get_arena: PoolExhausted
-            lease = LEASES[key] = Lease(owner, arena, request)
+            lease = LEASES[key] = Lease(owner, key, request, arena)  # type: ignore[arg-type]
             arena = None
     if arena is not None:
         arena.close()  # another of the request's tasks made the lease first, or it ended
@@ -183,8 +225,9 @@ def owner_of(request: web.BaseRequest) -> Middleware:
 
 
 async def lease_of_async(request: web.BaseRequest) -> Lease:
-    """Like :func:`lease_of`, but a first use beyond the budget waits for an arena (fairly,
-    up to the middleware's ``acquire_timeout``) rather than failing at once."""
+    """Like :func:`lease_of`, but a first use while the budget is exhausted (or others queue
+    for it) waits for an arena (fairly, up to the middleware's ``acquire_timeout``) rather
+    than failing at once."""
     key = key_of(request)
     lease = LEASES.get(key)
     if lease is not None:
@@ -192,6 +235,8 @@ async def lease_of_async(request: web.BaseRequest) -> Lease:
     owner = ACTIVE.get(key)
     if owner is None:
         raise LookupError(_NO_ARENA)
+    if not owner._bounded:
+        return _lend(key, request)
     return _lend(key, request, await acquire_arena(owner.aop, owner.acquire_timeout))
 
 

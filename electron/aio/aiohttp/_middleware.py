@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TypedDict, Unpack
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.typedefs import Handler
 
 from ..._arena_of_pools import ArenaOfPools
@@ -157,14 +158,14 @@ class Middleware:
                 self._give_back(lease, request, resp)
         return resp
 
-    async def _lend_before_handler(self, key: object, request: web.Request) -> None:
+    async def _lend_before_handler(self, key: AbstractStreamWriter, request: web.Request) -> None:
         """The budget is spent or others queue for it: wait for an arena before the handler
         runs (503 after ``acquire_timeout`` seconds) and make the request's lease of it."""
         try:
             arena = await acquire_arena(self.aop, self.acquire_timeout)
         except (PoolExhausted, PoolClosed):
             raise self._unavailable() from None
-        LEASES[key] = Lease(self, arena, request)
+        LEASES[key] = Lease(self, key, request, arena)
 
     def _count_failure(self, exc: BaseException, request: web.Request) -> None:
         """Count what the handler raised. Raised before anything was sent, a budget error

@@ -10,7 +10,12 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.typedefs import LooseHeaders
 
 from ..._buffer import Buffer
-from ._aiohttp_internals import HEADERS_JOIN_BODY, must_be_empty_body, send_headers_with_body
+from ._aiohttp_internals import (
+    HEADERS_JOIN_BODY,
+    must_be_empty_body,
+    send_headers_with_body,
+    write_joined,
+)
 from ._flush import release_after_flush, wait_flushed
 
 if TYPE_CHECKING:
@@ -22,9 +27,10 @@ if TYPE_CHECKING:
 __all__ = ("PooledResponse",)
 
 #: Bodies up to this many bytes are sent as a bytes copy, and their pooled memory goes back
-#: at once: no deferred release, no wait for the transport. It is the size up to which aiohttp
-#: itself copies a body where it joins it with the headers (HEADERS_JOIN_BODY); where it does,
-#: larger bodies go out after the headers, without a copy.
+#: when the handler returns, before anything is written. Larger bodies go out in the same
+#: system call as the headers without a copy where the transport allows it (uvloop; asyncio
+#: where aiohttp uses ``writelines``), else after the headers; their memory goes back as soon
+#: as the transport holds none of it (at once when the kernel took the whole write).
 COPY_MAX = 16 << 10
 
 
@@ -75,7 +81,6 @@ class PooledResponse(web.StreamResponse):
         if charset is not None:
             self.charset = charset
         self._copy: bytes | None = None  # the body, once copied (see COPY_MAX)
-        send_headers_with_body(self, view.nbytes <= COPY_MAX or not HEADERS_JOIN_BODY)
 
     @property
     def released(self) -> bool:
@@ -83,7 +88,18 @@ class PooledResponse(web.StreamResponse):
         return self._released
 
     async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
-        """Send the headers (as ``StreamResponse.prepare``) and keep the writer to flush later."""
+        """Send the headers (as ``StreamResponse.prepare``) and keep the writer to flush later.
+
+        The headers are held back to go out with the body, unless that would make aiohttp
+        copy a large body (``HEADERS_JOIN_BODY`` on a transport other than uvloop's)."""
+        if self._writer is None and not self.prepared:
+            view = self._view
+            joined = (
+                not HEADERS_JOIN_BODY
+                or (view is not None and view.nbytes <= COPY_MAX)
+                or type(request.transport).__module__.startswith("uvloop")
+            )
+            send_headers_with_body(self, joined)
         writer = await super().prepare(request)
         if writer is not None:
             self._writer = writer
@@ -111,7 +127,7 @@ class PooledResponse(web.StreamResponse):
             view = self._view
             if view is None:
                 raise RuntimeError("this PooledResponse's body was already given back")
-            if view.nbytes and not must_be_empty_body(self):
+            if view.nbytes and not must_be_empty_body(self) and not write_joined(writer, view):
                 await self.write(view)
             await super().write_eof()
             if await wait_flushed(writer) and lease is not None:
