@@ -61,7 +61,7 @@ class Middleware:
     the rest of the middleware's per-request work. The arena goes back, with every buffer taken
     through :func:`request_buffer` or :func:`read_body`, as soon as nothing can reference
     it: when the handler returns a response whose body is ``bytes`` (or a
-    :class:`PooledResponse` of at most ``COPY_MAX`` bytes, then sent as a copy), at once;
+    :class:`PooledResponse` of at most ``COPY_MAX`` bytes, copied when it was made), at once;
     otherwise (a larger PooledResponse, a streamed or memoryview body) only after aiohttp has
     written the response and the transport has flushed it, or the connection was lost.
     Errors and cancellation give it back too.
@@ -190,12 +190,12 @@ class Middleware:
     ) -> None:
         """The handler is done: give ``lease`` back now if sending the response cannot touch
         pooled memory (nothing sent yet, and no response, one with a ``bytes`` body or a
-        small PooledResponse, copied now), else once aiohttp has written the response and
-        the transport flushed it."""
+        PooledResponse that holds no pooled memory any more: a small one, copied), else
+        once aiohttp has written the response and the transport flushed it."""
         if not sent_anything(lease.writer) and (
             resp is None
             or (isinstance(resp, web.Response) and type(resp.body) in _BYTES)
-            or (isinstance(resp, PooledResponse) and resp._copy_if_small())
+            or (isinstance(resp, PooledResponse) and resp.released)
         ):
             lease.release()
             return

@@ -79,7 +79,13 @@ async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Bu
 
 
 async def _next_chunk(content: StreamReader, idle: float | None) -> bytes:
-    """The next part of a body (``b""`` at its end); 408 when none comes within ``idle`` s."""
+    """The next part of a body (``b""`` at its end); 408 when none comes within ``idle`` s.
+
+    What already arrived is taken without a timer: a deadline costs a timer handle made and
+    cancelled, only worth it when there is something to wait for."""
+    chunk = content.read_nowait()
+    if chunk or content.at_eof():
+        return chunk
     try:
         async with asyncio.timeout(idle):
             return await content.readany()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.typedefs import LooseHeaders
 
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ("PooledResponse",)
 
-#: Bodies up to this many bytes are sent as a bytes copy, and their pooled memory goes back
-#: when the handler returns, before anything is written. Larger bodies go out in the same
+#: Bodies up to this many bytes are copied when the response is made, and their pooled memory
+#: goes back at once, before anything is written. Larger bodies go out in the same
 #: system call as the headers without a copy where the transport allows it (uvloop; asyncio
 #: where aiohttp uses ``writelines``), else after the headers; their memory goes back as soon
 #: as the transport holds none of it (at once when the kernel took the whole write).
@@ -41,10 +41,11 @@ class PooledResponse(web.StreamResponse):
     owns it: it goes back to its pool after sending) or any bytes-like object such as a view
     from ``arena.alloc()``. The memory is given back only once the transport no longer
     references it: after the body was written and the transport's write buffer flushed, or
-    the connection was lost. A body of at most :data:`COPY_MAX` bytes is instead sent as a
-    copy, and its memory given back at once (when the handler returns, under electron's
-    middleware). ``on_release`` is called when the memory is given back. Returned from a
-    handler under electron's middleware, the request's arena and buffers go back with it.
+    the connection was lost. A body of at most :data:`COPY_MAX` bytes is instead copied when
+    the response is made, and its memory given back at once: a copy that small costs less
+    than waiting for the transport. ``on_release`` is called when the memory is given back.
+    Returned from a handler under electron's middleware, the request's arena and buffers go
+    back with it.
     """
 
     def __init__(
@@ -59,28 +60,41 @@ class PooledResponse(web.StreamResponse):
         on_release: Callable[[], object] | None = None,
     ) -> None:
         super().__init__(status=status, reason=reason, headers=headers)
-        self._buffer: Buffer | None = None
-        self._own_view = False
-        if isinstance(body, Buffer):
-            self._buffer = body
-            view = body.view()  # released when the buffer goes back
-        else:
-            view = memoryview(body)
-            if view.format != "B" or view.ndim != 1:
-                view = view.cast("B")  # raises TypeError for a non-contiguous view
-            self._own_view = True
-        self._view: memoryview | None = view
         self._on_release = on_release
         self._lease: Lease | None = None
         self._writer: AbstractStreamWriter | None = None
         self._sent = False
         self._released = False
-        self.content_length = view.nbytes
+        self._copy: bytes | None = None  # a small body, copied at once (see COPY_MAX)
+        self._view: memoryview | None = None
+        if isinstance(body, Buffer):
+            self._buffer: Buffer | None = body
+            self._own_view = False
+            if len(body) <= COPY_MAX:
+                self._copy = body.getvalue()
+            else:
+                self._view = body.view()  # released when the buffer goes back
+        else:
+            self._buffer = None
+            self._own_view = True
+            view = memoryview(body)
+            if view.format != "B" or view.ndim != 1:
+                view = view.cast("B")  # raises TypeError for a non-contiguous view
+            self._view = view
+            if view.nbytes <= COPY_MAX:
+                self._copy = bytes(view)
+        length = len(self._copy) if self._copy is not None else self._view.nbytes  # type: ignore[union-attr]
+        # Set as web.Response sets them: the header itself (the property setters parse).
+        fields = self.headers
+        fields[hdrs.CONTENT_LENGTH] = str(length)
         if content_type is not None:
-            self.content_type = content_type
-        if charset is not None:
+            if charset is not None:
+                content_type = f"{content_type}; charset={charset}"
+            fields[hdrs.CONTENT_TYPE] = content_type
+        elif charset is not None:
             self.charset = charset
-        self._copy: bytes | None = None  # the body, once copied (see COPY_MAX)
+        if self._copy is not None:
+            self._release_body()  # the copy is all the response needs
 
     @property
     def released(self) -> bool:
@@ -96,7 +110,7 @@ class PooledResponse(web.StreamResponse):
             view = self._view
             joined = (
                 not HEADERS_JOIN_BODY
-                or (view is not None and view.nbytes <= COPY_MAX)
+                or view is None
                 or type(request.transport).__module__.startswith("uvloop")
             )
             send_headers_with_body(self, joined)
@@ -114,8 +128,6 @@ class PooledResponse(web.StreamResponse):
         if writer is None or self._sent:
             await super().write_eof()
             return
-        if self._copy is None:
-            self._copy_if_small()
         self._sent = True
         if self._copy is not None:
             if not must_be_empty_body(self):
@@ -143,16 +155,6 @@ class PooledResponse(web.StreamResponse):
             lease.release()
         else:
             self._release_body()
-
-    def _copy_if_small(self) -> bool:
-        """Replace a body of at most ``COPY_MAX`` bytes not sent yet by a bytes copy and give
-        its pooled memory back now. True if it did: the response then holds no pooled memory."""
-        view = self._view
-        if self._sent or view is None or view.nbytes > COPY_MAX:
-            return False
-        self._copy = bytes(view)
-        self._release_body()
-        return True
 
     def _release_body(self) -> None:
         """Give the body back (called once the transport no longer references it)."""
