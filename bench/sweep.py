@@ -74,10 +74,14 @@ __all__ = (
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "server.py"
 KIB, MIB = 1 << 10, 1 << 20
-BYTES_SIZES = (KIB, 16 * KIB, 64 * KIB, 256 * KIB, MIB, 4 * MIB, 8 * MIB)
+BYTES_SIZES = (KIB, 16 * KIB, 64 * KIB, 128 * KIB, 256 * KIB, MIB, 4 * MIB, 8 * MIB)
 UPLOAD_SIZES = (16 * KIB, MIB, 8 * MIB)
-#: hello: ``GET /``; hello-mw: bench.http's hello app, electron's middleware vs an empty one.
-ROUTE_KINDS = ("hello", "hello-mw", "json", "render", "upload", "bytes")
+#: The sizes at which ``pooled`` forces the pooled path (the example builds bodies below 128
+#: KiB as plain bytes, as a user should: these rows say what the pooled path costs there).
+POOLED_SIZES = (KIB, 16 * KIB, 64 * KIB)
+#: hello: ``GET /``; hello-mw: bench.http's hello app, electron's middleware vs an empty one;
+#: pooled: ``GET /bytes/N?pooled=1``, the pooled path at every size (a diagnostic).
+ROUTE_KINDS = ("hello", "hello-mw", "json", "render", "upload", "bytes", "pooled")
 #: glibc's mmap threshold in the glibc-mmap variants: above every body the sweep sends.
 MMAP_THRESHOLD = 64 * MIB
 #: wrk's connections by default, fewer where bodies are large: at most IN_FLIGHT bytes of
@@ -157,6 +161,9 @@ def plan_routes(kinds: Sequence[str], sizes: Sequence[int] | None = None) -> lis
             routes.append(fixed[kind])
         elif kind == "upload":
             routes += [Route("upload", "POST", "/upload", n) for n in sizes or UPLOAD_SIZES]
+        elif kind == "pooled":
+            routes += [Route("pooled", "GET", f"/bytes/{n}?pooled=1", n)
+                       for n in sizes or POOLED_SIZES]
         else:
             routes += [Route("bytes", "GET", f"/bytes/{n}", n) for n in sizes or BYTES_SIZES]
     return routes
@@ -409,7 +416,8 @@ def sweep_route(route: Route, target: Target, variants: Sequence[Variant], round
     for label, side in out["sides"].items():
         if side["errors"]:
             notes.append(f"{label}: {side['errors']} errors (non-2xx or socket)")
-        if route.kind == "bytes" and (side["bytes_per_response"] or 0) < (route.size or 0):
+        short = (side["bytes_per_response"] or 0) < (route.size or 0)
+        if route.kind in ("bytes", "pooled") and short:
             notes.append(f"{label}: responses shorter than {route.size} bytes")
     out["notes"] = notes
     for note in notes:
@@ -513,7 +521,8 @@ def plot(doc: dict[str, Any], path: Path) -> Path:
 
     fig, (ax_ratio, ax_rss) = plt.subplots(2, 1, figsize=(10, 9), sharex=True,
                                            constrained_layout=True)
-    styles = {"bytes": ("-", "o", "GET /bytes/N"), "upload": ("--", "s", "POST /upload")}
+    styles = {"bytes": ("-", "o", "GET /bytes/N"), "upload": ("--", "s", "POST /upload"),
+              "pooled": (":", "^", "GET /bytes/N?pooled=1")}
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colors: dict[str, str] = {}
 

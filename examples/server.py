@@ -7,9 +7,11 @@ connections (``--port 0`` picks a free port). Routes:
 - ``GET /``: ``Hello, World!``
 - ``GET /json``: a small JSON document (msgspec's ``bytes``: for a body this small, plain
   ``bytes`` are the fastest way, with electron or without)
-- ``GET /bytes/{n}?seed=K``: n bytes (n <= 8 MiB), byte i = ``(K*31 + i) % 251``, built in
-  pooled memory (``request_buffer`` + ``PooledResponse``: copied when small, else sent
-  without copying)
+- ``GET /bytes/{n}?seed=K``: n bytes (n <= 8 MiB), byte i = ``(K*31 + i) % 251``. From
+  ``POOLED_FROM`` (128 KiB) up they are built in pooled memory (``request_buffer`` +
+  ``PooledResponse``, sent without a copy); below, as plain ``bytes``, which is faster for
+  small bodies with electron or without (``docs/benchmarks.md``). ``&pooled=1`` takes the
+  pooled path at every size (how the benchmark measures what it costs)
 - ``POST /upload``: the body is read into pooled memory (413 over ``--upload-limit``);
   answers ``{"size": ..., "sha256": ...}``
 - ``GET /render?name=..&items=N``: an HTML page, joined as one ``str`` and encoded once
@@ -61,10 +63,14 @@ from aiohttp import web
 import electron
 from electron.aio import aiohttp as electron_aiohttp
 
-__all__ = ("MAX_BYTES", "app_factory", "main", "make_app", "pattern")
+__all__ = ("MAX_BYTES", "POOLED_FROM", "app_factory", "main", "make_app", "pattern")
 
 #: Largest body ``GET /bytes/{n}`` serves.
 MAX_BYTES = 8 << 20
+#: ``GET /bytes/{n}`` builds bodies from this size in pooled memory: below it, the pooled
+#: path's fixed cost per request (lending, returning, a bigger response object) outweighs
+#: the copies and page faults it saves (measured: docs/benchmarks.md).
+POOLED_FROM = 128 << 10
 #: Largest ``items`` ``GET /render`` accepts.
 MAX_ITEMS = 10_000
 MAX_NAME = 1_000
@@ -118,6 +124,12 @@ def _fill(view: memoryview, n: int, seed: int) -> None:
         m = min(k, n - k)
         view[k : k + m] = view[:m]
         k += m
+
+
+def _plain_bytes(n: int, seed: int) -> web.Response:
+    body = bytearray(n)
+    _fill(memoryview(body), n, seed)
+    return web.Response(body=body)
 
 
 def _bytes_args(request: web.Request) -> tuple[int, int]:
@@ -213,6 +225,8 @@ def _electron_routes(
 ) -> list[web.RouteDef]:
     async def pooled_bytes(request: web.Request) -> web.StreamResponse:
         n, seed = _bytes_args(request)
+        if n < POOLED_FROM and "pooled" not in request.query:
+            return _plain_bytes(n, seed)
         buf = electron_aiohttp.request_buffer(request, n)
         _fill(buf.reserve(n), n, seed)  # zeroed like the baseline's bytearray(n), then filled
         buf.commit(n)
@@ -242,10 +256,7 @@ def _electron_routes(
 
 def _plain_routes() -> list[web.RouteDef]:
     async def plain_bytes(request: web.Request) -> web.StreamResponse:
-        n, seed = _bytes_args(request)
-        body = bytearray(n)
-        _fill(memoryview(body), n, seed)
-        return web.Response(body=body)
+        return _plain_bytes(*_bytes_args(request))
 
     async def upload(request: web.Request) -> web.StreamResponse:
         body = await request.read()  # the app's client_max_size answers 413 over the limit

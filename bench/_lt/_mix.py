@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 __all__ = ("DEFAULT_MIX", "ROUTE_HELP", "Route", "parse_mix")
 
-DEFAULT_MIX = "/=40,/json=20,/bytes/65536=20,/render=10,/upload=10"
+DEFAULT_MIX = "/=40,/json=20,/bytes/262144=20,/render=10,/upload=10"
 
 ROUTE_HELP = (
     "/ (Hello, World!), /json, /bytes/N (N pattern bytes, N <= 8 MiB), "

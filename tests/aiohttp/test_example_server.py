@@ -36,6 +36,30 @@ def test_pattern_matches_the_definition() -> None:
     assert pattern(0, 5) == b""
 
 
+@pytest.mark.anyio
+async def test_bytes_uses_pooled_memory_from_pooled_from_or_when_asked() -> None:
+    """Below POOLED_FROM the body is plain bytes (no lease: the request costs electron
+    nothing); from it, and at any size with ``pooled=1``, it is pooled memory. The body is
+    the pattern either way."""
+    example = load_example("electron_example_server")
+    aop = electron.ArenaOfPools()
+    app = example.make_app(aop, metrics=False)
+    mw = app[MIDDLEWARE_KEY]
+    small, large = example.POOLED_FROM - 1, example.POOLED_FROM
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        for path, leases in [
+            (f"/bytes/{small}?seed=3", 0),
+            (f"/bytes/{large}?seed=3", 1),
+            (f"/bytes/{small}?seed=3&pooled=1", 1),
+            ("/bytes/100?seed=3&pooled=1", 1),
+        ]:
+            before = mw.statistics().requests
+            async with session.get(url + path) as resp:
+                n = int(path.split("/")[2].split("?")[0])
+                assert await resp.read() == example.pattern(n, 3), path
+            assert mw.statistics().requests - before == leases, path
+
+
 async def hammer(url: str, example: ModuleType, requests: int, seed: int) -> None:
     """Hundreds of concurrent requests on every route, each body checked byte for byte."""
     rng = random.Random(seed)

@@ -44,7 +44,7 @@ def test_two_second_compare_run_against_the_example_server(tmp_path: Path) -> No
         assert s["requests"] > 0
         assert s["errors"] == 0, s["errors_by_kind"]
         assert s["bad_bodies"] == 0
-        assert {r["route"] for r in s["routes"]} == {"/", "/json", "/bytes/65536", "/render",
+        assert {r["route"] for r in s["routes"]} == {"/", "/json", "/bytes/262144", "/render",
                                                      "/upload"}
         assert s["rss_mib"]["peak"] > 0
     assert e["stats_before"]["active_arenas"] == 0
@@ -71,7 +71,7 @@ def test_the_quick_main_job_gives_a_server_bound_verdict_or_says_why_not(tmp_pat
         return
     assert sb["ran"] is True
     assert [r["route"] for r in sb["routes"]] == [
-        "GET /", "GET /json", "GET /bytes/65536", "GET /render", "POST /upload 16 KiB"]
+        "GET /", "GET /json", "GET /bytes/262144", "GET /render", "POST /upload 16 KiB"]
     for r, v in zip(sb["routes"], sb["verdicts"], strict=True):
         assert "error" not in r, r
         assert v["verdict"] in {"faster", "slower", "inconclusive", "no verdict"}
