@@ -148,14 +148,14 @@ async def test_slow_readers_get_their_own_bytes_while_others_churn() -> None:
         base = f"http://127.0.0.1:{port}"
 
         async def reader(i: int, n: int) -> None:
-            body = await slow_get(port, f"/bytes/{n}?seed={i}", chunk=16384)
+            body = await slow_get(port, f"/bytes/{n}?seed={i}&pooled=1", chunk=16384)
             assert body == example.pattern(n, i), f"slow reader {i}: wrong bytes"
 
         async def churn(session: aiohttp.ClientSession, i: int) -> None:
             kind = i % 5
             if kind == 0:
                 n = rng.randrange(0, 200_000)
-                async with session.get(f"{base}/bytes/{n}?seed={i}") as resp:
+                async with session.get(f"{base}/bytes/{n}?seed={i}&pooled=1") as resp:
                     assert await resp.read() == example.pattern(n, i)
             elif kind == 1:
                 async with session.get(f"{base}/json") as resp:
@@ -186,7 +186,7 @@ async def test_slow_readers_get_their_own_bytes_while_others_churn() -> None:
     assert stats["active_buffers"] == 0
     assert stats["quarantine_events"] == 0, "memory was given back while still referenced"
     assert mw.statistics().in_flight == 0
-    # Lent an arena: the slow readers and the churners of /bytes and /upload (/, /json and
+    # Used electron memory: the slow readers and the churners of /bytes and /upload (/, /json and
     # /render answer with plain bytes: they never touch the request's arena or buffers).
     assert mw.statistics().requests == 12 + 2 * 400 // 5
 
@@ -206,7 +206,7 @@ async def test_aborted_downloads_and_stalled_readers_give_everything_back(
         async def abort(i: int, n: int, read: int) -> None:
             sock = await connect(port)
             try:
-                await send_get(sock, f"/bytes/{n}?seed={i}")
+                await send_get(sock, f"/bytes/{n}?seed={i}&pooled=1")
                 got = 0
                 while got < read and (data := await loop.sock_recv(sock, 16384)):
                     got += len(data)
