@@ -101,7 +101,7 @@ def per_worker_stats(url: str, pids: set[int]) -> dict[int, dict[str, Any]]:
 def known_sequence(url: str) -> None:
     """60 requests, each on a new connection: 40 use electron memory, 20 do not."""
     for i in range(40):
-        status, _, body = get(f"{url}/bytes/1000?seed={i}")
+        status, _, body = get(f"{url}/bytes/1000?seed={i}&pooled=1")
         assert (status, len(body)) == (200, 1000)
         if i % 2 == 0:
             assert get(url + "/")[0] == 200
