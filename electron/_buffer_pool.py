@@ -332,14 +332,19 @@ class BufferPool:
 
     def trim(self) -> int:
         """Release idle buffers that went unused since the last trim; return bytes freed."""
+        released: list[bytearray] = []
         with self._lock:
-            return self._trim_locked()
+            freed = self._trim_locked(released)
+        released.clear()  # freed here, outside the lock (compiled: at its last use)
+        return freed
 
-    def _trim_locked(self) -> int:
+    def _trim_locked(self, released: list[bytearray]) -> int:
+        """Uncount the idle buffers unused since the last trim and move their regions into
+        ``released``, for the caller to free once it has let go of the lock."""
         freed = 0
         for idle in self._classes.values():
             before = len(idle)
-            freed += idle.trim()
+            freed += idle.trim(released)
             self._dropped += before - len(idle)
         self._pooled_bytes -= freed
         return freed

@@ -10,7 +10,7 @@ import threading
 import time
 import tracemalloc
 import weakref
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -564,6 +564,46 @@ def test_trim_gives_memory_back() -> None:
         assert (s.pooled_arenas, s.pooled_buffers) == (0, 0)
         assert s.trimmed_bytes >= 16 * size + 8 * (64 << 10)
         assert after - base < size, "trim did not give the burst's memory back"
+
+
+class _WatchedRegion(bytearray):
+    """A region that records, when it is freed, whether its pool's lock was held."""
+
+    lock_held_at_free: ClassVar[list[bool]] = []
+    pool: ClassVar[ArenaOfPools | None] = None
+
+    def __del__(self) -> None:
+        assert self.pool is not None
+        self.lock_held_at_free.append(self.pool._lock.held())
+
+
+@pytest.mark.parametrize("kind", ["arena", "buffer"])
+@pytest.mark.parametrize("how", ["trim", "return"])
+def test_trim_frees_no_region_under_the_lock(kind: str, how: str) -> None:
+    # Freeing a large idle region unmaps its pages (about 0.1 ms per MiB): a trim does its
+    # bookkeeping under the lock and frees what it released after letting go of it.
+    freed = _WatchedRegion.lock_held_at_free = []
+    with ArenaOfPools(arena_size=SIZE, trim_interval=None if how == "trim" else 0.0) as aop:
+        _WatchedRegion.pool = aop
+        size = aop._buffers.size_class(1 << 20)
+        aop.return_buffer(aop.get_buffer(size))  # makes the size class, with one idle region
+        aop.return_arena(aop.get_arena())  # one idle arena, lent first (last in, first out)
+        with aop._lock:
+            if kind == "arena":
+                aop._free.regions.insert(0, _WatchedRegion(SIZE))
+                aop._free_bytes += SIZE
+            else:
+                aop._buffers._classes[size].regions[0] = _WatchedRegion(size)
+        if how == "trim":
+            aop.trim()  # the region was idle for a whole interval only after this one
+            assert freed == []
+            assert aop.trim() >= SIZE
+        else:
+            for _ in range(4 * 256):  # interval 0: a trim every 256 returns
+                aop.return_arena(aop.get_arena())
+        gc.collect()
+        assert freed == [False]
+    _WatchedRegion.pool = None
 
 
 def test_idle_trim_runs_as_arenas_come_back() -> None:
