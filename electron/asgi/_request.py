@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .._arena import Arena
@@ -37,7 +36,9 @@ class HasReceive(HasScope, Protocol):
 
 
 def _scope_of(request: HasScope | Scope) -> Scope:
-    return request if isinstance(request, Mapping) else request.scope
+    # Starlette's Request is a Mapping too: ask for its scope first.
+    scope: Scope | None = getattr(request, "scope", None)
+    return request if scope is None else scope  # type: ignore[return-value]
 
 
 def _lease(request: HasScope | Scope) -> Lease:
@@ -115,14 +116,11 @@ async def read_body(
     arena yet, it waits for the budget like the middleware does. Read the body once: this
     consumes it.
     """
-    if isinstance(request, Mapping):
-        scope: Scope = request
+    scope = _scope_of(request)
+    if receive is None:
+        receive = getattr(request, "receive", None)
         if receive is None:
             raise TypeError("read_body(scope, receive): give the receive of the ASGI call")
-    else:
-        scope = request.scope
-        receive = receive or request.receive
-    assert receive is not None
     state = request_of(scope)
     owner = state.owner
     limit = owner.body_limit if limit is None else check_size(limit, "limit")
