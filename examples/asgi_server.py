@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -53,7 +54,8 @@ def _load_shared() -> ModuleType:
     name = "electron_example_server"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("server.py"))
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -207,7 +209,9 @@ def _plain_routes(upload_limit: int) -> list[Route]:
 
     fields = dataclasses.fields(electron.ArenaOfPoolsStatistics)
     zeros: dict[str, object] = {f.name: 0 for f in fields}
-    zeros["middleware"] = {f.name: 0 for f in dataclasses.fields(electron.asgi.MiddlewareStatistics)}
+    zeros["middleware"] = {
+        f.name: 0 for f in dataclasses.fields(electron.asgi.MiddlewareStatistics)
+    }
     zeros["top_routes"] = []
 
     async def stats(request: Request) -> Response:
@@ -282,7 +286,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=shared.DEFAULT_UPLOAD_LIMIT,
         help=f"largest POST /upload body in bytes (default {shared.DEFAULT_UPLOAD_LIMIT})",
     )
-    p.add_argument("--arena-size", type=shared._arena_size, default=64 << 10, help="bytes per arena")
+    p.add_argument(
+        "--arena-size", type=shared._arena_size, default=64 << 10, help="bytes per arena"
+    )
     p.add_argument("--pool-size", type=int, default=64, help="idle arenas kept (default 64)")
     p.add_argument("--trim-interval", type=float, default=30.0, help="seconds between trims")
     p.add_argument("--max-arenas", type=int, default=None, help="arenas lent at once (budget)")
@@ -340,8 +346,15 @@ def _use_uvloop(loop: str) -> bool:
     return True
 
 
-async def _serve_uvicorn(args: argparse.Namespace, sock: socket.socket, stop: asyncio.Event) -> None:
+async def _serve_uvicorn(
+    args: argparse.Namespace, sock: socket.socket, stop: asyncio.Event
+) -> None:
     import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # the example handles SIGTERM and SIGINT itself
 
     config = uvicorn.Config(
         _make_app(args),
@@ -351,8 +364,7 @@ async def _serve_uvicorn(args: argparse.Namespace, sock: socket.socket, stop: as
         access_log=False,
         log_level="warning",
     )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     await stop.wait()
     server.should_exit = True
