@@ -43,6 +43,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: The scope key under which the middleware keeps a request's state while it is served.
 SCOPE_KEY: Final = "electron.request"
 UNMATCHED: Final = "(unmatched)"
+_BODILESS: Final = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 _log = logging.getLogger("electron.asgi")
 
 
@@ -69,30 +70,23 @@ class Lease(RequestLease):
 
 class _Request:
     """One HTTP request served under the middleware: its lease (made on first use), whether
-    the application still runs, and the ``send`` that sees the response go out."""
+    the application still runs, and the ``send`` that sees the response go out.
 
-    __slots__ = (
-        "_send",
-        "active",
-        "chunked",
-        "complete",
-        "lease",
-        "owner",
-        "scope",
-        "server",
-        "started",
-    )
+    Most requests never use electron memory: for them this is a few attribute writes and
+    the ``send`` wrapper's two dictionary reads per message, nothing more.
+    """
+
+    __slots__ = ("_send", "active", "complete", "headers", "lease", "owner", "scope", "started")
 
     def __init__(self, owner: ElectronMiddleware, scope: Scope, send: Send) -> None:
         self.owner = owner
         self.scope = scope
         self._send = send
-        self.server = server_of(send)
         self.lease: Lease | None = None
         self.active = True  # the application runs and the response is not complete
         self.started = False  # the response's start (its status) was sent
-        self.chunked = False  # the response has no Content-Length
         self.complete = False  # the final body was handed to the server
+        self.headers: Iterable[tuple[bytes, bytes]] = ()  # the response's
 
     def lend(self, arena: Arena | None = None) -> Lease:
         """The request's lease, made now if it has none: with ``arena`` if given, else,
@@ -111,36 +105,55 @@ class _Request:
             arena.close()  # another of the request's tasks made the lease first, or it ended
         if lease is None:
             raise ended()
+        if not self.active:
+            # The request ended (in another thread) while this one lent: whoever claims the
+            # lease, this thread or finish(), gives it back.
+            self._give_back()
+            raise ended()
         return lease
 
     def finish(self) -> None:
         """Give the request's memory back now: the response is complete or the application
         is done. Helpers called later raise ArenaClosed."""
-        with LENDING:
-            self.active = False
+        self.active = False
+        if self.lease is not None:
+            self._give_back()
+
+    def _give_back(self) -> None:
+        with LENDING:  # claim it: a racing lend() may give it back too
             lease = self.lease
-        if lease is not None:
-            lease.release()
+            if lease is None or lease.released:
+                return
+        lease.release()
+
+    @property
+    def server(self) -> str:
+        """The server behind the ``send`` the middleware was given (see ``_servers``)."""
+        return server_of(self._send)
+
+    @property
+    def chunked(self) -> bool:
+        """True when the response has no ``Content-Length``: servers send it chunked."""
+        return not any(name.lower() == b"content-length" for name, _ in self.headers)
 
     async def send(self, message: Message) -> None:
         """The application's ``send``: pooled bodies go to the server only in a form it is
         done with once ``send`` returns; after the final body the memory goes back."""
-        kind = message["type"]
-        if kind == "http.response.body":
-            body = message.get("body", b"")
-            if type(body) is not bytes:
-                message = {**message, "body": safe_body(body, self.server, self.chunked)}
+        if message["type"] != "http.response.body":
+            if message["type"] == "http.response.start":
+                self.started = True
+                self.headers = message.get("headers", ())
             await self._send(message)
-            if not message.get("more_body", False):
-                self.complete = True
-                self.finish()
             return
-        if kind == "http.response.start":
-            self.started = True
-            self.chunked = not any(
-                name.lower() == b"content-length" for name, _ in message.get("headers", ())
-            )
+        body = message.get("body", b"")
+        if type(body) is not bytes:
+            message = {**message, "body": safe_body(body, self.server, self.chunked)}
         await self._send(message)
+        if not message.get("more_body", False):
+            self.complete = True
+            self.active = False
+            if self.lease is not None:
+                self._give_back()
 
 
 class ElectronMiddleware(RequestMemoryOwner):
@@ -211,7 +224,7 @@ class ElectronMiddleware(RequestMemoryOwner):
             # An outer electron middleware serves it, or it is excluded.
             await self.app(scope, receive, send)
             return
-        if self._refuses_expect(scope):
+        if scope.get("method") not in _BODILESS and self._refuses_expect(scope):
             await self._answer(
                 send,
                 413,

@@ -4,7 +4,7 @@ bodies (413, 408), errors, cancellation, statistics and metrics; the body policy
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -141,8 +141,8 @@ async def test_read_body_takes_memory_as_bytes_arrive_and_refuses_oversized_bodi
 
 async def test_a_body_that_stops_arriving_gets_408() -> None:
     with electron.ArenaOfPools(arena_size=16 << 10) as aop:
-        app, mw = make_app(aop, body_timeout=0.05)
-        sent: list[dict[str, Any]] = []
+        app, _mw = make_app(aop, body_timeout=0.05)
+        sent: list[MutableMapping[str, Any]] = []
         messages = [{"type": "http.request", "body": b"x" * 10, "more_body": True}]
 
         async def receive() -> dict[str, Any]:
@@ -151,7 +151,7 @@ async def test_a_body_that_stops_arriving_gets_408() -> None:
             await asyncio.sleep(10)
             raise AssertionError("read_body should have given up")
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             sent.append(message)
 
         scope = {
@@ -243,7 +243,7 @@ async def test_helpers_outside_the_middleware_say_what_is_missing() -> None:
 
 async def test_excluded_paths_get_no_memory() -> None:
     with electron.ArenaOfPools(arena_size=16 << 10) as aop:
-        app, mw = make_app(aop, exclude=("/pooled/5",))
+        app, _mw = make_app(aop, exclude=("/pooled/5",))
         async with client(app) as c:
             assert (await c.get("/pooled/5")).status_code == 500  # LookupError: no memory
         nothing_lent(aop)
@@ -274,9 +274,9 @@ async def test_lifespan_trims_while_the_server_runs() -> None:
         assert aop.statistics().pooled_buffers == 1
         messages = asyncio.Queue[dict[str, str]]()
         await messages.put({"type": "lifespan.startup"})
-        sent: list[dict[str, Any]] = []
+        sent: list[MutableMapping[str, Any]] = []
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             sent.append(message)
 
         task = asyncio.ensure_future(app({"type": "lifespan"}, messages.get, send))

@@ -1,0 +1,229 @@
+"""Server faults against the ASGI example under each server, as tests/safety does for aiohttp.
+
+Slow readers whose pooled response memory is lent again and overwritten meanwhile, aborted
+downloads, clients that disconnect at every stage, oversized and chunked uploads, budget
+exhaustion (503). After each fault /stats must come back to nothing lent, no region may have
+been quarantined (memory released while a server still read it) and no leak reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from pathlib import Path
+
+import pytest
+
+from tests.asgi.asgi_support import asgi_server, server_params
+from tests.safety.test_server_faults import (
+    BUDGET,
+    UPLOAD_LIMIT,
+    Server,
+    _flood,
+    chunk,
+    connect,
+    hang_up,
+    pattern,
+    read_head,
+    request,
+)
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module", params=server_params())
+def budget_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One server per configuration for the fault tests: small budget, small upload limit."""
+    tmp = tmp_path_factory.mktemp("asgi-faults")
+    options = ("--max-bytes", str(BUDGET), "--upload-limit", str(UPLOAD_LIMIT))
+    with asgi_server(tmp, request.param, *options, "--acquire-timeout", "0.5") as srv:
+        srv.check_healthy()
+        yield srv
+        srv.check_healthy()
+        assert srv.stats()["quarantine_events"] == 0, "memory went back while still referenced"
+
+
+def read_response(sock: socket.socket, n: int, pace: float = 0.0) -> bytes:
+    """Read one response with an ``n`` byte body; its body (slowly when ``pace`` > 0)."""
+    sock.settimeout(30)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    while len(body) < n:
+        part = sock.recv(65536)
+        assert part, f"the connection closed after {len(body)} of {n} bytes"
+        body += part
+        if pace:
+            time.sleep(pace)
+    return body
+
+
+def test_a_slow_reader_gets_its_own_bytes_while_the_memory_is_lent_again(
+    budget_server: Server,
+) -> None:
+    """A large response to a client that reads slowly (small receive buffer): while it is
+    still under way, other requests of the same size take pooled memory and fill it with
+    their own pattern. The slow reader must get its own bytes, and no region may have been
+    quarantined (which is what releasing memory the server still reads would cause)."""
+    srv = budget_server
+    n = 4 * MiB
+    before = srv.stats()["quarantine_events"]
+    sock = connect(srv, rcvbuf=4096)
+    try:
+        sock.sendall(request("GET", f"/bytes/{n}?seed=11"))
+        sock.recv(1000, socket.MSG_PEEK)  # the response has started
+        for seed in range(12, 16):  # the same size class, lent again and overwritten
+            status, _, body = srv.fetch(f"/bytes/{n}?seed={seed}")
+            assert status == 200
+            assert body == pattern(n, seed)
+        body = read_response(sock, n)
+    finally:
+        hang_up(sock, "fin")
+    assert body == pattern(n, 11), "the slow reader got foreign bytes"
+    stats = srv.settle()
+    assert stats["quarantine_events"] == before, "pooled memory went back while still sent"
+
+
+def _mid_request_line(srv: Server, sock: socket.socket) -> None:
+    sock.sendall(b"GET /bytes/10")
+
+
+def _mid_headers(srv: Server, sock: socket.socket) -> None:
+    sock.sendall(b"GET /bytes/1000 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
+
+
+def _mid_body(srv: Server, sock: socket.socket) -> None:
+    sock.sendall(request("POST", "/upload", {"Content-Length": str(UPLOAD_LIMIT)}))
+    sock.sendall(b"b" * (UPLOAD_LIMIT // 3))
+    time.sleep(0.1)
+
+
+def _mid_chunked_body(srv: Server, sock: socket.socket) -> None:
+    sock.sendall(request("POST", "/upload", {"Transfer-Encoding": "chunked"}))
+    for _ in range(5):
+        sock.sendall(chunk(b"c" * (64 << 10)))
+    time.sleep(0.1)
+
+
+def _mid_response(srv: Server, sock: socket.socket) -> None:
+    sock.sendall(request("GET", "/bytes/8000000?seed=4"))
+    got = 0
+    while got < 200_000:
+        got += len(sock.recv(65536))
+
+
+def _pipelined(srv: Server, sock: socket.socket) -> None:
+    sock.sendall(b"".join(request("GET", f"/bytes/{MiB}?seed={i}") for i in range(3)))
+    sock.recv(10_000)
+
+
+STAGES: dict[str, Callable[[Server, socket.socket], None]] = {
+    "mid-request-line": _mid_request_line,
+    "mid-headers": _mid_headers,
+    "mid-body": _mid_body,
+    "mid-chunked-body": _mid_chunked_body,
+    "aborted-download": _mid_response,
+    "pipelined": _pipelined,
+}
+
+
+@pytest.mark.parametrize("how", ["fin", "rst"])
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_client_disconnecting(budget_server: Server, stage: str, how: str) -> None:
+    sock = connect(budget_server, rcvbuf=4096 if stage == "aborted-download" else None)
+    try:
+        STAGES[stage](budget_server, sock)
+    finally:
+        hang_up(sock, how)
+    budget_server.settle()
+
+
+def test_an_oversized_declared_upload_is_refused_before_its_body(budget_server: Server) -> None:
+    sock = connect(budget_server)
+    try:
+        headers = {"Content-Length": str(UPLOAD_LIMIT + 1), "Expect": "100-continue"}
+        sock.sendall(request("POST", "/upload", headers))
+        status, head = read_head(sock)
+        assert status == 413, head  # before any byte of the body was sent
+    finally:
+        hang_up(sock, "fin")
+    status, _, _ = budget_server.fetch("/upload", b"o" * (UPLOAD_LIMIT + 1))
+    assert status == 413
+    budget_server.settle()
+
+
+def test_an_oversized_chunked_upload_is_refused_while_streaming(budget_server: Server) -> None:
+    sock = connect(budget_server)
+    try:
+        sock.sendall(request("POST", "/upload", {"Transfer-Encoding": "chunked"}))
+        with suppress(OSError):  # the server may answer and close while we still send
+            for _ in range(UPLOAD_LIMIT // (64 << 10) + 2):
+                sock.sendall(chunk(b"c" * (64 << 10)))
+            sock.sendall(b"0\r\n\r\n")
+        status, head = read_head(sock)
+        assert status == 413, head
+    finally:
+        hang_up(sock, "rst")
+    budget_server.settle()
+
+
+def test_uploads_at_the_limit_and_one_byte_over(budget_server: Server) -> None:
+    data = b"l" * UPLOAD_LIMIT
+    status, _, body = budget_server.fetch("/upload", data)
+    assert status == 200, body
+    assert budget_server.fetch("/upload", data + b"!")[0] == 413
+    budget_server.settle()
+
+
+@pytest.mark.slow
+def test_a_flood_over_the_budget_gets_503_and_leaves_nothing_lent(budget_server: Server) -> None:
+    """24 concurrent 4 MiB responses against a 9 MiB budget: the excess get 503 with
+    Retry-After, every 200 has its own correct body, and nothing stays lent."""
+    statuses: dict[int, int] = {}
+    for _ in range(2):
+        for status, count in asyncio.run(_flood(budget_server.url, 24, 4 * MiB)).items():
+            statuses[status] = statuses.get(status, 0) + count
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.get(200, 0) >= 1, statuses
+    assert statuses.get(503, 0) >= 1, f"no request was refused: {statuses}"
+    budget_server.check_healthy()
+
+
+def test_many_clients_disconnecting_at_once(budget_server: Server) -> None:
+    socks: list[tuple[socket.socket, str]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def one(stage: str, i: int) -> None:
+        try:
+            sock = connect(budget_server, rcvbuf=4096)
+            with lock:
+                socks.append((sock, "rst" if i % 2 else "fin"))
+            STAGES[stage](budget_server, sock)
+        except OSError:
+            pass  # a 503 and close under the budget is a fine outcome
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(stage, i)) for i in range(2) for stage in STAGES]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for sock, how in socks:
+        hang_up(sock, how)
+    assert not errors, errors
+    budget_server.check_healthy()
+
+
+def test_nothing_is_lent_between_tests(tmp_path: Path) -> None:
+    """The module's fixture checks the servers; this keeps the module runnable alone."""
+    assert server_params()
