@@ -275,8 +275,8 @@ class ElectronMiddleware(RequestMemoryOwner):
             self._cancelled += 1  # nobody is left to answer
             return True
         if isinstance(exc, BodyRefused) and not started:
-            close = [(b"connection", b"close")]  # the rest of the body will not be read
-            await self._answer(send, exc.status, exc.text, close)
+            # The server discards the rest of the body (it does not hand it to anyone).
+            await self._answer(send, exc.status, exc.text)
             return True
         if isinstance(exc, (PoolExhausted, PoolClosed)) and not started:
             self._rejected += 1

@@ -19,7 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.safety.test_server_faults import LEAK_REPORT, LINE, Server, logged_errors
+from tests.safety.test_server_faults import (
+    LEAK_REPORT,
+    LINE,
+    Server,
+    connect,
+    hang_up,
+    logged_errors,
+    read_head,
+    request,
+)
 
 ASGI_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "asgi_server.py"
 
@@ -93,3 +102,15 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(30)
     if proc.stdout is not None:
         proc.stdout.close()
+
+
+def declared_upload_status(srv: Server, length: int) -> int:
+    """The status of ``POST /upload`` declaring ``length`` bytes, asked without sending the
+    body: a refusal must come before it. (Sent with a body the server does not read, the
+    answer may be lost to the reset a close with unread data causes, on any server.)"""
+    sock = connect(srv)
+    try:
+        sock.sendall(request("POST", "/upload", {"Content-Length": str(length)}))
+        return read_head(sock)[0]
+    finally:
+        hang_up(sock, "rst")

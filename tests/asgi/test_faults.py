@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.asgi.asgi_support import asgi_server, server_params
+from tests.asgi.asgi_support import asgi_server, declared_upload_status, server_params
 from tests.safety.test_server_faults import (
     BUDGET,
     UPLOAD_LIMIT,
@@ -115,9 +115,13 @@ def _mid_chunked_body(srv: Server, sock: socket.socket) -> None:
 
 def _mid_response(srv: Server, sock: socket.socket) -> None:
     sock.sendall(request("GET", "/bytes/8000000?seed=4"))
-    got = 0
-    while got < 200_000:
-        got += len(sock.recv(65536))
+    got = sock.recv(65536)
+    if got.startswith(b"HTTP/1.1 503"):
+        return  # refused under the budget (when many clients come at once): nothing to abort
+    while len(got) < 200_000:
+        part = sock.recv(65536)
+        assert part, "the connection closed mid-response"
+        got += part
 
 
 def _pipelined(srv: Server, sock: socket.socket) -> None:
@@ -152,15 +156,19 @@ def test_an_oversized_declared_upload_is_refused_before_its_body(budget_server: 
         headers = {"Content-Length": str(UPLOAD_LIMIT + 1), "Expect": "100-continue"}
         sock.sendall(request("POST", "/upload", headers))
         status, head = read_head(sock)
+        if status == 100:  # hypercorn says 100 Continue itself, before the app runs
+            while b"HTTP/1.1 413" not in head and (more := sock.recv(65536)):
+                head += more
+            status = 413 if b"HTTP/1.1 413" in head else 0
         assert status == 413, head  # before any byte of the body was sent
     finally:
         hang_up(sock, "fin")
-    status, _, _ = budget_server.fetch("/upload", b"o" * (UPLOAD_LIMIT + 1))
-    assert status == 413
+    assert declared_upload_status(budget_server, UPLOAD_LIMIT + 1) == 413  # without Expect
     budget_server.settle()
 
 
 def test_an_oversized_chunked_upload_is_refused_while_streaming(budget_server: Server) -> None:
+    refused = budget_server.stats()["middleware"]["too_large"]  # type: ignore[index]
     sock = connect(budget_server)
     try:
         sock.sendall(request("POST", "/upload", {"Transfer-Encoding": "chunked"}))
@@ -168,18 +176,22 @@ def test_an_oversized_chunked_upload_is_refused_while_streaming(budget_server: S
             for _ in range(UPLOAD_LIMIT // (64 << 10) + 2):
                 sock.sendall(chunk(b"c" * (64 << 10)))
             sock.sendall(b"0\r\n\r\n")
-        status, head = read_head(sock)
-        assert status == 413, head
+        try:
+            status, head = read_head(sock)
+        except ConnectionResetError:  # closed with our unread chunks: the answer is lost
+            status, head = 0, b""
+        assert status in (0, 413), head
     finally:
         hang_up(sock, "rst")
     budget_server.settle()
+    assert budget_server.stats()["middleware"]["too_large"] == refused + 1  # type: ignore[index]
 
 
 def test_uploads_at_the_limit_and_one_byte_over(budget_server: Server) -> None:
     data = b"l" * UPLOAD_LIMIT
     status, _, body = budget_server.fetch("/upload", data)
     assert status == 200, body
-    assert budget_server.fetch("/upload", data + b"!")[0] == 413
+    assert declared_upload_status(budget_server, UPLOAD_LIMIT + 1) == 413
     budget_server.settle()
 
 
@@ -197,6 +209,7 @@ def test_a_flood_over_the_budget_gets_503_and_leaves_nothing_lent(budget_server:
     budget_server.check_healthy()
 
 
+@pytest.mark.slow
 def test_many_clients_disconnecting_at_once(budget_server: Server) -> None:
     socks: list[tuple[socket.socket, str]] = []
     errors: list[BaseException] = []
