@@ -83,7 +83,7 @@ def asgi_server(tmp: Path, name: str, *args: str) -> Iterator[Server]:
         match = LINE.search(line)
         if match is None:
             raise AssertionError(f"unexpected first line {line!r}: {stderr_path.read_text()}")
-        yield Server(proc, match.group(1), int(match.group(2)), stderr_path)  # type: ignore[arg-type]
+        yield Server(proc, match.group(1), int(match.group(2)), stderr_path)
     finally:
         stop(proc)
     text = stderr_path.read_text(errors="replace")
