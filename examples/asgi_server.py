@@ -10,7 +10,7 @@ answers; ``--no-electron`` serves them with plain allocation, the baseline.
 Servers: uvicorn (default; ``--loop auto`` takes uvloop where installed, ``--http`` picks
 httptools or h11), hypercorn (in-process, on ``--loop``), granian (its own process manager,
 ``python -m granian``, configured through ``$ELECTRON_ASGI_ARGS``). ``--workers N`` runs N
-processes on one listening socket (granian: its own workers); ``/metrics`` then shows the
+processes on one port (SO_REUSEPORT; granian: its own workers); ``/metrics`` then shows the
 worker that answers. For another server, serve ``examples.asgi_server:app_factory`` (a factory
 reading its options from ``$ELECTRON_ASGI_ARGS``).
 """
@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib.util
 import os
@@ -30,7 +31,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -324,10 +325,12 @@ def app_factory() -> Starlette:
     return _make_app(_parse(shlex.split(os.environ.get(_ARGS_ENV, ""))))
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -428,68 +431,10 @@ def _announce(host: str, port: int) -> None:
     print(shared._LISTENING.format(host=shared._url_host(host), port=port), flush=True)
 
 
-def _run_processes(args: argparse.Namespace, sock: socket.socket) -> int:
-    """``--workers N``: N processes serving the one listening socket."""
-    host, port = sock.getsockname()[:2]
-    read_fd, write_fd = os.pipe()
-    parent = os.getpid()
-    children: set[int] = set()
-    for _ in range(args.workers):
-        pid = os.fork()
-        if pid == 0:  # worker
-            code = 0
-            try:
-                os.close(read_fd)
-                shared._die_with_parent()
-                if os.getppid() != parent:
-                    os._exit(0)
-                _run_one(args, sock, lambda: os.write(write_fd, b"r"))
-            except BaseException as exc:
-                print(f"worker {os.getpid()} failed: {exc!r}", file=sys.stderr, flush=True)
-                code = 1
-            finally:
-                os._exit(code)
-        children.add(pid)
-    os.close(write_fd)
-    stopping = False
-
-    def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    started = 0
-    with os.fdopen(read_fd, "rb", buffering=0) as ready:
-        while started < args.workers and not stopping:
-            got = ready.read(args.workers)
-            if not got:
-                break
-            started += len(got)
-    code = 0
-    if started < args.workers and not stopping:
-        print(f"only {started} of {args.workers} workers started", file=sys.stderr, flush=True)
-        stop(signal.SIGTERM, None)
-        code = 1
-    elif not stopping:
-        _announce(host, port)
-    sock.close()
-    while children:
-        try:
-            pid, _ = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        children.discard(pid)
-        if not stopping:
-            print(f"worker {pid} exited; stopping", file=sys.stderr, flush=True)
-            code = 1
-            stop(signal.SIGTERM, None)
-    return code
+def _serve_worker(args: argparse.Namespace, ready: Callable[[str, int], None]) -> None:
+    """``--workers N``: one of the N processes, on its own SO_REUSEPORT socket."""
+    sock = _listen(args.host, args.port, reuse_port=True)
+    _run_one(args, sock, lambda: ready(*sock.getsockname()[:2]))
 
 
 def _run_granian(args: argparse.Namespace, argv: list[str]) -> int:
@@ -531,13 +476,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if args.server == "granian":
         return _run_granian(args, argv)
+    if args.workers > 1:  # examples/server.py's supervisor, with this example's workers
+        return int(shared._supervise(args, functools.partial(_serve_worker, args)))
     try:
         sock = _listen(args.host, args.port)
     except OSError as exc:
         print(f"port {args.port} is in use: {exc}", file=sys.stderr)
         return 1
-    if args.workers > 1:
-        return _run_processes(args, sock)
     _run_one(args, sock, lambda: _announce(*sock.getsockname()[:2]))
     return 0
 

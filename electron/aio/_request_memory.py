@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from typing import TypedDict
 
 from .._arena import Arena
 from .._arena_of_pools import ArenaOfPools
@@ -27,6 +28,7 @@ __all__ = (
     "OTHER_ROUTES",
     "MiddlewareStatistics",
     "RequestLease",
+    "RequestMemoryOptions",
     "RequestMemoryOwner",
     "RouteUsage",
     "ended",
@@ -85,6 +87,17 @@ class RouteUsage:
     def as_dict(self) -> dict[str, str | int]:
         """The fields as a plain dict (for JSON)."""
         return asdict(self)
+
+
+class RequestMemoryOptions(TypedDict, total=False):
+    """The options every electron middleware takes (see :class:`RequestMemoryOwner`)."""
+
+    acquire_timeout: float | None
+    retry_after: int
+    body_limit: int
+    body_timeout: float | None
+    exclude: Iterable[str]
+    max_routes: int
 
 
 class RequestMemoryOwner:

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TypedDict
+from ..aio._request_memory import RequestMemoryOptions
 
 __all__ = ("MiddlewareOptions",)
 
 
-class MiddlewareOptions(TypedDict, total=False):
-    """The options :func:`~electron.asgi.setup` passes on to the middleware."""
-
-    acquire_timeout: float | None
-    retry_after: int
-    body_limit: int
-    body_timeout: float | None
-    exclude: Iterable[str]
-    max_routes: int
+class MiddlewareOptions(RequestMemoryOptions, total=False):
+    """The options :func:`~electron.asgi.setup` passes on to the middleware: those of the
+    aiohttp glue but ``current_arena``."""

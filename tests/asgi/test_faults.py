@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from pathlib import Path
 
 import pytest
 
@@ -22,6 +21,11 @@ from tests.safety.test_server_faults import (
     BUDGET,
     UPLOAD_LIMIT,
     Server,
+    _mid_body,
+    _mid_chunked_body,
+    _mid_headers,
+    _mid_request_line,
+    _pipelined,
     chunk,
     connect,
     hang_up,
@@ -47,8 +51,8 @@ def budget_server(
         assert srv.stats()["quarantine_events"] == 0, "memory went back while still referenced"
 
 
-def read_response(sock: socket.socket, n: int, pace: float = 0.0) -> bytes:
-    """Read one response with an ``n`` byte body; its body (slowly when ``pace`` > 0)."""
+def read_response(sock: socket.socket, n: int) -> bytes:
+    """Read one response with an ``n`` byte body; its body."""
     sock.settimeout(30)
     data = b""
     while b"\r\n\r\n" not in data:
@@ -59,8 +63,6 @@ def read_response(sock: socket.socket, n: int, pace: float = 0.0) -> bytes:
         part = sock.recv(65536)
         assert part, f"the connection closed after {len(body)} of {n} bytes"
         body += part
-        if pace:
-            time.sleep(pace)
     return body
 
 
@@ -90,27 +92,6 @@ def test_a_slow_reader_gets_its_own_bytes_while_the_memory_is_lent_again(
     assert stats["quarantine_events"] == before, "pooled memory went back while still sent"
 
 
-def _mid_request_line(srv: Server, sock: socket.socket) -> None:
-    sock.sendall(b"GET /bytes/10")
-
-
-def _mid_headers(srv: Server, sock: socket.socket) -> None:
-    sock.sendall(b"GET /bytes/1000 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
-
-
-def _mid_body(srv: Server, sock: socket.socket) -> None:
-    sock.sendall(request("POST", "/upload", {"Content-Length": str(UPLOAD_LIMIT)}))
-    sock.sendall(b"b" * (UPLOAD_LIMIT // 3))
-    time.sleep(0.1)
-
-
-def _mid_chunked_body(srv: Server, sock: socket.socket) -> None:
-    sock.sendall(request("POST", "/upload", {"Transfer-Encoding": "chunked"}))
-    for _ in range(5):
-        sock.sendall(chunk(b"c" * (64 << 10)))
-    time.sleep(0.1)
-
-
 def _mid_response(srv: Server, sock: socket.socket) -> None:
     sock.sendall(request("GET", "/bytes/8000000?seed=4"))
     got = sock.recv(65536)
@@ -120,11 +101,6 @@ def _mid_response(srv: Server, sock: socket.socket) -> None:
         part = sock.recv(65536)
         assert part, "the connection closed mid-response"
         got += part
-
-
-def _pipelined(srv: Server, sock: socket.socket) -> None:
-    sock.sendall(b"".join(request("GET", f"/bytes/{MiB}?seed={i}") for i in range(3)))
-    sock.recv(10_000)
 
 
 STAGES: dict[str, Callable[[Server, socket.socket], None]] = {
@@ -251,8 +227,3 @@ def test_many_clients_disconnecting_at_once(budget_server: Server) -> None:
         hang_up(sock, how)
     assert not errors, errors
     budget_server.check_healthy()
-
-
-def test_nothing_is_lent_between_tests(tmp_path: Path) -> None:
-    """The module's fixture checks the servers; this keeps the module runnable alone."""
-    assert server_params()

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import weakref
 from collections.abc import AsyncIterator, Iterable
-from typing import TypedDict, Unpack
+from typing import Unpack
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -17,7 +17,7 @@ from aiohttp.typedefs import Handler
 from ..._arena_of_pools import ArenaOfPools
 from ..._context import current_arena_var
 from ..._errors import InsufficientCapacity, PoolClosed, PoolExhausted
-from .._request_memory import RequestMemoryOwner
+from .._request_memory import RequestMemoryOptions, RequestMemoryOwner
 from .._trim import trim_periodically
 from .._wait import acquire_arena
 from ._aiohttp_internals import (
@@ -37,15 +37,9 @@ _BYTES = (bytes, type(None))  # response bodies whose sending cannot touch poole
 _log = logging.getLogger("electron.aio.aiohttp")
 
 
-class MiddlewareOptions(TypedDict, total=False):
+class MiddlewareOptions(RequestMemoryOptions, total=False):
     """The options :func:`setup` and :func:`middleware` pass on to :class:`Middleware`."""
 
-    acquire_timeout: float | None
-    retry_after: int
-    body_limit: int
-    body_timeout: float | None
-    exclude: Iterable[str]
-    max_routes: int
     current_arena: bool
 
 
