@@ -183,7 +183,7 @@ def test_an_exhausted_budget_gets_503_and_leaves_nothing_lent(budget_server: Ser
             sock.sendall(request("POST", "/upload", {"Content-Length": str(UPLOAD_LIMIT)}))
             sock.sendall(b"s" * (UPLOAD_LIMIT - 1000))
         deadline = time.monotonic() + 10
-        while srv.stats()["bytes_in_use"] < BUDGET - UPLOAD_LIMIT:
+        while srv.stats()["bytes_in_use"] <= BUDGET - 4 * MiB:  # no room for 4 MiB
             assert time.monotonic() < deadline, f"the uploads took too little: {srv.stats()}"
             time.sleep(0.02)
         sock = connect(srv)
