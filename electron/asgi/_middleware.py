@@ -131,7 +131,6 @@ class _Request:
         """The server behind the ``send`` the middleware was given (see ``_servers``)."""
         return server_of(self._send)
 
-    @property
     def chunked(self) -> bool:
         """True when the response has no ``Content-Length``: servers send it chunked."""
         return not any(name.lower() == b"content-length" for name, _ in self.headers)

@@ -44,12 +44,16 @@ def server_of(send: Callable[[Any], Awaitable[None]]) -> str:
     return "" if owner is None else type(owner).__module__
 
 
-def safe_body(body: object, server: str, chunked: bool) -> object:
+def safe_body(body: object, server: str, chunked: bool | Callable[[], bool]) -> object:
     """``body`` as it may be handed to ``server``'s ``send`` and given back once ``send``
-    returns: as it is when it is ``bytes`` or the server copies it, else a ``bytes`` copy."""
+    returns: as it is when it is ``bytes`` or the server copies it, else a ``bytes`` copy.
+    ``chunked`` says whether the response has no Content-Length (or a callable that does,
+    asked only when it matters)."""
     if type(body) is bytes:
         return body
-    if server in COPIES_IN_SEND or (chunked and server in JOINS_CHUNKS):
+    if server in COPIES_IN_SEND or (
+        server in JOINS_CHUNKS and (chunked() if callable(chunked) else chunked)
+    ):
         if type(body) is bytearray:
             return body
         mv = body
