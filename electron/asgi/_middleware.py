@@ -135,24 +135,36 @@ class _Request:
         """True when the response has no ``Content-Length``: servers send it chunked."""
         return not any(name.lower() == b"content-length" for name, _ in self.headers)
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
         """The application's ``send``: pooled bodies go to the server only in a form it is
-        done with once ``send`` returns; after the final body the memory goes back."""
-        if message["type"] != "http.response.body":
-            if message["type"] == "http.response.start":
-                self.started = True
-                self.headers = message.get("headers", ())
+        done with once ``send`` returns; after the final body the memory goes back.
+
+        A plain function returning the server's awaitable, so that a request that uses no
+        memory adds no coroutine of its own to its messages."""
+        kind = message["type"]
+        if kind == "http.response.body":
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                message = {**message, "body": safe_body(body, self.server, self.chunked)}
+            if not message.get("more_body", False):
+                self.complete = True
+                if self.lease is not None:
+                    return self._send_final(message)
+                # A lease made from here on (another thread) is given back by lend() or
+                # by the middleware when the application returns.
+                self.active = False
+        elif kind == "http.response.start":
+            self.started = True
+            self.headers = message.get("headers", ())
+        return self._send(message)
+
+    async def _send_final(self, message: Message) -> None:
+        """The final body of a request that used memory: the memory goes back once the
+        server has it (copied in ``send``, or a copy of ours)."""
+        try:
             await self._send(message)
-            return
-        body = message.get("body", b"")
-        if type(body) is not bytes:
-            message = {**message, "body": safe_body(body, self.server, self.chunked)}
-        await self._send(message)
-        if not message.get("more_body", False):
-            self.complete = True
-            self.active = False
-            if self.lease is not None:
-                self._give_back()
+        finally:
+            self.finish()
 
 
 class ElectronMiddleware(RequestMemoryOwner):
