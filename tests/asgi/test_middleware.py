@@ -329,3 +329,4 @@ async def test_the_body_policy_per_server(module: str, chunked: bool, copied: bo
     assert wide == b"abcd"
     assert safe_body(b"x", server, chunked) == b"x"
     assert server_of(lambda m: None) == ""  # type: ignore[arg-type,return-value]
+
