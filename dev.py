@@ -3,12 +3,12 @@
 
     python3 dev.py run      # create .venv, install, run the main job (example server + load test)
     python3 dev.py test     # create .venv, install, run the whole test suite (compiled core,
-                            # then the core and aio tests again on the pure-Python core)
+                            # then the core, aio, asgi and safety tests again on the pure core)
     python3 dev.py lint     # ruff + mypy --strict
     python3 dev.py bench    # the benchmark suite (pass --quick for the CI-sized run)
     python3 dev.py setup    # create .venv and install, nothing else
     python3 dev.py pythons  # the other CPythons >= 3.11 on this machine, one "3.12 PATH" a line
-                            # (CI runs the core, aio and aiohttp tests on each, see .ci/run)
+                            # (CI runs the core, aio, aiohttp and asgi tests on each, see .ci/run)
 
 Extra arguments after the command go to the tool it runs (pytest, the benchmark suite ...).
 The virtual environment is (re)installed only when pyproject.toml, setup.py or a top-level
@@ -296,7 +296,7 @@ def main(argv: list[str]) -> int:
             return status
         # The core is compiled (mypyc) when possible: run its tests on the pure-Python build too.
         os.environ["ELECTRON_PURE_PYTHON"] = "1"
-        pure = ["tests/core", "tests/aio", "tests/safety", "-m", "not slow"]
+        pure = ["tests/core", "tests/aio", "tests/asgi", "tests/safety", "-m", "not slow"]
         return _run(py, "-m", "pytest", "-q", *pure)
     if cmd == "lint":
         return _run(py, "-m", "ruff", "check", ".") or _run(py, "-m", "mypy", *rest)

@@ -73,6 +73,7 @@ __all__ = (
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "server.py"
+ASGI_EXAMPLE = ROOT / "examples" / "asgi_server.py"
 KIB, MIB = 1 << 10, 1 << 20
 BYTES_SIZES = (KIB, 16 * KIB, 64 * KIB, 128 * KIB, 256 * KIB, MIB, 4 * MIB, 8 * MIB)
 UPLOAD_SIZES = (16 * KIB, MIB, 8 * MIB)
@@ -272,6 +273,13 @@ def aiohttp_target(loop: str) -> Target:
     hello = [sys.executable, "-m", "bench.http", "--loop", loop, "--serve"]
     return Target("aiohttp", cmd, [*cmd, "--no-electron"],
                   ([*hello, "electron"], [*hello, "empty"]))
+
+
+def asgi_target(loop: str) -> Target:
+    """``examples/asgi_server.py`` (Starlette on uvicorn) with and without electron, on
+    ``loop``."""
+    cmd = [sys.executable, str(ASGI_EXAMPLE), "--host", "127.0.0.1", "--port", "0", "--loop", loop]
+    return Target("asgi", cmd, [*cmd, "--no-electron"])
 
 
 def command_target(electron: str, baseline: str) -> Target:
@@ -601,8 +609,9 @@ def _parser() -> argparse.ArgumentParser:
                    f"fewer for bodies over {IN_FLIGHT // CONNECTIONS >> 20} MiB: at most "
                    f"{IN_FLIGHT >> 20} MiB in flight)")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
-    p.add_argument("--server", choices=("aiohttp",), default="aiohttp",
-                   help="which example to target (default aiohttp: examples/server.py)")
+    p.add_argument("--server", choices=("aiohttp", "asgi"), default="aiohttp",
+                   help="which example to target (default aiohttp: examples/server.py; asgi: "
+                   "examples/asgi_server.py on uvicorn)")
     p.add_argument("--server-cmd", help="electron's server as a command instead ({python}: this "
                    "interpreter); it must print 'listening on http://HOST:PORT'")
     p.add_argument("--baseline-cmd", help="the baseline's server as a command (with --server-cmd)")
@@ -639,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
         print(WRK_MISSING, file=sys.stderr)
         return 2
     target = (command_target(args.server_cmd, args.baseline_cmd) if args.server_cmd
-              else aiohttp_target(args.loop))
+              else asgi_target(args.loop) if args.server == "asgi" else aiohttp_target(args.loop))
     if target.hello is None and any(r.kind == "hello-mw" for r in routes):
         print("skipped GET / against an empty middleware: it needs bench.http's hello apps "
               "(--server aiohttp)")

@@ -529,7 +529,13 @@ def _run_workers(args: argparse.Namespace) -> int:
             shutil.rmtree(own_dir, ignore_errors=True)
 
 
-def _supervise(args: argparse.Namespace) -> int:
+def _supervise(
+    args: argparse.Namespace, serve: Callable[[Callable[[str, int], None]], None] | None = None
+) -> int:
+    """Run ``args.workers`` processes on one port (SO_REUSEPORT; ``args.port`` is set to it)
+    and announce the port once all of them serve; ``serve(ready)`` is a worker's server (by
+    default this example's), which calls ``ready(host, port)`` once it accepts connections.
+    Returns the exit status."""
     reserved, port = _reserve_port(args.host, args.port)
     args.port = port
     read_fd, write_fd = os.pipe()
@@ -549,7 +555,10 @@ def _supervise(args: argparse.Namespace) -> int:
                 def ready(host: str, port: int) -> None:
                     os.write(write_fd, b"r")
 
-                _run(_serve(args, reuse_port=True, ready=ready), args.loop)
+                if serve is None:
+                    _run(_serve(args, reuse_port=True, ready=ready), args.loop)
+                else:
+                    serve(ready)
             except BaseException as exc:
                 print(f"worker {os.getpid()} failed: {exc!r}", file=sys.stderr, flush=True)
                 code = 1

@@ -11,47 +11,35 @@ counts and waits for.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from ..._arena import Arena
-from ..._buffer import Buffer
 from ..._context import current_arena_var, set_lazy_resolver
-from ..._errors import ArenaClosed
+from .._request_memory import LENDING, RequestLease, ended, lend_now
 from .._wait import acquire_arena
 from ._aiohttp_internals import key_of
 from ._flush import release_after_flush
 
 if TYPE_CHECKING:
-    from ..._arena_of_pools import ArenaOfPools
     from ._middleware import Middleware
     from ._response import PooledResponse
 
 __all__ = ("ACTIVE", "LEASES", "Lease", "lease_of", "lease_of_async", "owner_of", "route_of")
 
 
-class Lease:
-    """One request's electron memory: the pooled buffers it took, its arena (lent on first
-    use of :attr:`arena`) and the pooled response it returned.
+class Lease(RequestLease):
+    """One aiohttp request's electron memory (:class:`RequestLease`), with its response
+    writer and the pooled response it returned.
 
     Everything goes back in one step by :meth:`release`: when the handler is done if the
     response cannot reference pooled memory, otherwise only once the response was written
     and the transport flushed it (or the connection was lost).
     """
 
-    __slots__ = (
-        "_arena",
-        "buffer_bytes",
-        "buffers",
-        "owner",
-        "released",
-        "response",
-        "route",
-        "writer",
-    )
+    __slots__ = ("response", "route", "writer")
 
     def __init__(
         self,
@@ -60,77 +48,22 @@ class Lease:
         request: web.BaseRequest,
         arena: Arena | None = None,
     ) -> None:
-        owner._lent += 1
-        self.owner = owner
+        super().__init__(owner, arena)
         self.writer = writer
         self.route = route_of(request)
-        self.buffers: list[Buffer] = []
-        self.buffer_bytes = 0  # capacity of the buffers taken, as lent
         self.response: PooledResponse | None = None
-        self.released = False
-        self._arena = arena
 
-    @property
-    def arena(self) -> Arena:
-        """The request's arena, lent on first use (:class:`~electron.PoolExhausted` beyond
-        the budget); :class:`~electron.ArenaClosed` once the lease went back."""
-        arena = self._arena
-        if arena is None:
-            aop: ArenaOfPools = self.owner.aop
-            lent = aop._lend_nowait() or aop.get_arena(0)  # get_arena: PoolExhausted
-            with _LENDING:  # the request's tasks and threads may ask at once: one arena
-                arena = self._arena
-                if arena is None and not self.released:
-                    arena = self._arena = lent
-                    return arena
-            lent.close()
-            if arena is None:
-                raise _ended()
-        return arena
+    def _route(self) -> str:
+        return self.route
 
-    def buffer(self, size_hint: int) -> Buffer:
-        """A pooled buffer that goes back with this lease."""
-        buf = self.owner.aop.get_buffer(size_hint)
-        self.buffers.append(buf)
-        self.buffer_bytes += buf.capacity
-        if self.released:  # the request ended in another thread meanwhile
-            buf.close()
-            raise _ended()
-        return buf
-
-    def release(self) -> None:
-        """Give the response's body, the buffers and the arena back now. Idempotent."""
-        if self.released:
-            return
-        self.released = True
-        owner = self.owner
-        owner._released += 1
-        used = self.buffer_bytes
-        error: BaseException | None = None
+    def _release_first(self) -> BaseException | None:
         response, self.response = self.response, None
         if response is not None:
             try:
                 response._release_body()
             except BaseException as exc:  # give the rest back before reporting it
-                error = exc
-        buffers, self.buffers = self.buffers, []
-        for buf in buffers:
-            try:
-                buf.close()
-            except BaseException as exc:
-                error = error or exc
-        with _LENDING:
-            arena, self._arena = self._arena, None
-        if arena is not None:
-            try:
-                if not arena.closed:
-                    used += arena.used
-                arena.close()
-            except BaseException as exc:
-                error = error or exc
-        owner._record(self.route, used)
-        if error is not None:
-            raise error
+                return exc
+        return None
 
     def release_after_flush(self, *_: object) -> None:
         """Release now if the transport holds nothing of ours, else once it has flushed.
@@ -158,10 +91,6 @@ ACTIVE: dict[object, Middleware] = {}
 #: Those of them that use electron memory: the request's writer -> its :class:`Lease`.
 #: The middleware takes the lease out when the handler is done, after its ``ACTIVE`` entry.
 LEASES: dict[object, Lease] = {}
-# Serialises first uses, so that a request is lent one arena however many of its tasks and
-# threads (``to_thread``) ask at once. Reentrant: a finaliser run by a garbage collection
-# inside the locked section may call back in.
-_LENDING = threading.RLock()
 
 _NO_ARENA = (
     "this request has no electron arena (here): install the middleware with "
@@ -170,34 +99,29 @@ _NO_ARENA = (
 )
 
 
-def _ended() -> ArenaClosed:
-    return ArenaClosed("its request has ended: the request's memory went back with it")
-
-
 def _lend(key: object, request: web.BaseRequest, arena: Arena | None = None) -> Lease:
     """Make the lease of ``request`` unless it has one already: with ``arena`` if given,
     else, under a budget, with one lent now (or PoolExhausted), else with none yet. Raises
     ArenaClosed once its handler is done."""
-    with _LENDING:
+    with LENDING:
         lease = LEASES.get(key)
         owner = ACTIVE.get(key)
         if lease is None and owner is not None:
             if arena is None and owner._bounded:
                 # Under a budget the request's arena is what admission counts and waits for.
-                aop: ArenaOfPools = owner.aop
-                arena = aop._lend_nowait() or aop.get_arena(0)  # get_arena: PoolExhausted
+                arena = lend_now(owner.aop)  # PoolExhausted beyond the budget
             lease = LEASES[key] = Lease(owner, key, request, arena)  # type: ignore[arg-type]
             arena = None
     if arena is not None:
         arena.close()  # another of the request's tasks made the lease first, or it ended
     if lease is None:
-        raise _ended()
+        raise ended()
     if key not in ACTIVE:
         # The handler finished (in another thread) while this one lent. Whoever takes the
         # lease out of LEASES, this thread or the middleware, gives it back.
         if LEASES.pop(key, None) is not None:
             lease.release()
-        raise _ended()
+        raise ended()
     return lease
 
 

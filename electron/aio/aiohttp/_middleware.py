@@ -7,17 +7,17 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import TypedDict, Unpack
+from collections.abc import AsyncIterator, Iterable
+from typing import Unpack
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.typedefs import Handler
 
 from ..._arena_of_pools import ArenaOfPools
-from ..._checks import check_size, check_timeout
 from ..._context import current_arena_var
 from ..._errors import InsufficientCapacity, PoolClosed, PoolExhausted
+from .._request_memory import RequestMemoryOptions, RequestMemoryOwner
 from .._trim import trim_periodically
 from .._wait import acquire_arena
 from ._aiohttp_internals import (
@@ -28,7 +28,6 @@ from ._aiohttp_internals import (
 )
 from ._lease import ACTIVE, LEASES, Lease
 from ._response import PooledResponse
-from ._stats import OTHER_ROUTES, MiddlewareStatistics, RouteUsage
 
 __all__ = ("AOP_KEY", "MIDDLEWARE_KEY", "Middleware", "MiddlewareOptions", "middleware", "setup")
 
@@ -38,19 +37,13 @@ _BYTES = (bytes, type(None))  # response bodies whose sending cannot touch poole
 _log = logging.getLogger("electron.aio.aiohttp")
 
 
-class MiddlewareOptions(TypedDict, total=False):
+class MiddlewareOptions(RequestMemoryOptions, total=False):
     """The options :func:`setup` and :func:`middleware` pass on to :class:`Middleware`."""
 
-    acquire_timeout: float | None
-    retry_after: int
-    body_limit: int
-    body_timeout: float | None
-    exclude: Iterable[str]
-    max_routes: int
     current_arena: bool
 
 
-class Middleware:
+class Middleware(RequestMemoryOwner):
     """electron's aiohttp middleware (new style): request-scoped memory for every request.
 
     Inside the handler :func:`request_arena` is the request's arena, lent on first use: a
@@ -100,28 +93,16 @@ class Middleware:
         max_routes: int = 256,
         current_arena: bool = False,
     ) -> None:
-        if not isinstance(aop, ArenaOfPools):
-            raise TypeError(f"aop must be an ArenaOfPools, not {type(aop).__name__}")
-        self.aop = aop
-        self.acquire_timeout = check_timeout(acquire_timeout, "acquire_timeout")
-        self.retry_after = check_size(retry_after, "retry_after")
-        self.body_limit = check_size(body_limit, "body_limit")
-        self.body_timeout = check_timeout(body_timeout, "body_timeout")
-        self.exclude = frozenset(exclude)
-        self.max_routes = check_size(max_routes, "max_routes")
-        self._bounded = aop.max_arenas is not None or aop.max_bytes is not None
+        super().__init__(
+            aop=aop,
+            acquire_timeout=acquire_timeout,
+            retry_after=retry_after,
+            body_limit=body_limit,
+            body_timeout=body_timeout,
+            exclude=exclude,
+            max_routes=max_routes,
+        )
         self.current_arena = bool(current_arena)
-        self._lent = 0  # requests lent an arena
-        self._released = 0
-        self._rejected = 0
-        self._deferred = 0
-        self._flush_waits = 0
-        self._errors = 0
-        self._cancelled = 0
-        self._too_large = 0
-        # route -> [requests, bytes, largest]: requests that used electron memory
-        self._routes: dict[str, list[int]] = {}
-        self._listeners: tuple[Callable[[str, int], object], ...] = ()
 
     def _unavailable(self) -> web.HTTPServiceUnavailable:
         self._rejected += 1
@@ -212,57 +193,6 @@ class Middleware:
             # aiohttp drops the request (a PooledResponse gives it back earlier itself).
             weakref.finalize(request, lease.release_after_flush)
 
-    def _record(self, route: str, nbytes: int) -> None:
-        """A request of ``route`` that used electron memory gave back ``nbytes``."""
-        routes = self._routes
-        usage = routes.get(route)
-        if usage is None:
-            if len(routes) >= self.max_routes:
-                route = OTHER_ROUTES
-                usage = routes.get(route)
-            if usage is None:
-                usage = routes[route] = [0, 0, 0]
-        usage[0] += 1
-        usage[1] += nbytes
-        if nbytes > usage[2]:
-            usage[2] = nbytes
-        for listener in self._listeners:
-            try:
-                listener(route, nbytes)
-            except Exception:  # a metrics hook must never break a release
-                _log.exception("electron: a usage listener failed")
-
-    def add_usage_listener(self, listener: Callable[[str, int], object]) -> None:
-        """Call ``listener(route, nbytes)`` whenever a request that used electron memory
-        gave it back (e.g. to observe a histogram). It runs on the event loop, inside the
-        release: keep it quick and non-blocking; its exceptions are logged, not raised."""
-        if not callable(listener):
-            raise TypeError(f"listener must be callable, not {type(listener).__name__}")
-        self._listeners = (*self._listeners, listener)
-
-    def route_usage(self, top: int | None = None) -> list[RouteUsage]:
-        """Memory used per route, largest total first (at most ``top`` routes).
-
-        Counts the requests that used electron memory (those that did not cost nothing and
-        are not counted); routes beyond ``max_routes`` are merged into ``"(other)"``.
-        """
-        rows = [RouteUsage(route, *usage) for route, usage in list(self._routes.items())]
-        rows.sort(key=lambda r: (-r.bytes_total, r.route))
-        return rows if top is None else rows[: check_size(top, "top")]
-
-    def statistics(self) -> MiddlewareStatistics:
-        """A snapshot of this middleware's counters."""
-        return MiddlewareStatistics(
-            requests=self._lent,
-            in_flight=self._lent - self._released,
-            rejected=self._rejected,
-            deferred=self._deferred,
-            flush_waits=self._flush_waits,
-            errors=self._errors,
-            cancelled=self._cancelled,
-            too_large=self._too_large,
-        )
-
     def __repr__(self) -> str:
         return f"<electron Middleware aop={self.aop!r} in_flight={self._lent - self._released}>"
 
@@ -309,14 +239,11 @@ async def _refuse_oversized_expect(app: web.Application) -> None:
     def wrap(inner: ExpectHandler) -> ExpectHandler:
         async def expect(request: web.Request) -> web.StreamResponse | None:
             length = request.content_length
-            if length is not None and request.path not in mw.exclude:
-                budget = mw.aop.max_bytes
-                limit = mw.body_limit if budget is None else min(mw.body_limit, budget)
-                if length > limit:
-                    mw._too_large += 1
-                    refusal = web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
-                    refusal.force_close()  # the body will not come: no lingering read
-                    raise refusal
+            limit = None if request.path in mw.exclude else mw._refuses_length(length)
+            if limit is not None and length is not None:
+                refusal = web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
+                refusal.force_close()  # the body will not come: no lingering read
+                raise refusal
             return await inner(request)
 
         return expect

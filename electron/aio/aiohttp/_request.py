@@ -52,10 +52,9 @@ async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Bu
     owner = owner_of(request)
     limit = owner.body_limit if limit is None else check_size(limit, "limit")
     length = request.content_length
-    budget = owner.aop.max_bytes
-    if length is not None and (length > limit or (budget is not None and length > budget)):
-        owner._too_large += 1
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
+    refused = owner._refuses_length(length, limit)
+    if refused is not None and length is not None:
+        raise web.HTTPRequestEntityTooLarge(max_size=refused, actual_size=length)
     content = request.content
     timeout = owner.body_timeout
     chunk = await _next_chunk(content, timeout)  # no memory for a request that sent nothing

@@ -1,0 +1,375 @@
+"""ElectronMiddleware: request-scoped pooled memory for any ASGI application.
+
+Pure ASGI: nothing here imports a web framework. Every HTTP request gets a :class:`_Request`
+in its scope (under :data:`SCOPE_KEY`) while the application runs; the helpers of
+``electron.asgi`` find it there and make the request's one lease (an
+:class:`~electron.aio._request_memory.RequestLease`) on first use. The lease goes back in one
+step once the final ``http.response.body`` was handed to the server (pooled bodies are given
+to the server only where it copies them in ``send``, else as a ``bytes`` copy: see
+``_servers``), or when the application returns or fails, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any, Final
+
+from .._arena import Arena
+from .._arena_of_pools import ArenaOfPools
+from .._errors import InsufficientCapacity, PoolClosed, PoolExhausted
+from ..aio._request_memory import (
+    LENDING,
+    RequestLease,
+    RequestMemoryOwner,
+    ended,
+    lend_now,
+)
+from ..aio._trim import trim_periodically
+from ..aio._wait import acquire_arena
+from ._errors import BodyRefused, ClientDisconnected
+from ._servers import safe_body, server_of
+
+__all__ = ("SCOPE_KEY", "ElectronMiddleware", "Message", "Receive", "Scope", "Send")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: The scope key under which the middleware keeps a request's state while it is served.
+SCOPE_KEY: Final = "electron.request"
+UNMATCHED: Final = "(unmatched)"
+_BODILESS: Final = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+_log = logging.getLogger("electron.asgi")
+
+
+def route_of(scope: Scope) -> str:
+    """The path template of the route the framework matched (Starlette and FastAPI put the
+    route in ``scope["route"]``), else ``"(unmatched)"``: never the raw path, whose
+    cardinality the client chooses."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else UNMATCHED
+
+
+class Lease(RequestLease):
+    """One ASGI request's electron memory; its route is read from the scope at release."""
+
+    __slots__ = ("scope",)
+
+    def __init__(self, owner: RequestMemoryOwner, scope: Scope, arena: Arena | None = None):
+        super().__init__(owner, arena)
+        self.scope = scope
+
+    def _route(self) -> str:
+        return route_of(self.scope)
+
+
+class _Request:
+    """One HTTP request served under the middleware: its lease (made on first use), whether
+    the application still runs, and the ``send`` that sees the response go out.
+
+    Most requests never use electron memory: for them this is a few attribute writes and
+    the ``send`` wrapper's two dictionary reads per message, nothing more.
+    """
+
+    __slots__ = ("_send", "active", "complete", "headers", "lease", "owner", "scope", "started")
+
+    def __init__(self, owner: ElectronMiddleware, scope: Scope, send: Send) -> None:
+        self.owner = owner
+        self.scope = scope
+        self._send = send
+        self.lease: Lease | None = None
+        self.active = True  # the application runs and the response is not complete
+        self.started = False  # the response's start (its status) was sent
+        self.complete = False  # the final body was handed to the server
+        self.headers: Iterable[tuple[bytes, bytes]] = ()  # the response's
+
+    def lend(self, arena: Arena | None = None) -> Lease:
+        """The request's lease, made now if it has none: with ``arena`` if given, else,
+        under a budget, with one lent now (or PoolExhausted), else with none yet. Raises
+        ArenaClosed once the request's memory went back."""
+        with LENDING:
+            lease = self.lease
+            if lease is None and self.active:
+                owner = self.owner
+                if arena is None and owner._bounded:
+                    # Under a budget the request's arena is what admission counts and waits for.
+                    arena = lend_now(owner.aop)
+                lease = self.lease = Lease(owner, self.scope, arena)
+                arena = None
+        if arena is not None:
+            arena.close()  # another of the request's tasks made the lease first, or it ended
+        if lease is None:
+            raise ended()
+        if not self.active:
+            # The request ended (in another thread) while this one lent: whoever claims the
+            # lease, this thread or finish(), gives it back.
+            self._give_back()
+            raise ended()
+        return lease
+
+    def finish(self) -> None:
+        """Give the request's memory back now: the response is complete or the application
+        is done. Helpers called later raise ArenaClosed."""
+        self.active = False
+        if self.lease is not None:
+            self._give_back()
+
+    def _give_back(self) -> None:
+        with LENDING:  # claim it: a racing lend() may give it back too
+            lease = self.lease
+            if lease is None or lease.released:
+                return
+        lease.release()
+
+    @property
+    def server(self) -> str:
+        """The server behind the ``send`` the middleware was given (see ``_servers``)."""
+        return server_of(self._send)
+
+    def chunked(self) -> bool:
+        """True when the response has no ``Content-Length``: servers send it chunked."""
+        return not any(name.lower() == b"content-length" for name, _ in self.headers)
+
+    def send(self, message: Message) -> Awaitable[None]:
+        """The application's ``send``: pooled bodies go to the server only in a form it is
+        done with once ``send`` returns; after the final body the memory goes back.
+
+        A plain function returning the server's awaitable, so that a request that uses no
+        memory adds no coroutine of its own to its messages."""
+        kind = message["type"]
+        if kind == "http.response.body":
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                message = {**message, "body": safe_body(body, self.server, self.chunked)}
+            if not message.get("more_body", False):
+                self.complete = True
+                if self.lease is not None:
+                    return self._send_final(message)
+                # A lease made from here on (another thread) is given back by lend() or
+                # by the middleware when the application returns.
+                self.active = False
+        elif kind == "http.response.start":
+            self.started = True
+            self.headers = message.get("headers", ())
+        return self._send(message)
+
+    async def _send_final(self, message: Message) -> None:
+        """The final body of a request that used memory: the memory goes back once the
+        server has it (copied in ``send``, or a copy of ours)."""
+        try:
+            await self._send(message)
+        finally:
+            self.finish()
+
+
+class ElectronMiddleware(RequestMemoryOwner):
+    """electron's ASGI middleware: request-scoped pooled memory for every HTTP request.
+
+    Wrap the application (``ElectronMiddleware(app, aop=aop)``) or, in Starlette and FastAPI,
+    ``app.add_middleware(ElectronMiddleware, aop=aop)``. In the application,
+    :func:`~electron.asgi.request_arena`, :func:`~electron.asgi.request_buffer` and
+    :func:`~electron.asgi.read_body` give the request's arena and pooled buffers, lent on
+    first use: a request that never calls them costs next to nothing. Everything goes back
+    in one step as soon as the final ``http.response.body`` was handed to the server, or
+    when the application returns, fails or is cancelled. Response bodies that are not
+    ``bytes`` (a :class:`~electron.asgi.PooledResponse`, a ``memoryview`` of pooled memory)
+    are handed to the server as they are only where the server copies them before its
+    ``send`` returns, else as a ``bytes`` copy, so that no server ever reads memory that
+    went back (docs/asgi.md).
+
+    Under a budget (``max_arenas`` or ``max_bytes``), a request that arrives while the budget
+    is spent (or others queue for it) waits up to ``acquire_timeout`` seconds for its arena
+    before the application runs, and is answered ``503`` with ``Retry-After: retry_after``
+    if none comes; a :class:`~electron.PoolExhausted` the application raises before it
+    started its response is answered the same way, and an
+    :class:`~electron.InsufficientCapacity` for more than the whole budget with a final
+    ``500``. ``Expect: 100-continue`` with a declared ``Content-Length`` over ``body_limit``
+    (or the whole budget) is refused with ``413`` before the client sends the body;
+    :func:`~electron.asgi.read_body` refuses the others. ``exclude``: paths that get no
+    memory. While the server runs (ASGI lifespan), the pool is trimmed every
+    ``aop.trim_interval`` seconds so that idle memory comes back without traffic.
+    Statistics: :meth:`statistics`, :meth:`route_usage` (routes as the framework's path
+    template), :meth:`add_usage_listener`; ``electron.metrics.Metrics(aop, middleware)``
+    exports them.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        aop: ArenaOfPools,
+        acquire_timeout: float | None = 1.0,
+        retry_after: int = 1,
+        body_limit: int = 1 << 20,
+        body_timeout: float | None = 30.0,
+        exclude: Iterable[str] = (),
+        max_routes: int = 256,
+    ) -> None:
+        if not callable(app):
+            raise TypeError(f"app must be an ASGI application, not {type(app).__name__}")
+        super().__init__(
+            aop=aop,
+            acquire_timeout=acquire_timeout,
+            retry_after=retry_after,
+            body_limit=body_limit,
+            body_timeout=body_timeout,
+            exclude=exclude,
+            max_routes=max_routes,
+        )
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "lifespan":
+                await self._lifespan(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        if SCOPE_KEY in scope or (self.exclude and scope["path"] in self.exclude):
+            # An outer electron middleware serves it, or it is excluded.
+            await self.app(scope, receive, send)
+            return
+        if scope.get("method") not in _BODILESS and self._refuses_expect(scope):
+            await self._answer(
+                send,
+                413,
+                "413: the request body is larger than allowed",
+                [(b"connection", b"close")],
+            )
+            return
+        request = _Request(self, scope, send)
+        if self._bounded and not self.aop.can_lend_now():
+            try:
+                arena = await acquire_arena(self.aop, self.acquire_timeout)
+            except (PoolExhausted, PoolClosed):
+                self._rejected += 1
+                await self._unavailable(send)
+                return
+            request.lease = Lease(self, scope, arena)
+        scope[SCOPE_KEY] = request
+        try:
+            await self.app(scope, receive, request.send)
+        except BaseException as exc:
+            if not await self._answered(exc, request, send):
+                raise
+        finally:
+            request.finish()
+
+    def _refuses_expect(self, scope: Scope) -> bool:
+        """``Expect: 100-continue`` with a declared length over the limit: refuse it now,
+        before the server asks the client for the body (it does on the first receive)."""
+        length = None
+        expects = False
+        for name, value in scope.get("headers", ()):
+            if name == b"expect":
+                expects = value.lower() == b"100-continue"
+            elif name == b"content-length":
+                with contextlib.suppress(ValueError):
+                    length = int(value)
+        return expects and self._refuses_length(length) is not None
+
+    async def _answered(self, exc: BaseException, request: _Request, send: Send) -> bool:
+        """Count what the application raised; answer it when nothing was sent yet and
+        waiting could help (503) or retrying cannot (500 for more than the whole budget).
+        True if it was answered (the error then stops here)."""
+        if isinstance(exc, asyncio.CancelledError):
+            self._cancelled += 1
+            return False
+        started = request.started
+        if isinstance(exc, ClientDisconnected):
+            self._cancelled += 1  # nobody is left to answer
+            return True
+        if isinstance(exc, BodyRefused) and not started:
+            # The server discards the rest of the body (it does not hand it to anyone).
+            await self._answer(send, exc.status, exc.text)
+            return True
+        if isinstance(exc, (PoolExhausted, PoolClosed)) and not started:
+            self._rejected += 1
+            await self._unavailable(send)
+            return True
+        self._errors += 1
+        if isinstance(exc, InsufficientCapacity) and exc.where == "budget":
+            scope = request.scope
+            _log.error("electron: %s (%s %s)", exc, scope.get("method"), scope.get("path"))
+            if not started:
+                await self._answer(
+                    send,
+                    500,
+                    "500: the request needs more memory than the server's whole budget allows",
+                )
+                return True
+        return False
+
+    async def _unavailable(self, send: Send) -> None:
+        await self._answer(
+            send,
+            503,
+            "503: the server's memory budget is exhausted; retry later",
+            [(b"retry-after", str(self.retry_after).encode())],
+        )
+
+    @staticmethod
+    async def _answer(
+        send: Send, status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        body = text.encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    *(headers or ()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Trim the pool periodically from the server's startup to its shutdown."""
+        task: asyncio.Task[None] | None = None
+
+        async def receive_and_trim() -> Message:
+            nonlocal task
+            message = await receive()
+            if message["type"] == "lifespan.startup" and task is None:
+                task = asyncio.get_running_loop().create_task(
+                    trim_periodically(self.aop), name="electron: trim idle memory"
+                )
+            elif message["type"] == "lifespan.shutdown" and task is not None:
+                task.cancel()
+            return message
+
+        try:
+            await self.app(scope, receive_and_trim, send)
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def __repr__(self) -> str:
+        return (
+            f"<electron ElectronMiddleware aop={self.aop!r} "
+            f"in_flight={self._lent - self._released}>"
+        )
+
+
+def request_of(scope: Scope) -> _Request:
+    """The middleware's state of the request whose scope this is; LookupError if none."""
+    request = scope.get(SCOPE_KEY)
+    if request is None:
+        raise LookupError(
+            "this request has no electron memory: wrap the application in "
+            "electron.asgi.ElectronMiddleware(app, aop=...) (Starlette, FastAPI: "
+            "app.add_middleware(ElectronMiddleware, aop=...)) and use the helpers while the "
+            "request is served; excluded paths get none"
+        )
+    return request  # type: ignore[no-any-return]

@@ -1,0 +1,332 @@
+"""electron.asgi in-process: lazy lending, release at the response's end, budgets (503),
+bodies (413, 408), errors, cancellation, statistics and metrics; the body policy per server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+import electron
+from electron.aio._request_memory import RequestLease
+from electron.aio.aiohttp import _lease as aiohttp_lease
+from electron.asgi import (
+    ElectronMiddleware,
+    PooledResponse,
+    read_body,
+    request_arena,
+    request_buffer,
+    setup,
+)
+from electron.asgi import _middleware as asgi_middleware
+from electron.asgi._servers import safe_body, server_of
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # ASGI servers run on asyncio (uvloop: tests/asgi/test_example_server.py)
+
+
+async def plain(request: Request) -> Response:
+    return Response(b"plain")
+
+
+async def pooled(request: Request) -> Response:
+    n = int(request.path_params["n"])
+    buf = request_buffer(request, n)
+    buf.write(b"p" * n)
+    request_arena(request).alloc(100)
+    return PooledResponse(buf)
+
+
+async def upload(request: Request) -> Response:
+    body = await read_body(request)
+    return JSONResponse({"size": len(body)})
+
+
+async def fails(request: Request) -> Response:
+    request_buffer(request, 10)
+    raise RuntimeError("boom")
+
+
+async def too_big(request: Request) -> Response:
+    request_buffer(request, 1 << 30)  # more than the whole budget
+    return Response(b"never")
+
+
+def make_app(aop: electron.ArenaOfPools, **options: Any) -> tuple[Starlette, ElectronMiddleware]:
+    app = Starlette(
+        routes=[
+            Route("/", plain),
+            Route("/pooled/{n}", pooled),
+            Route("/upload", upload, methods=["POST"]),
+            Route("/fails", fails),
+            Route("/too-big", too_big),
+        ]
+    )
+    return app, setup(app, aop, **options)
+
+
+@asynccontextmanager
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+def nothing_lent(aop: electron.ArenaOfPools) -> None:
+    s = aop.statistics()
+    assert (s.active_arenas, s.active_buffers, s.quarantine_events) == (0, 0, 0), s
+
+
+async def test_a_request_that_uses_no_memory_costs_no_lease() -> None:
+    with electron.ArenaOfPools(arena_size=16 << 10) as aop:
+        app, mw = make_app(aop)
+        async with client(app) as c:
+            assert (await c.get("/")).content == b"plain"
+        assert mw.statistics().requests == 0
+        assert aop.statistics().arenas_created == 0
+        nothing_lent(aop)
+
+
+async def test_pooled_memory_goes_back_when_the_response_is_complete() -> None:
+    with electron.ArenaOfPools(arena_size=16 << 10) as aop:
+        app, mw = make_app(aop)
+        async with client(app) as c:
+            for n in (0, 10, 100_000):
+                r = await c.get(f"/pooled/{n}")
+                assert r.content == b"p" * n
+                assert r.headers["content-length"] == str(n)
+        stats = mw.statistics()
+        assert (stats.requests, stats.in_flight, stats.errors) == (3, 0, 0)
+        [usage] = mw.route_usage()
+        assert usage.route == "/pooled/{n}"  # the template, not the path
+        assert usage.requests == 3
+        nothing_lent(aop)
+
+
+async def test_the_lease_is_one_class_for_both_glues() -> None:
+    assert issubclass(asgi_middleware.Lease, RequestLease)
+    assert issubclass(aiohttp_lease.Lease, RequestLease)
+
+
+async def test_read_body_takes_memory_as_bytes_arrive_and_refuses_oversized_bodies() -> None:
+    with electron.ArenaOfPools(arena_size=16 << 10) as aop:
+        app, mw = make_app(aop, body_limit=100_000)
+        async with client(app) as c:
+            r = await c.post("/upload", content=b"u" * 70_000)
+            assert r.json() == {"size": 70_000}
+            r = await c.post("/upload", content=b"u" * 100_001)  # declared: refused unread
+            assert r.status_code == 413
+
+            async def chunks() -> AsyncIterator[bytes]:
+                for _ in range(30):
+                    yield b"c" * 10_000
+
+            r = await c.post("/upload", content=chunks())  # chunked: refused when over
+            assert r.status_code == 413
+        assert mw.statistics().too_large == 2
+        nothing_lent(aop)
+
+
+async def test_a_body_that_stops_arriving_gets_408() -> None:
+    with electron.ArenaOfPools(arena_size=16 << 10) as aop:
+        app, _mw = make_app(aop, body_timeout=0.05)
+        sent: list[MutableMapping[str, Any]] = []
+        messages = [{"type": "http.request", "body": b"x" * 10, "more_body": True}]
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            await asyncio.sleep(10)
+            raise AssertionError("read_body should have given up")
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http", "method": "POST", "path": "/upload", "raw_path": b"/upload",
+            "query_string": b"", "headers": [], "root_path": "", "scheme": "http",
+            "server": ("test", 80), "client": ("c", 1), "http_version": "1.1",
+            "asgi": {"version": "3.0"},
+        }  # fmt: skip
+        await app(scope, receive, send)
+        assert sent[0]["status"] == 408
+        nothing_lent(aop)
+
+
+async def test_expect_continue_over_the_limit_is_refused_before_the_body() -> None:
+    with electron.ArenaOfPools(arena_size=16 << 10) as aop:
+        app, mw = make_app(aop, body_limit=1000)
+        async with client(app) as c:
+            headers = {"Expect": "100-continue", "Content-Length": "5000"}
+            r = await c.post("/upload", content=b"e" * 5000, headers=headers)
+            assert r.status_code == 413
+        assert mw.statistics().too_large == 1
+        nothing_lent(aop)
+
+
+async def test_an_exhausted_budget_is_answered_503_with_retry_after() -> None:
+    with electron.ArenaOfPools(arena_size=16 << 10, max_arenas=1) as aop:
+        app, mw = make_app(aop, acquire_timeout=0.05, retry_after=7)
+        held = aop.get_arena()  # the whole budget
+        try:
+            async with client(app) as c:
+                r = await c.get("/pooled/10")
+                assert r.status_code == 503
+                assert r.headers["retry-after"] == "7"
+                assert (await c.get("/")).status_code == 503  # waits before the app runs
+        finally:
+            aop.return_arena(held)
+        assert mw.statistics().rejected == 2
+        async with client(app) as c:
+            assert (await c.get("/pooled/10")).status_code == 200
+        nothing_lent(aop)
+
+
+async def test_more_than_the_whole_budget_is_a_final_500() -> None:
+    with electron.ArenaOfPools(arena_size=16 << 10, max_bytes=1 << 20) as aop:
+        app, mw = make_app(aop)
+        async with client(app) as c:
+            r = await c.get("/too-big")
+        assert r.status_code == 500
+        assert "retry-after" not in r.headers
+        assert "whole budget" in r.text
+        assert mw.statistics().errors == 1
+        nothing_lent(aop)
+
+
+async def test_handler_errors_give_everything_back() -> None:
+    with electron.ArenaOfPools(arena_size=16 << 10) as aop:
+        app, mw = make_app(aop)
+        async with client(app) as c:
+            assert (await c.get("/fails")).status_code == 500
+        assert mw.statistics().errors == 1
+        nothing_lent(aop)
+
+
+async def test_a_cancelled_request_gives_everything_back() -> None:
+    with electron.ArenaOfPools(arena_size=16 << 10) as aop:
+        started = asyncio.Event()
+
+        async def slow(scope: Any, receive: Any, send: Any) -> None:
+            request_buffer(scope, 1000)
+            started.set()
+            await asyncio.sleep(10)
+
+        mw = ElectronMiddleware(slow, aop=aop)
+        scope = {"type": "http", "path": "/", "headers": []}
+        task = asyncio.ensure_future(mw(scope, None, None))  # type: ignore[arg-type]
+        await started.wait()
+        assert aop.statistics().active_buffers == 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert mw.statistics().cancelled == 1
+        nothing_lent(aop)
+
+
+async def test_helpers_outside_the_middleware_say_what_is_missing() -> None:
+    with pytest.raises(LookupError, match="ElectronMiddleware"):
+        request_arena({"type": "http"})
+
+
+async def test_excluded_paths_get_no_memory() -> None:
+    with electron.ArenaOfPools(arena_size=16 << 10) as aop:
+        app, _mw = make_app(aop, exclude=("/pooled/5",))
+        async with client(app) as c:
+            assert (await c.get("/pooled/5")).status_code == 500  # LookupError: no memory
+        nothing_lent(aop)
+
+
+async def test_the_middleware_is_a_usage_source_for_metrics() -> None:
+    prometheus_client = pytest.importorskip("prometheus_client")
+    from electron import metrics
+
+    with electron.ArenaOfPools(arena_size=16 << 10) as aop:
+        app, mw = make_app(aop)
+        registry = prometheus_client.CollectorRegistry()
+        exported = metrics.Metrics(aop, mw, registry=registry)
+        async with client(app) as c:
+            await c.get("/pooled/1000")
+        text = exported.exposition().decode()
+        assert "electron_http_requests_total 1.0" in text
+        assert 'electron_request_bytes_count{route="/pooled/{n}"} 1.0' in text
+        exported.close()
+        nothing_lent(aop)
+
+
+async def test_lifespan_trims_while_the_server_runs() -> None:
+    with electron.ArenaOfPools(arena_size=16 << 10, trim_interval=0.01) as aop:
+        app, _ = make_app(aop)
+        async with client(app) as c:
+            await c.get("/pooled/100000")
+        assert aop.statistics().pooled_buffers == 1
+        messages = asyncio.Queue[dict[str, str]]()
+        await messages.put({"type": "lifespan.startup"})
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        task = asyncio.ensure_future(app({"type": "lifespan"}, messages.get, send))
+        for _ in range(500):
+            if aop.statistics().pooled_buffers == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert aop.statistics().pooled_buffers == 0, "idle memory was not trimmed"
+        await messages.put({"type": "lifespan.shutdown"})
+        await asyncio.wait_for(task, 5)
+        assert [m["type"] for m in sent] == [
+            "lifespan.startup.complete",
+            "lifespan.shutdown.complete",
+        ]
+
+
+# -- what each server gets -----------------------------------------------------------------
+
+
+class _Cycle:
+    async def send(self, message: object) -> None: ...
+
+
+def _send_of(module: str) -> Any:
+    cls = type("RequestResponseCycle", (_Cycle,), {"__module__": module})
+    return cls().send
+
+
+@pytest.mark.parametrize(
+    ("module", "chunked", "copied"),
+    [
+        ("uvicorn.protocols.http.httptools_impl", False, True),  # transport.write(body)
+        ("uvicorn.protocols.http.httptools_impl", True, False),  # joined with its framing
+        ("uvicorn.protocols.http.h11_impl", False, False),  # h11 joins
+        ("hypercorn.protocol.http_stream", False, False),  # bytes(body) in send
+        ("granian._granian", False, True),  # memoryview: slow path, other formats empty
+        ("some.other.server", True, True),
+    ],
+)
+async def test_the_body_policy_per_server(module: str, chunked: bool, copied: bool) -> None:
+    region = bytearray(b"abcd")
+    view = memoryview(region)
+    server = server_of(_send_of(module))
+    assert server == module
+    out = safe_body(view, server, chunked)
+    assert (type(out) is bytes) is copied
+    assert bytes(out) == b"abcd"  # type: ignore[call-overload]
+    # A view of another format is always copied: servers count len() as bytes.
+    wide = safe_body(view.cast("I"), server, chunked)
+    assert wide == b"abcd"
+    assert safe_body(b"x", server, chunked) == b"x"
+    assert server_of(lambda m: None) == ""  # type: ignore[arg-type,return-value]
+
