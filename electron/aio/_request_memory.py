@@ -32,6 +32,7 @@ __all__ = (
     "RequestMemoryOwner",
     "RouteUsage",
     "ended",
+    "give_back_body",
     "lend_now",
 )
 
@@ -310,3 +311,25 @@ class RequestLease:
         owner._record(route, used)
         if error is not None:
             raise error
+
+
+def give_back_body(
+    view: memoryview | None,
+    own_view: bool,
+    on_release: Callable[[], object] | None,
+    buf: Buffer | None,
+) -> None:
+    """Give a pooled response body back: release ``view`` if the response made it
+    (``own_view``), call ``on_release``, and give ``buf`` (the body's buffer, whose views go
+    back with it) to its pool whatever the callback raised."""
+    try:
+        if view is not None and own_view:
+            try:
+                view.release()
+            except BufferError:
+                pass  # still exported somewhere: the pool quarantines the memory
+        if on_release is not None:
+            on_release()
+    finally:
+        if buf is not None:
+            buf.close()

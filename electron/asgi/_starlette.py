@@ -13,6 +13,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from .._buffer import Buffer
+from ..aio._request_memory import give_back_body
 from ._middleware import SCOPE_KEY, ASGIApp, ElectronMiddleware, Receive, Scope, Send
 from ._options import MiddlewareOptions
 from ._servers import safe_body, server_of
@@ -122,14 +123,4 @@ class PooledResponse(Response):
         view, self._view = self._view, None
         buf, self._buffer = self._buffer, None
         on_release, self._on_release = self._on_release, None
-        try:
-            if view is not None and buf is None:
-                try:
-                    view.release()
-                except BufferError:
-                    pass  # still exported somewhere: the pool quarantines the memory
-            if on_release is not None:
-                on_release()
-        finally:
-            if buf is not None:
-                buf.close()
+        give_back_body(view, buf is None, on_release, buf)

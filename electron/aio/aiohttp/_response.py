@@ -10,6 +10,7 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.typedefs import LooseHeaders
 
 from ..._buffer import Buffer
+from .._request_memory import give_back_body
 from ._aiohttp_internals import (
     HEADERS_JOIN_BODY,
     must_be_empty_body,
@@ -165,14 +166,4 @@ class PooledResponse(web.StreamResponse):
         view, self._view = self._view, None
         buf, self._buffer = self._buffer, None
         on_release, self._on_release = self._on_release, None
-        try:
-            if view is not None and self._own_view:
-                try:
-                    view.release()
-                except BufferError:
-                    pass  # still exported somewhere: the pool quarantines the memory
-            if on_release is not None:
-                on_release()
-        finally:
-            if buf is not None:
-                buf.close()
+        give_back_body(view, self._own_view, on_release, buf)
