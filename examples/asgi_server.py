@@ -124,6 +124,12 @@ def _pid() -> dict[str, str]:
     return {"X-Server-Pid": str(os.getpid())}
 
 
+def _plain_bytes(n: int, seed: int) -> Response:
+    body = bytearray(n)
+    shared._fill(memoryview(body), n, seed)
+    return _ByteArrayResponse(body, media_type="application/octet-stream")
+
+
 # -- electron: pooled memory ---------------------------------------------------------------
 
 
@@ -133,6 +139,8 @@ def _electron_routes(aop: electron.ArenaOfPools, mw: ElectronMiddleware) -> list
             n, seed = _bytes_args(request)
         except _Refused as exc:
             return _text(400, str(exc))
+        if n < shared.POOLED_FROM and "pooled" not in request.query_params:
+            return _plain_bytes(n, seed)  # small: plain bytes are faster (examples/server.py)
         buf = request_buffer(request, n)
         shared._fill(buf.reserve(n), n, seed)  # zeroed like the baseline's bytearray(n)
         buf.commit(n)
@@ -190,9 +198,7 @@ def _plain_routes(upload_limit: int) -> list[Route]:
             n, seed = _bytes_args(request)
         except _Refused as exc:
             return _text(400, str(exc))
-        body = bytearray(n)
-        shared._fill(memoryview(body), n, seed)
-        return _ByteArrayResponse(body, media_type="application/octet-stream")
+        return _plain_bytes(n, seed)
 
     async def upload(request: Request) -> Response:
         declared = request.headers.get("content-length")

@@ -42,6 +42,9 @@ def test_every_route_answers_as_the_aiohttp_example_does(
     check_routes(srv.url, EXAMPLE)
     status, _, body = srv.fetch("/bytes/0")
     assert (status, body) == (200, b"")
+    for path in ("/bytes/300000?seed=2", "/bytes/3000?seed=2&pooled=1"):  # pooled memory
+        n = int(path.split("/")[2].split("?")[0])
+        assert srv.fetch(path)[2] == EXAMPLE.pattern(n, 2), path
     stats = srv.settle()
     assert stats["quarantine_events"] == 0
     routes = {r["route"] for r in stats["top_routes"]}  # type: ignore[attr-defined]
@@ -65,7 +68,7 @@ def test_bad_requests_get_clear_answers(electron_server: tuple[str, Server]) -> 
 
 def test_metrics_count_the_requests_that_used_memory(electron_server: tuple[str, Server]) -> None:
     _, srv = electron_server
-    srv.fetch("/bytes/100000?seed=1")
+    srv.fetch("/bytes/100000?seed=1&pooled=1")
     status, _, body = srv.fetch("/metrics")
     assert status == 200
     text = body.decode()
