@@ -4,10 +4,11 @@
 # 1. `python -m build` makes an sdist and, from it, a wheel (build runs in a throwaway venv),
 #    as `python -m build` does by default; the wheel must contain the compiled core (this
 #    machine has a C compiler).
-# 2. The wheel goes into a fresh venv with only the runtime extra `aiohttp`; there, away from
-#    the source tree, the README's Python blocks run, `python -m electron` must report the
-#    compiled core, and .ci/package_smoke.py serves an aiohttp app on a real socket (pooled
-#    routes, bodies checked byte for byte, nothing left lent).
+# 2. The wheel goes into a fresh venv with the runtime extras `aiohttp` and `asgi` (the README
+#    shows both); there, away from the source tree, the README's Python blocks run,
+#    `python -m electron` must report the compiled core, and .ci/package_smoke.py serves an
+#    aiohttp app on a real socket (pooled routes, bodies checked byte for byte, nothing left
+#    lent).
 # 3. The sdist is installed once more into a fresh venv with no usable C compiler (CC=false),
 #    in the background while the wheel is built and tested: it must install, the build must
 #    print electron's warning (pip shows build output only with -v, so the install runs with
@@ -99,10 +100,10 @@ for need in ("setup.py", "pyproject.toml", "README.md", "electron/_arena.py"):
 print(f"ok: the wheel holds {len(wheel)} files, {len(compiled)} compiled ({', '.join(sorted(core))})")
 EOF
 
-step "install the wheel with only the aiohttp extra into a fresh venv"
+step "install the wheel with the aiohttp and asgi extras into a fresh venv"
 "$python" -m venv "$work/user"
 user="$work/user/bin/python"
-pip_install "$user" pip-user "$wheel[aiohttp]"
+pip_install "$user" pip-user "$wheel[aiohttp,asgi]"
 ok "installed: $("$user" -m pip list --format=freeze 2>/dev/null | tr '\n' ' ')"
 where=$(cd "$work" && "$user" -c "import electron; print(electron.__file__)")
 case "$where" in

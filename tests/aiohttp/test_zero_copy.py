@@ -124,7 +124,7 @@ async def test_without_the_flush_wait_large_bodies_reach_clients_clobbered(
     ):
         pytest.skip("asyncio before Python 3.12 copies what it cannot send at once")
 
-    async def no_wait(writer: object, *, large: bool = False) -> bool:
+    async def no_wait(writer: object) -> bool:
         return False
 
     monkeypatch.setattr(_response, "wait_flushed", no_wait)

@@ -8,17 +8,15 @@ write-buffer limits to zero for the length of the wait, so the transport pauses 
 now and resumes it exactly when its buffer is empty (or wakes it when the connection is
 lost), and awaits that through aiohttp's ``writer.drain()``.
 
-When the kernel took a write whole at once, nothing references the memory and it goes back
-immediately: no wait at all, the common case for bodies that fit the socket's buffer.
-
 uvloop adds one twist: libuv counts a write as flushed (``get_write_buffer_size() == 0``) as
 soon as the kernel took the bytes, but uvloop releases its buffer export of the memory only in
-the write's completion callback, which libuv may run on the next loop iteration. Reusing the
-memory then would be safe (the kernel has its own copy), but the pool would see it still
-exported and quarantine it; so after a wait on uvloop the release waits for one more loop
-iteration. A write the kernel took whole on libuv's second attempt, right after a partial one,
-is the same case without a wait: it happens to large writes, so those wait one iteration too
-(``SETTLE_FROM``); for a smaller one it is rare, and the pool's export check quarantines it.
+the write's completion callback, which libuv may run on the next loop iteration; that happens
+both after a wait and when libuv's second attempt, right after a partial first one, completes
+at once (frequent with slow readers: 13 of the slow-reader test's bodies, and 31 of 736 4 MiB
+responses under wrk). Reusing the memory then would be safe (the kernel has its own copy), but
+the pool would see it still exported and quarantine it; so on uvloop the release always waits
+one more loop iteration. On asyncio a write the kernel took whole holds nothing: the memory
+goes back at once.
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from aiohttp.abc import AbstractStreamWriter
 
 from ._aiohttp_internals import transport_of, writing_paused
 
-__all__ = ("SETTLE_FROM", "release_after_flush", "wait_flushed")
+__all__ = ("release_after_flush", "wait_flushed")
 
 # id(transport) -> [waiters, low, high]: the limits to restore when the last waiter is done.
 # An entry lives only while a waiter holds the transport, so its id cannot be reused.
@@ -38,11 +36,6 @@ _lowered: dict[int, list[int]] = {}
 # Background flush waits, referenced so that they are not garbage-collected mid-wait.
 _background: set[asyncio.Task[None]] = set()
 _POLL = 0.005  # only for a transport that does not implement write flow control
-#: Writes of at least this many bytes wait one loop iteration on uvloop even when the kernel
-#: took them (the twist in the module docstring): measured under wrk, 31 of 736 responses of
-#: 4 MiB were otherwise given back while uvloop still held them (and quarantined), none of
-#: 2,389 of 1 MiB.
-SETTLE_FROM = 1 << 20
 
 
 def _settles_later(transport: object) -> bool:
@@ -50,22 +43,20 @@ def _settles_later(transport: object) -> bool:
     return type(transport).__module__.startswith("uvloop")
 
 
-async def wait_flushed(writer: AbstractStreamWriter, *, large: bool = False) -> bool:
+async def wait_flushed(writer: AbstractStreamWriter) -> bool:
     """Return once the transport behind ``writer`` no longer references what was written.
 
     That is: its write buffer is empty (and, on uvloop, the write's completion has run) or
-    the connection is lost. Returns True if the buffer was not empty. ``large``: what was
-    written may have been more than the socket takes at once (see :data:`SETTLE_FROM`).
-    Never raises for a lost connection; cancellation propagates.
+    the connection is lost. Returns True if the buffer was not empty. Never raises for a lost
+    connection; cancellation propagates.
     """
     transport = transport_of(writer)
     if transport is None:
         return False
     if not transport.get_write_buffer_size():
-        # The kernel took every write: nothing holds the memory, except after the twist
-        # below, which only large writes meet (libuv's second attempt, right after a partial
-        # one, completed at once).
-        if large and _settles_later(transport):
+        # The kernel took every write; on uvloop its hold may still end only in the write's
+        # completion callback (the twist in the module docstring).
+        if _settles_later(transport):
             await asyncio.sleep(0)
         return False
     await _wait_empty(writer, transport)
@@ -135,7 +126,10 @@ def release_after_flush(writer: AbstractStreamWriter, release: Callable[[], obje
         release()
         return False
     if not transport.get_write_buffer_size():
-        release()
+        if _settles_later(transport):
+            loop.call_soon(release)  # after libuv's pending write callbacks
+        else:
+            release()
         return False
     task = loop.create_task(_wait_then(writer, release))
     _background.add(task)

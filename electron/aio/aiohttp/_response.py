@@ -17,7 +17,7 @@ from ._aiohttp_internals import (
     send_headers_with_body,
     write_joined,
 )
-from ._flush import SETTLE_FROM, release_after_flush, wait_flushed
+from ._flush import release_after_flush, wait_flushed
 
 if TYPE_CHECKING:
     from aiohttp.web_request import BaseRequest
@@ -143,7 +143,7 @@ class PooledResponse(web.StreamResponse):
             if view.nbytes and not must_be_empty_body(self) and not write_joined(writer, view):
                 await self.write(view)
             await super().write_eof()
-            if await wait_flushed(writer, large=view.nbytes >= SETTLE_FROM) and lease is not None:
+            if await wait_flushed(writer) and lease is not None:
                 lease.owner._flush_waits += 1
         except BaseException:
             # Cancelled or failed mid-way: the transport may still hold the body.
