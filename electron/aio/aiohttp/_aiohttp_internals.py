@@ -20,6 +20,7 @@ __all__ = (
     "HEADERS_JOIN_BODY",
     "ExpectHandler",
     "in_request_task",
+    "is_uvloop",
     "key_of",
     "must_be_empty_body",
     "send_headers_with_body",
@@ -64,6 +65,12 @@ def transport_of(writer: AbstractStreamWriter) -> asyncio.Transport | None:
     ``StreamWriter.transport`` (since 3.0; not part of ``AbstractStreamWriter``).
     """
     return getattr(writer, "transport", None)
+
+
+def is_uvloop(transport: object) -> bool:
+    """True for a uvloop transport: its ``write``/``writelines`` send memory as it is (no
+    copy), and it lets go of it only in the write's completion callback."""
+    return type(transport).__module__.startswith("uvloop")
 
 
 def writing_paused(writer: AbstractStreamWriter) -> bool:
@@ -124,7 +131,7 @@ def write_joined(writer: AbstractStreamWriter, body: memoryview) -> bool:
         transport is None
         or not headers
         or getattr(writer, "_headers_written", True)
-        or not type(transport).__module__.startswith("uvloop")
+        or not is_uvloop(transport)
         or getattr(writer, "_compress", None) is not None
         or getattr(writer, "_on_chunk_sent", None) is not None
         or getattr(writer, "on_body_write", None) is not None

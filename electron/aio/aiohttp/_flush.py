@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from aiohttp.abc import AbstractStreamWriter
 
-from ._aiohttp_internals import transport_of, writing_paused
+from ._aiohttp_internals import is_uvloop, transport_of, writing_paused
 
 __all__ = ("release_after_flush", "wait_flushed")
 
@@ -36,11 +36,6 @@ _lowered: dict[int, list[int]] = {}
 # Background flush waits, referenced so that they are not garbage-collected mid-wait.
 _background: set[asyncio.Task[None]] = set()
 _POLL = 0.005  # only for a transport that does not implement write flow control
-
-
-def _settles_later(transport: object) -> bool:
-    """True for uvloop transports (see the module docstring)."""
-    return type(transport).__module__.startswith("uvloop")
 
 
 async def wait_flushed(writer: AbstractStreamWriter) -> bool:
@@ -53,17 +48,14 @@ async def wait_flushed(writer: AbstractStreamWriter) -> bool:
     transport = transport_of(writer)
     if transport is None:
         return False
-    if not transport.get_write_buffer_size():
-        # The kernel took every write; on uvloop its hold may still end only in the write's
-        # completion callback (the twist in the module docstring).
-        if _settles_later(transport):
-            await asyncio.sleep(0)
-        return False
-    await _wait_empty(writer, transport)
+    waited = False
+    if transport.get_write_buffer_size():
+        waited = True
+        await _wait_empty(writer, transport)
     current = transport_of(writer)
-    if current is not None and _settles_later(current):
-        await asyncio.sleep(0)
-    return True
+    if current is not None and is_uvloop(current):
+        await asyncio.sleep(0)  # the twist in the module docstring
+    return waited
 
 
 async def _wait_empty(writer: AbstractStreamWriter, transport: asyncio.WriteTransport) -> None:
@@ -126,7 +118,7 @@ def release_after_flush(writer: AbstractStreamWriter, release: Callable[[], obje
         release()
         return False
     if not transport.get_write_buffer_size():
-        if _settles_later(transport):
+        if is_uvloop(transport):
             loop.call_soon(release)  # after libuv's pending write callbacks
         else:
             release()

@@ -13,6 +13,7 @@ from ..._buffer import Buffer
 from .._request_memory import give_back_body
 from ._aiohttp_internals import (
     HEADERS_JOIN_BODY,
+    is_uvloop,
     must_be_empty_body,
     send_headers_with_body,
     write_joined,
@@ -31,7 +32,7 @@ __all__ = ("PooledResponse",)
 #: goes back at once, before anything is written. Larger bodies go out in the same
 #: system call as the headers without a copy where the transport allows it (uvloop; asyncio
 #: where aiohttp uses ``writelines``), else after the headers; their memory goes back as soon
-#: as the transport holds none of it (at once when the kernel took the whole write).
+#: as the transport holds none of it (see ``_flush``).
 COPY_MAX = 16 << 10
 
 
@@ -71,7 +72,8 @@ class PooledResponse(web.StreamResponse):
         if isinstance(body, Buffer):
             self._buffer: Buffer | None = body
             self._own_view = False
-            if len(body) <= COPY_MAX:
+            length = len(body)
+            if length <= COPY_MAX:
                 self._copy = body.getvalue()
             else:
                 self._view = body.view()  # released when the buffer goes back
@@ -82,9 +84,9 @@ class PooledResponse(web.StreamResponse):
             if view.format != "B" or view.ndim != 1:
                 view = view.cast("B")  # raises TypeError for a non-contiguous view
             self._view = view
-            if view.nbytes <= COPY_MAX:
+            length = view.nbytes
+            if length <= COPY_MAX:
                 self._copy = bytes(view)
-        length = len(self._copy) if self._copy is not None else self._view.nbytes  # type: ignore[union-attr]
         # Set as web.Response sets them: the header itself (the property setters parse).
         fields = self.headers
         fields[hdrs.CONTENT_LENGTH] = str(length)
@@ -112,7 +114,7 @@ class PooledResponse(web.StreamResponse):
             joined = (
                 not HEADERS_JOIN_BODY
                 or view is None
-                or type(request.transport).__module__.startswith("uvloop")
+                or is_uvloop(request.transport)
             )
             send_headers_with_body(self, joined)
         writer = await super().prepare(request)
