@@ -33,7 +33,6 @@ __all__ = (
     "RouteUsage",
     "ended",
     "give_back_body",
-    "lend_now",
 )
 
 #: The route that routes beyond the middleware's ``max_routes`` are counted under.
@@ -221,11 +220,6 @@ def ended() -> ArenaClosed:
     return ArenaClosed("its request has ended: the request's memory went back with it")
 
 
-def lend_now(aop: ArenaOfPools) -> Arena:
-    """An arena at once, or :class:`~electron.PoolExhausted` (beyond the budget)."""
-    return aop._lend_nowait() or aop.get_arena(0)
-
-
 class RequestLease:
     """One request's electron memory: the pooled buffers it took and its arena (lent on
     first use of :attr:`arena`), given back in one step by :meth:`release`.
@@ -251,7 +245,7 @@ class RequestLease:
         the budget); :class:`~electron.ArenaClosed` once the lease went back."""
         arena = self._arena
         if arena is None:
-            lent = lend_now(self.owner.aop)
+            lent = self.owner.aop.get_arena(0)  # PoolExhausted beyond the budget
             with LENDING:  # the request's tasks and threads may ask at once: one arena
                 arena = self._arena
                 if arena is None and not self.released:

@@ -25,7 +25,6 @@ from ..aio._request_memory import (
     RequestLease,
     RequestMemoryOwner,
     ended,
-    lend_now,
 )
 from ..aio._trim import trim_periodically
 from ..aio._wait import acquire_arena
@@ -98,7 +97,7 @@ class _Request:
                 owner = self.owner
                 if arena is None and owner._bounded:
                     # Under a budget the request's arena is what admission counts and waits for.
-                    arena = lend_now(owner.aop)
+                    arena = owner.aop.get_arena(0)  # PoolExhausted beyond the budget
                 lease = self.lease = Lease(owner, self.scope, arena)
                 arena = None
         if arena is not None:

@@ -18,7 +18,7 @@ from aiohttp.abc import AbstractStreamWriter
 
 from ..._arena import Arena
 from ..._context import current_arena_var, set_lazy_resolver
-from .._request_memory import LENDING, RequestLease, ended, lend_now
+from .._request_memory import LENDING, RequestLease, ended
 from .._wait import acquire_arena
 from ._aiohttp_internals import key_of
 from ._flush import release_after_flush
@@ -109,7 +109,7 @@ def _lend(key: object, request: web.BaseRequest, arena: Arena | None = None) -> 
         if lease is None and owner is not None:
             if arena is None and owner._bounded:
                 # Under a budget the request's arena is what admission counts and waits for.
-                arena = lend_now(owner.aop)  # PoolExhausted beyond the budget
+                arena = owner.aop.get_arena(0)  # PoolExhausted beyond the budget
             lease = LEASES[key] = Lease(owner, key, request, arena)  # type: ignore[arg-type]
             arena = None
     if arena is not None:
