@@ -1,13 +1,13 @@
-"""Instructions per request: what electron's middleware adds to a hello world, counted exactly.
+"""Instructions per request: what electron adds to a hello world, counted exactly.
 
     python -m bench.instructions [--quick] [--json FILE] [--repeat N] [--requests N]
 
 ``bench.http`` times the hello world end to end, but on a shared 2-core VM the CPU time one
 server spends per request moves by 5-10% from one 3 s round to the next, and an A/A run
 (two identical servers) can differ by 2%; a 1-3% cost is at the edge of what it can tell.
-This case counts instead: each hello-world server of ``bench.http`` (electron's middleware as
-``setup`` installs it, the same with ``current_arena=True``, and an empty
-``@web.middleware``) runs under valgrind's callgrind, which counts every
+This case counts instead: each hello-world server of ``bench.http`` (set up with electron's
+``setup``, the same with ``current_arena=True``, and the app without electron) runs under
+valgrind's callgrind, which counts every
 instruction the process executes in user space. After a warm-up the counters are zeroed,
 ``--requests`` requests are sent over 32 concurrent keep-alive connections by an aiohttp
 client outside valgrind (the server, slowed about 50x, is the bottleneck and batches
@@ -16,13 +16,13 @@ doing, fresh processes of the same side agree within about 0.5% (a garbage colle
 the older generations may or may not fall in the counted window); each side is counted
 ``--repeat`` times, alternating, and the spread is reported. The count per request also
 depends on how many requests are counted (the warm-up's effects fade): 500 or 1,000 requests
-(``--quick``) read 0.984-0.988 where full runs (3,000) read 0.976-0.981, so compare figures
-of the same size only.
+(``--quick``) read higher ratios than full runs (3,000), so compare figures of the same size
+only.
 
 Reported: instructions per request of each side, their ratio (baseline / electron: the
 hello-world throughput ratio if both ran at the same instructions per cycle) and the
 difference. Kernel work (the socket calls, the same for both sides) is not counted, so
-against the whole CPU time of a request the middleware's share is smaller still.
+against the whole CPU time of a request electron's share is smaller still.
 Needs ``valgrind`` (with ``callgrind_control``); without it the case is skipped, saying so.
 """
 
@@ -46,9 +46,9 @@ from .http import HELLO_TARGET, ROOT
 CONNECTIONS = 32
 WARMUP = 300
 _NAMES = {
-    "electron": "electron middleware",
-    "empty": "empty middleware",
-    "electron-context": "electron middleware, current_arena=True",
+    "electron": "electron",
+    "plain": "without electron",
+    "electron-context": "electron, current_arena=True",
 }
 
 
@@ -115,8 +115,8 @@ def run(quick: bool, repeat: int | None, requests: int | None, loop: str) -> lis
     """Count both sides ``repeat`` times, alternating; fill in the ratio and the target."""
     reps = repeat or (1 if quick else 2)
     n = requests or (1000 if quick else 3000)
-    counts: dict[str, list[float]] = {"electron": [], "empty": [], "electron-context": []}
-    order = ("electron", "empty", "electron-context")
+    counts: dict[str, list[float]] = {"electron": [], "plain": [], "electron-context": []}
+    order = ("electron", "plain", "electron-context")
     for r in range(reps):
         for variant in order if r % 2 == 0 else order[::-1]:
             t0 = time.monotonic()
@@ -143,11 +143,11 @@ def run(quick: bool, repeat: int | None, requests: int | None, loop: str) -> lis
                 },
             )
         )
-    electron, empty, context = results
+    electron, plain, context = results
     for side in (electron, context):
-        side.baseline = empty.name
-        side.ratio = empty.ns_per_op / side.ns_per_op
-        side.extra["added_per_request"] = round(side.ns_per_op - empty.ns_per_op)
+        side.baseline = plain.name
+        side.ratio = plain.ns_per_op / side.ns_per_op
+        side.extra["added_per_request"] = round(side.ns_per_op - plain.ns_per_op)
     electron.target = f">= {HELLO_TARGET}"  # the default set-up; current_arena=True is opt-in
     electron.passed = electron.ratio is not None and electron.ratio >= HELLO_TARGET
     return results
@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     assert electron.ratio is not None
     verdict = "PASS" if electron.passed else "FAIL"
     print(
-        f"ratio empty/electron: {electron.ratio:.4f}  [target {electron.target}: {verdict}]; "
-        f"electron's middleware adds {electron.extra['added_per_request']:,} instructions "
+        f"ratio without/with electron: {electron.ratio:.4f}  [target {electron.target}: "
+        f"{verdict}]; electron adds {electron.extra['added_per_request']:,} instructions "
         "to a request"
     )
     context = results[2]

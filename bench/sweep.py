@@ -7,7 +7,7 @@ Targets ``examples/server.py`` (electron) against ``examples/server.py --no-elec
 baseline) on uvloop, as a user would load-test it: wrk (one thread) on one core, the server
 on the other (when the machine has two or more), a fresh set of server processes per route,
 every side loaded in turn for ``--seconds``, the order flipped every round. Routes: ``GET /``
-(and the hello-world app of ``bench.http`` with electron's middleware against an empty one),
+(and the hello-world app of ``bench.http`` set up with electron against the app without it),
 ``GET /json``, ``GET /render?items=100``, ``POST /upload`` of each upload size, and
 ``GET /bytes/N`` of each size. The baseline also runs under other allocators (``--variants``):
 jemalloc and mimalloc (``LD_PRELOAD`` of the system's library, skipped with a note where it is
@@ -80,7 +80,7 @@ UPLOAD_SIZES = (16 * KIB, MIB, 8 * MIB)
 #: The sizes at which ``pooled`` forces the pooled path (the example builds bodies below 128
 #: KiB as plain bytes, as a user should: these rows say what the pooled path costs there).
 POOLED_SIZES = (KIB, 16 * KIB, 64 * KIB)
-#: hello: ``GET /``; hello-mw: bench.http's hello app, electron's middleware vs an empty one;
+#: hello: ``GET /``; hello-mw: bench.http's hello app, set up with electron vs without it;
 #: pooled: ``GET /bytes/N?pooled=1``, the pooled path at every size (a diagnostic).
 ROUTE_KINDS = ("hello", "hello-mw", "json", "render", "upload", "bytes", "pooled")
 #: glibc's mmap threshold in the glibc-mmap variants: above every body the sweep sends.
@@ -128,7 +128,7 @@ class Route:
     @property
     def name(self) -> str:
         if self.kind == "hello-mw":
-            return "GET / (hello app, vs empty middleware)"
+            return "GET / (hello app)"
         if self.kind == "upload":
             return f"POST /upload {human_size(self.size or 0)}"
         return f"{self.method} {self.path}"
@@ -259,7 +259,7 @@ def choose_variants(names: Sequence[str], cache: str | None = None
 @dataclass(frozen=True)
 class Target:
     """The servers a sweep compares: electron's side, the baseline, and (aiohttp only) the
-    hello-world apps with electron's middleware and with an empty one."""
+    hello-world apps with and without electron."""
 
     name: str
     electron: list[str]
@@ -272,7 +272,7 @@ def aiohttp_target(loop: str) -> Target:
     cmd = [sys.executable, str(EXAMPLE), "--host", "127.0.0.1", "--port", "0", "--loop", loop]
     hello = [sys.executable, "-m", "bench.http", "--loop", loop, "--serve"]
     return Target("aiohttp", cmd, [*cmd, "--no-electron"],
-                  ([*hello, "electron"], [*hello, "empty"]))
+                  ([*hello, "electron"], [*hello, "plain"]))
 
 
 def asgi_target(loop: str) -> Target:
@@ -370,8 +370,8 @@ def _sides(route: Route, target: Target, variants: Sequence[Variant]) -> list[_S
     """The servers compared on ``route``: electron's first, then the baseline and variants."""
     if route.kind == "hello-mw":
         assert target.hello is not None
-        return [_Side("electron", target.hello[0], "hello app, electron's middleware"),
-                _Side("baseline", target.hello[1], "hello app, an empty middleware")]
+        return [_Side("electron", target.hello[0], "hello app set up with electron"),
+                _Side("baseline", target.hello[1], "hello app without electron")]
     return [_Side("electron", target.electron, "electron"),
             _Side("baseline", target.baseline, "--no-electron (glibc malloc)"),
             *(_Side(v.name, target.baseline, v.description, v.env, v.library)
@@ -650,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     target = (command_target(args.server_cmd, args.baseline_cmd) if args.server_cmd
               else asgi_target(args.loop) if args.server == "asgi" else aiohttp_target(args.loop))
     if target.hello is None and any(r.kind == "hello-mw" for r in routes):
-        print("skipped GET / against an empty middleware: it needs bench.http's hello apps "
+        print("skipped the hello app's GET /: it needs bench.http's hello apps "
               "(--server aiohttp)")
         routes = [r for r in routes if r.kind != "hello-mw"]
     rounds = args.rounds or (2 if args.quick else 4)

@@ -463,7 +463,7 @@ async def test_a_cloned_request_shares_the_arena(aop: electron.ArenaOfPools) -> 
     """A middleware inside electron's may hand the handler ``request.clone()``: the clone
     finds the same arena, and a second electron middleware sees the request is served."""
     app = web.Application()
-    mw = setup(app, aop, current_arena=True)
+    mw = setup(app, aop, as_middleware=True, current_arena=True)
     inner_mw = middleware(aop=aop, current_arena=True)
     arenas: list[electron.Arena] = []
 
@@ -492,7 +492,7 @@ async def test_the_helpers_work_on_a_clone(aop: electron.ArenaOfPools, lend_firs
     """Handed a clone (as proxy middlewares such as aiohttp-remotes do), while the request's
     entry is still lazy or already lent, the handler's helpers find the request's memory."""
     app = web.Application()
-    mw = setup(app, aop, current_arena=True)
+    mw = setup(app, aop, as_middleware=True, current_arena=True)
     arenas: list[electron.Arena] = []
 
     @web.middleware

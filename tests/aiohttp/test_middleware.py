@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import gc
 import hashlib
+import inspect
 import socket
 from collections.abc import AsyncIterator, Callable
 
@@ -28,6 +29,7 @@ from electron.aio.aiohttp import (
     request_buffer,
     setup,
 )
+from electron.aio.aiohttp._middleware import _serve_routes
 from electron.aio.aiohttp._response import COPY_MAX
 from tests.support import anyio_backend, eventually, serve  # noqa: F401 - anyio_backend: the asyncio-only backends
 
@@ -562,7 +564,10 @@ async def test_helpers_need_the_middleware(aop: electron.ArenaOfPools) -> None:
     assert "setup(app, aop)" in str(errors[0])
 
 
-async def test_setup_installs_outermost_and_closes_on_cleanup() -> None:
+@pytest.mark.parametrize("as_middleware", [False, True], ids=["routes", "middleware"])
+async def test_setup_serves_every_route_and_closes_on_cleanup(as_middleware: bool) -> None:
+    """By default setup wraps the routes' handlers and installs no middleware (aiohttp
+    then skips its middleware machinery); as_middleware=True makes it the outermost one."""
     aop = electron.ArenaOfPools(arena_size=4096)
 
     @web.middleware
@@ -570,21 +575,47 @@ async def test_setup_installs_outermost_and_closes_on_cleanup() -> None:
         return await handler(request)
 
     app = web.Application(middlewares=[other])
-    mw = setup(app, aop)
-    assert app.middlewares[0] is mw
+    mw = setup(app, aop, as_middleware=as_middleware)
+    assert list(app.middlewares) == ([mw, other] if as_middleware else [other])
     assert app[AOP_KEY] is aop
     assert app[MIDDLEWARE_KEY] is mw
     assert mw_of(app) is mw
 
     async def hi(request: web.Request) -> web.StreamResponse:
+        """Says hi."""
+        request_arena(request).alloc(10)
         return web.Response(text="hi")
 
-    app.router.add_get("/", hi)
+    route = app.router.add_get("/", hi)
     async with serve(app) as url, aiohttp.ClientSession() as session:
         async with session.get(url + "/") as resp:
             assert await resp.text() == "hi"
         assert not aop.closed
+        if as_middleware:
+            assert route.handler is hi
+        else:  # wrapped, looking like the handler
+            assert route.handler is not hi
+            assert inspect.unwrap(route.handler) is hi
+            assert (route.handler.__name__, route.handler.__doc__) == ("hi", "Says hi.")
+    assert mw.statistics().requests == 1
     assert aop.closed
+
+
+async def test_each_route_is_wrapped_once() -> None:
+    """Starting an app again (its startup handlers run again) wraps no route twice."""
+    aop = electron.ArenaOfPools(arena_size=4096)
+    app = web.Application()
+    setup(app, aop)
+
+    async def hi(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="hi")
+
+    route = app.router.add_get("/", hi)
+    async with serve(app):
+        wrapped = route.handler
+        await _serve_routes(app)
+        assert route.handler is wrapped
+        assert route.handler.__wrapped__ is hi  # type: ignore[attr-defined]
 
 
 async def test_pooled_response_without_the_middleware(aop: electron.ArenaOfPools) -> None:
@@ -711,14 +742,17 @@ async def test_memoryview_body_goes_back_when_written_on_a_kept_alive_connection
         gc.enable()
 
 
-async def test_a_subapp_with_its_own_setup_uses_the_outer_arena(
-    aop: electron.ArenaOfPools,
-) -> None:
+@pytest.mark.parametrize("as_middleware", [False, True], ids=["routes", "middleware"])
+async def test_a_subapp_with_its_own_setup(aop: electron.ArenaOfPools, as_middleware: bool) -> None:
+    """A sub-app's own setup serves its routes; the app's serves the app's and those of a
+    sub-app without one (at any depth). Installed as the outermost middleware instead, the
+    app's runs first and serves every request."""
     inner_aop = electron.ArenaOfPools(arena_size=4096)
     app = web.Application()
-    outer = setup(app, aop, current_arena=True)
+    outer = setup(app, aop, current_arena=True, as_middleware=as_middleware)
     sub = web.Application()
     inner = setup(sub, inner_aop, current_arena=True)
+    plain_sub, plain_subsub = web.Application(), web.Application()
     seen: list[electron.Arena] = []
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -728,16 +762,21 @@ async def test_a_subapp_with_its_own_setup_uses_the_outer_arena(
         buf.write(b"sub")
         return PooledResponse(buf)
 
-    sub.router.add_get("/x", handler)
+    for a in (app, sub, plain_subsub):
+        a.router.add_get("/x", handler)
+    plain_sub.add_subapp("/deeper", plain_subsub)
     app.add_subapp("/sub", sub)
-    async with (
-        serve(app) as url,
-        aiohttp.ClientSession() as session,
-        session.get(f"{url}/sub/x") as resp,
-    ):
-        assert await resp.read() == b"sub"
-    await eventually(all_back(aop), "outer arena back")
-    assert outer.statistics().requests == 1
-    assert inner.statistics().requests == 0
-    assert inner_aop.statistics().arenas_created == 0
+    app.add_subapp("/plain", plain_sub)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        for path in ("/x", "/sub/x", "/plain/deeper/x"):
+            async with session.get(url + path) as resp:
+                assert await resp.read() == b"sub"
+    await eventually(all_back(aop), "outer arenas back")
+    await eventually(all_back(inner_aop), "inner arenas back")
+    if as_middleware:
+        assert (outer.statistics().requests, inner.statistics().requests) == (3, 0)
+        assert inner_aop.statistics().arenas_created == 0
+    else:
+        assert (outer.statistics().requests, inner.statistics().requests) == (2, 1)
+        assert inner_aop.statistics().arenas_created == 1
     assert inner_aop.closed

@@ -57,7 +57,7 @@ def test_human_size() -> None:
 def test_default_plan_covers_every_route_and_size() -> None:
     routes = plan_routes(["bytes", "upload", "render", "json", "hello-mw", "hello"])
     names = [r.name for r in routes]
-    assert names[:4] == ["GET /", "GET / (hello app, vs empty middleware)", "GET /json",
+    assert names[:4] == ["GET /", "GET / (hello app)", "GET /json",
                          "GET /render?items=100"]
     assert [r.size for r in routes if r.kind == "upload"] == list(UPLOAD_SIZES)
     assert [r.path for r in routes if r.kind == "bytes"] == [f"/bytes/{n}" for n in BYTES_SIZES]
@@ -248,12 +248,12 @@ def test_targets() -> None:
     assert example.baseline == [*example.electron, "--no-electron"]
     assert example.electron[:2] == [sys.executable, str(ROOT / "examples" / "server.py")]
     assert example.hello is not None
-    assert [cmd[-1] for cmd in example.hello] == ["electron", "empty"]
+    assert [cmd[-1] for cmd in example.hello] == ["electron", "plain"]
     asgi = command_target("{python} examples/asgi.py --port 0",
                           "{python} examples/asgi.py --port 0 --no-electron")
     assert asgi.electron == [sys.executable, "examples/asgi.py", "--port", "0"]
     assert asgi.baseline[-1] == "--no-electron"
-    assert asgi.hello is None  # no empty-middleware twin: that route is skipped
+    assert asgi.hello is None  # no hello-app twin: that route is skipped
 
 
 def test_without_wrk_the_sweep_stops_and_says_how_to_install_it(tmp_path: Path) -> None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from aiohttp import http_writer, web
 from aiohttp.abc import AbstractStreamWriter
+from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_urldispatcher import AbstractRoute, PrefixedSubAppResource
 
 __all__ = (
     "HEADERS_JOIN_BODY",
@@ -23,10 +25,10 @@ __all__ = (
     "is_uvloop",
     "key_of",
     "must_be_empty_body",
+    "own_routes",
     "send_headers_with_body",
     "sent_anything",
     "transport_of",
-    "wrap_expect_handlers",
     "write_joined",
     "writing_paused",
 )
@@ -154,16 +156,36 @@ def write_joined(writer: AbstractStreamWriter, body: memoryview) -> bool:
 ExpectHandler = Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse | None]]
 
 
-def wrap_expect_handlers(
-    app: web.Application, wrap: Callable[[ExpectHandler], ExpectHandler]
-) -> None:
-    """Replace every route's ``Expect`` handler of ``app`` by ``wrap(handler)``.
+def own_routes(
+    app: web.Application, skip: Callable[[web.Application], bool]
+) -> Iterator[AbstractRoute]:
+    """Every route of ``app`` and of its sub-apps (at any depth), except those of a sub-app
+    for which ``skip(subapp)`` is true (and of that sub-app's own sub-apps).
 
-    aiohttp answers ``Expect: 100-continue`` with the route's expect handler before any
-    middleware runs; only that handler can refuse a body before the client sends it. Routes
-    keep it in ``AbstractRoute._expect_handler`` (since 0.x; ``handle_expect_header`` calls it).
+    ``PrefixedSubAppResource._app`` (since 3.0; ``MatchedSubAppResource`` is one too): the
+    sub-app behind a resource, which aiohttp does not expose.
     """
-    for route in app.router.routes():
-        handler = getattr(route, "_expect_handler", None)
-        if handler is not None:
-            route._expect_handler = wrap(handler)
+    for resource in app.router.resources():
+        subapp = getattr(resource, "_app", None)
+        if isinstance(resource, PrefixedSubAppResource) and isinstance(subapp, web.Application):
+            if not skip(subapp):
+                yield from own_routes(subapp, skip)
+        else:
+            yield from resource
+
+
+def replace_handlers(
+    route: AbstractRoute,
+    handler: Callable[[Handler], Handler],
+    expect: Callable[[ExpectHandler], ExpectHandler],
+) -> None:
+    """Make ``handler(h)`` the handler of ``route`` and ``expect(e)`` its ``Expect`` handler.
+
+    aiohttp calls ``route.handler`` for the requests the route matches (through
+    ``match_info.handler``) and answers ``Expect: 100-continue`` with its expect handler
+    before any middleware runs: only that handler can refuse a body before the client sends
+    it. Routes keep them in ``AbstractRoute._handler`` and ``_expect_handler`` (since 0.x;
+    the public ``handler`` property reads the first).
+    """
+    route._handler = handler(route._handler)  # type: ignore[assignment]
+    route._expect_handler = expect(route._expect_handler)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import weakref
-from collections.abc import AsyncIterator, Iterable
-from typing import Unpack
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from typing import Any, Unpack
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -23,8 +24,9 @@ from .._wait import acquire_arena
 from ._aiohttp_internals import (
     ExpectHandler,
     in_request_task,
+    own_routes,
+    replace_handlers,
     sent_anything,
-    wrap_expect_handlers,
 )
 from ._lease import ACTIVE, LEASES, Lease
 from ._response import PooledResponse
@@ -35,6 +37,7 @@ _set_arena = current_arena_var.set
 _reset_arena = current_arena_var.reset
 _BYTES = (bytes, type(None))  # response bodies whose sending cannot touch pooled memory
 _log = logging.getLogger("electron.aio.aiohttp")
+_SERVED_BY = "__electron_middleware__"  # on a route handler setup wrapped: the Middleware
 
 
 class MiddlewareOptions(RequestMemoryOptions, total=False):
@@ -44,7 +47,8 @@ class MiddlewareOptions(RequestMemoryOptions, total=False):
 
 
 class Middleware(RequestMemoryOwner):
-    """electron's aiohttp middleware (new style): request-scoped memory for every request.
+    """Request-scoped memory for every request of an aiohttp app: what :func:`setup`
+    installs, and a new-style aiohttp middleware.
 
     Inside the handler :func:`request_arena` is the request's arena, lent on first use: a
     request that never touches electron memory costs next to nothing. With
@@ -66,12 +70,13 @@ class Middleware(RequestMemoryOwner):
     (others took it meanwhile) gets :class:`~electron.PoolExhausted` at once from the sync
     helpers, which the middleware answers ``503`` the same way; :func:`read_body` waits.
 
-    Requests for a path in ``exclude`` get no arena; nor does one that an outer electron
-    middleware (a parent app's) serves. Keep it outermost (:func:`setup` does): it sees the
-    response's end through aiohttp's request task. Run inside another task (a middleware
-    wrapping the handler in ``asyncio.shield``, or ``asyncio.wait_for`` before Python 3.12),
-    it stays safe, but memory behind a non-pooled response then goes back only when aiohttp
-    drops the request. Per route (its canonical path) it records the bytes each request
+    :func:`setup` makes it run each route's handler (:meth:`serve`); as a middleware, put it
+    first in the app's list. Requests for a path in ``exclude`` get no arena; nor does one
+    that another electron middleware, run earlier, serves. It sees the response's end
+    through aiohttp's request task. Run inside another task (a middleware wrapping the
+    handler in ``asyncio.shield``, or ``asyncio.wait_for`` before Python 3.12), it stays
+    safe, but memory behind a non-pooled response then goes back only when aiohttp drops
+    the request. Per route (its canonical path) it records the bytes each request
     that used electron memory took (arena bytes used plus pooled buffer capacity): see
     :meth:`route_usage` and :meth:`add_usage_listener`.
 
@@ -111,7 +116,15 @@ class Middleware(RequestMemoryOwner):
             text="503: the server's memory budget is exhausted; retry later",
         )
 
-    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    def __call__(
+        self, request: web.Request, handler: Handler
+    ) -> Coroutine[Any, Any, web.StreamResponse]:
+        """Serve ``request`` with ``handler`` (the middleware protocol of aiohttp)."""
+        return self.serve(handler, request)
+
+    async def serve(self, handler: Handler, request: web.Request) -> web.StreamResponse:
+        """Run ``handler`` for ``request`` with request-scoped memory: :func:`setup` makes
+        ``partial(serve, handler)`` each route's handler."""
         key = request._payload_writer  # key_of(request), inline: see _aiohttp_internals
         if key in ACTIVE or (self.exclude and request.path in self.exclude):
             # An outer electron middleware (a parent app's) serves it, or it is excluded.
@@ -193,6 +206,28 @@ class Middleware(RequestMemoryOwner):
             # aiohttp drops the request (a PooledResponse gives it back earlier itself).
             weakref.finalize(request, lease.release_after_flush)
 
+    def _served(self, handler: Handler) -> Handler:
+        """``handler`` run by :meth:`serve` (what :func:`setup` makes a route's handler)."""
+        served = functools.update_wrapper(functools.partial(self.serve, handler), handler)
+        setattr(served, _SERVED_BY, self)
+        return served
+
+    def _refusing_oversized(self, inner: ExpectHandler) -> ExpectHandler:
+        """A route's ``Expect`` handler that answers ``Expect: 100-continue`` with 413, before
+        the client sends the body, when the declared length is more than ``body_limit`` or
+        the pool's whole ``max_bytes`` (aiohttp would otherwise say ``100 Continue`` first)."""
+
+        async def expect(request: web.Request) -> web.StreamResponse | None:
+            length = request.content_length
+            limit = None if request.path in self.exclude else self._refuses_length(length)
+            if limit is not None and length is not None:
+                refusal = web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
+                refusal.force_close()  # the body will not come: no lingering read
+                raise refusal
+            return await inner(request)
+
+        return expect
+
     def __repr__(self) -> str:
         return f"<electron Middleware aop={self.aop!r} in_flight={self._lent - self._released}>"
 
@@ -211,9 +246,22 @@ async def _close_aop(app: web.Application) -> None:
 
 
 def setup(
-    app: web.Application, aop: ArenaOfPools, **options: Unpack[MiddlewareOptions]
+    app: web.Application,
+    aop: ArenaOfPools,
+    *,
+    as_middleware: bool = False,
+    **options: Unpack[MiddlewareOptions],
 ) -> Middleware:
-    """Install electron's middleware as ``app``'s outermost one and return it.
+    """Give every route of ``app`` (and of its sub-apps) request-scoped memory over ``aop``,
+    and return the :class:`Middleware` that serves them, for its statistics.
+
+    When the app starts, each route's handler is wrapped (``partial(mw.serve, handler)``,
+    with the handler's name, doc and ``__wrapped__``): a request then costs what a request to
+    an app without middlewares costs, since aiohttp runs its middleware machinery only for
+    apps that have middlewares. A sub-app with a ``setup`` of its own serves its own routes.
+    With ``as_middleware=True`` the middleware is instead the app's outermost one, so that
+    your own middlewares can use electron memory too, at aiohttp's cost of running
+    middlewares (about a tenth of a hello-world request).
 
     ``aop`` is stored under :data:`AOP_KEY` (the middleware under :data:`MIDDLEWARE_KEY`),
     trimmed every ``aop.trim_interval`` seconds while the app runs (so that idle memory
@@ -221,34 +269,31 @@ def setup(
     the app is cleaned up. Options as for :class:`Middleware`.
     """
     mw = Middleware(aop=aop, **options)
-    app.middlewares.insert(0, mw)
+    if as_middleware:
+        app.middlewares.insert(0, mw)
     app[AOP_KEY] = aop
     app[MIDDLEWARE_KEY] = mw
     app.cleanup_ctx.append(_trim_while_serving)
-    app.on_startup.append(_refuse_oversized_expect)
+    app.on_startup.append(_serve_routes if not as_middleware else _refuse_oversized_expect)
     app.on_cleanup.append(_close_aop)
     return mw
 
 
-async def _refuse_oversized_expect(app: web.Application) -> None:
-    """Routes answer ``Expect: 100-continue`` with 413, before the client sends the body,
-    when the declared length is more than the middleware's ``body_limit`` or the pool's
-    whole ``max_bytes`` (aiohttp would otherwise say ``100 Continue`` first)."""
+async def _serve_routes(app: web.Application) -> None:
+    """Wrap the handler of every route the app's middleware serves: the app's own and
+    those of its sub-apps, except sub-apps with a ``setup`` of their own."""
     mw = app[MIDDLEWARE_KEY]
+    for route in own_routes(app, skip=lambda subapp: MIDDLEWARE_KEY in subapp):
+        if getattr(route.handler, _SERVED_BY, None) is not mw:  # not already (a restart)
+            replace_handlers(route, mw._served, mw._refusing_oversized)
 
-    def wrap(inner: ExpectHandler) -> ExpectHandler:
-        async def expect(request: web.Request) -> web.StreamResponse | None:
-            length = request.content_length
-            limit = None if request.path in mw.exclude else mw._refuses_length(length)
-            if limit is not None and length is not None:
-                refusal = web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
-                refusal.force_close()  # the body will not come: no lingering read
-                raise refusal
-            return await inner(request)
 
-        return expect
-
-    wrap_expect_handlers(app, wrap)
+async def _refuse_oversized_expect(app: web.Application) -> None:
+    """With the middleware installed as a middleware: wrap every route's ``Expect``
+    handler (see :meth:`Middleware._refusing_oversized`)."""
+    mw = app[MIDDLEWARE_KEY]
+    for route in own_routes(app, skip=lambda subapp: False):
+        replace_handlers(route, lambda handler: handler, mw._refusing_oversized)
 
 
 async def _trim_while_serving(app: web.Application) -> AsyncIterator[None]:
