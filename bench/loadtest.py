@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--server-pid", type=int, help="with --url: PID whose RSS to watch")
     g.add_argument("--baseline-pid", type=int, help="with --baseline-url: PID whose RSS to "
                    "watch")
-    g.add_argument("--workers", type=int, help="server worker processes (passed to "
-                   "examples/server.py --workers; RSS counts them all; default 1)")
+    g.add_argument("--workers", type=int, help="server worker processes (passed to the "
+                   "server's --workers; RSS counts them all; default 1)")
     g.add_argument("--server", choices=tuple(EXAMPLES), help="the example to start: aiohttp "
                    "(examples/server.py, the default) or asgi (examples/asgi_server.py, "
                    "Starlette on uvicorn); the baseline is the same example with --no-electron")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._harness import describe_interpreter
+from ._server import ASGI_SCRIPT
 from ._verdict import NO_VERDICT, tail_lines, verdict_lines
 
 __all__ = (
@@ -25,7 +26,7 @@ __all__ = (
     "write_markdown",
 )
 
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = ASGI_SCRIPT.parents[1]
 
 SECTIONS = (
     "## Summary",
@@ -80,9 +81,9 @@ def _script(scs: list[dict[str, Any]]) -> str:
     """The server script the scenarios started, as ``examples/...`` when it is an example."""
     if not scs:
         return "none started"
-    script = Path(scs[0]["config"]["server_script"])
     if scs[0]["config"].get("url"):
         return f"`{scs[0]['config']['url']}`"
+    script = Path(scs[0]["config"]["server_script"])
     with contextlib.suppress(ValueError):
         script = script.relative_to(_ROOT)
     return f"`{script.as_posix()}`"
@@ -230,7 +231,7 @@ def _coverage(report: dict[str, Any]) -> list[str]:
     slow = any(sc["config"]["slow_readers"] for sc in scs)
     compare = any(sc["comparison"] for sc in scs)
     ran = {sc["scenario"]: sc for sc in scs}
-    asgi = any(Path(sc["config"]["server_script"]).name == "asgi_server.py" for sc in scs)
+    asgi = any(Path(sc["config"]["server_script"]).resolve() == ASGI_SCRIPT for sc in scs)
     glue = "ASGI middleware (Starlette on uvicorn)" if asgi else "aiohttp middleware"
 
     def box(done: bool, text: str) -> str:
