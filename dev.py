@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Set up and run everything with nothing installed but Python 3.11+.
 
-    python3 dev.py run      # create .venv, install, run the main job (example server + load test)
+    python3 dev.py run      # create .venv, install, run the main job (example server + load test;
+                            # --server asgi: the ASGI example on uvicorn)
     python3 dev.py test     # create .venv, install, run the whole test suite (compiled core,
                             # then the core, aio, asgi and safety tests again on the pure core)
     python3 dev.py lint     # ruff + mypy --strict

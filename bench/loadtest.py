@@ -3,9 +3,11 @@
     python -m bench.loadtest                      # electron server, the default mix, ~15 s
     python -m bench.loadtest --compare            # electron vs --no-electron, alternating rounds
     python -m bench.loadtest --scenario stress    # or soak, burst, slow-readers, all
+    python -m bench.loadtest --server asgi        # examples/asgi_server.py (Starlette, uvicorn)
     python -m bench.loadtest --url http://127.0.0.1:8080   # a server you started yourself
 
-Starts ``examples/server.py`` (or loads ``--url``), drives it with several aiohttp client
+Starts ``examples/server.py`` (aiohttp; ``--server asgi``: ``examples/asgi_server.py``, the
+same routes on Starlette and uvicorn) or loads ``--url``, drives it with several aiohttp client
 processes, verifies every response body, and writes ``report.md``, ``report.json`` and one
 PNG per scenario into ``--output`` (default: a new folder under ``reports/``). Exits 1 when a
 target fails (error rate, wrong bodies, leaked arenas, RSS growth), 2 when it cannot run.
@@ -42,7 +44,7 @@ from bench._lt._report import (
 )
 from bench._lt._results import summarize
 from bench._lt._runner import execute
-from bench._lt._server import ServerError
+from bench._lt._server import EXAMPLES, ServerError
 from bench._lt._serverbound import QUICK, STANDARD, run_server_bound
 from bench._lt._verdict import analyze_server_bound, verdict_lines
 
@@ -75,10 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--server-pid", type=int, help="with --url: PID whose RSS to watch")
     g.add_argument("--baseline-pid", type=int, help="with --baseline-url: PID whose RSS to "
                    "watch")
-    g.add_argument("--workers", type=int, help="server worker processes (passed to "
-                   "examples/server.py --workers; RSS counts them all; default 1)")
-    g.add_argument("--server-script", type=Path, help="the server to start (default "
-                   "examples/server.py); it must print 'listening on http://HOST:PORT'")
+    g.add_argument("--workers", type=int, help="server worker processes (passed to the "
+                   "server's --workers; RSS counts them all; default 1)")
+    g.add_argument("--server", choices=tuple(EXAMPLES), help="the example to start: aiohttp "
+                   "(examples/server.py, the default) or asgi (examples/asgi_server.py, "
+                   "Starlette on uvicorn); the baseline is the same example with --no-electron")
+    g.add_argument("--server-script", type=Path, help="the server to start instead of an "
+                   "example; it must print 'listening on http://HOST:PORT'")
 
     g = p.add_argument_group("load")
     g.add_argument("--scenario", default="mixed", help="preset: " + ", ".join(SCENARIOS)
@@ -170,7 +175,8 @@ def _new_output() -> Path:
 
 
 def _title(configs: list[Config]) -> str:
-    t = "electron example server under load"
+    asgi = any(Path(c.server_script).resolve() == EXAMPLES["asgi"] for c in configs)
+    t = f"electron {'ASGI ' if asgi else ''}example server under load"
     return t + (" — electron vs --no-electron baseline" if any(c.compare for c in configs)
                 else "")
 
@@ -232,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides = {k: getattr(args, k) for k in _CONFIG_KEYS}
     try:
+        if args.server is not None:
+            if args.server_script or args.url:
+                raise ValueError("--server starts an example: not with --server-script or --url")
+            overrides["server_script"] = EXAMPLES[args.server]
         names = _scenarios(args.scenario)
         configs = [resolve(name, overrides) for name in names]
         for cfg in configs:

@@ -365,3 +365,21 @@ def test_only_run_and_bench_install_wrk(
     assert ("wrk" in calls) == wants_wrk
     if wants_wrk:
         assert calls.index("wrk") < calls.index("run")
+
+
+def test_run_passes_its_arguments_to_the_load_test(
+    monkeypatch: pytest.MonkeyPatch, dev: ModuleType
+) -> None:
+    """``dev.py run --server asgi`` is the main job against the ASGI example."""
+    runs: list[tuple[str, ...]] = []
+    monkeypatch.setattr(dev, "_ensure_venv", lambda: None)
+    monkeypatch.setattr(dev, "_ensure_wrk", lambda: None)
+
+    def fake_run(*args: str) -> int:
+        runs.append(args)
+        return 0
+
+    monkeypatch.setattr(dev, "_run", fake_run)
+    assert dev.main(["run", "--server", "asgi", "--quick"]) == 0
+    [args] = runs
+    assert args[1:] == ("-m", "bench.loadtest", "--compare", "--server", "asgi", "--quick")

@@ -7,11 +7,13 @@ results with ✅/❌ against the targets), Issues Found, Recommendations, Next S
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 from .._harness import describe_interpreter
+from ._server import ASGI_SCRIPT
 from ._verdict import NO_VERDICT, tail_lines, verdict_lines
 
 __all__ = (
@@ -23,6 +25,8 @@ __all__ = (
     "write_json",
     "write_markdown",
 )
+
+_ROOT = ASGI_SCRIPT.parents[1]
 
 SECTIONS = (
     "## Summary",
@@ -73,6 +77,18 @@ def _targets_ok(s: dict[str, Any]) -> bool:
     return all(t["passed"] is not False for t in s["targets"] if t["gating"])
 
 
+def _script(scs: list[dict[str, Any]]) -> str:
+    """The server script the scenarios started, as ``examples/...`` when it is an example."""
+    if not scs:
+        return "none started"
+    if scs[0]["config"].get("url"):
+        return f"`{scs[0]['config']['url']}`"
+    script = Path(scs[0]["config"]["server_script"])
+    with contextlib.suppress(ValueError):
+        script = script.relative_to(_ROOT)
+    return f"`{script.as_posix()}`"
+
+
 def _summary(report: dict[str, Any]) -> list[str]:
     scs = report["scenarios"]
     verdict = "PASSED ✅" if report["passed"] else "FAILED ❌"
@@ -80,7 +96,7 @@ def _summary(report: dict[str, Any]) -> list[str]:
     names = ", ".join(f"`{sc['scenario']}`" for sc in scs)
     compare = any(sc["comparison"] for sc in scs)
     out.append(
-        f"The example server (`examples/server.py`) was put under load by "
+        f"The server ({_script(scs)}) was put under load by "
         f"`python -m bench.loadtest` with the scenario{'s' if len(scs) > 1 else ''} {names}"
         + (", electron against the `--no-electron` baseline in alternating rounds"
            if compare else "")
@@ -215,13 +231,15 @@ def _coverage(report: dict[str, Any]) -> list[str]:
     slow = any(sc["config"]["slow_readers"] for sc in scs)
     compare = any(sc["comparison"] for sc in scs)
     ran = {sc["scenario"]: sc for sc in scs}
+    asgi = any(Path(sc["config"]["server_script"]).resolve() == ASGI_SCRIPT for sc in scs)
+    glue = "ASGI middleware (Starlette on uvicorn)" if asgi else "aiohttp middleware"
 
     def box(done: bool, text: str) -> str:
         return f"- [{'x' if done else ' '}] {text}"
 
     out = ["## Test Coverage", "", "### Component Interactions Tested"]
     out += [
-        box(True, "aiohttp middleware + ArenaOfPools: one arena per request, on every route"),
+        box(True, f"{glue} + ArenaOfPools: one arena per request, on every route"),
         box(bool(kinds & {"bytes", "json", "render"}),
             "Pooled response bodies sent without copying (`/bytes`, `/json`, `/render`)"),
         box("upload" in kinds, "Request bodies read into pooled memory (`POST /upload`)"),

@@ -1,4 +1,4 @@
-"""The server under test: start ``examples/server.py``, watch its memory, read ``/stats``.
+"""The server under test: start an example server, watch its memory, read ``/stats``.
 
 ``ServerProcess`` launches the example server on a free loopback port and waits for its
 ``listening on http://HOST:PORT`` line; ``RemoteServer`` wraps a server given by URL.
@@ -27,7 +27,9 @@ from typing import IO, Any
 import psutil
 
 __all__ = (
+    "ASGI_SCRIPT",
     "DEFAULT_SCRIPT",
+    "EXAMPLES",
     "RemoteServer",
     "Sample",
     "Sampler",
@@ -38,6 +40,9 @@ __all__ = (
 )
 
 DEFAULT_SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "server.py"
+ASGI_SCRIPT = DEFAULT_SCRIPT.with_name("asgi_server.py")
+#: ``--server``: the example each name starts (same routes, contract and ``--no-electron``).
+EXAMPLES = {"aiohttp": DEFAULT_SCRIPT, "asgi": ASGI_SCRIPT}
 _LISTENING = re.compile(r"listening on (http://\S+)")
 
 
@@ -90,7 +95,8 @@ class _Watched:
 
 
 class ServerProcess:
-    """``examples/server.py`` run as a child process on ``127.0.0.1`` and a free port.
+    """An example server (``examples/server.py`` unless ``script`` says otherwise) run as a
+    child process on ``127.0.0.1`` and a free port.
 
     ``start()`` returns the URL the server printed; ``stop()`` sends SIGINT, then SIGTERM,
     then SIGKILL to the process group it created, so ``--workers`` children go too. The

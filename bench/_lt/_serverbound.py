@@ -28,7 +28,7 @@ from .._load import CLIENT_CPU, SERVER_CPU, LoadRun, cpus, run_wrk, wrk_script
 from ._config import Config
 from ._mix import Route as MixRoute
 from ._mix import parse_mix
-from ._server import DEFAULT_SCRIPT
+from ._server import ASGI_SCRIPT, DEFAULT_SCRIPT
 
 __all__ = (
     "QUICK",
@@ -156,13 +156,16 @@ def run_server_bound(cfg: Config, *, enabled: bool = True, rounds: int | None = 
                        "a core of its own")
     if shutil.which("wrk") is None:
         return skipped(f"wrk is not installed: {WRK_INSTALL}")
-    from bench.sweep import _wrk_version, aiohttp_target, command_target, sweep_route
+    from bench.sweep import _wrk_version, aiohttp_target, asgi_target, command_target, sweep_route
 
     default_rounds, default_seconds = QUICK if cfg.quick else STANDARD
     rounds = rounds or default_rounds
     seconds = seconds or default_seconds
-    if Path(cfg.server_script).resolve() == DEFAULT_SCRIPT:
+    script = Path(cfg.server_script).resolve()
+    if script == DEFAULT_SCRIPT:
         target = aiohttp_target("uvloop")
+    elif script == ASGI_SCRIPT:
+        target = asgi_target("uvloop")
     else:
         cmd = f"{{python}} {cfg.server_script} --host 127.0.0.1 --port 0"
         target = command_target(cmd, cmd + " --no-electron")
@@ -190,7 +193,7 @@ def run_server_bound(cfg: Config, *, enabled: bool = True, rounds: int | None = 
             "method": "bench.sweep: wrk (1 thread) and the server pinned to different cores, "
                       "a fresh pair of servers per route, electron and --no-electron loaded in "
                       "alternating rounds (order flipped every round)",
-            "rounds": rounds, "seconds": seconds, "loop": "uvloop" if target.name == "aiohttp"
+            "rounds": rounds, "seconds": seconds, "loop": "uvloop" if target.name != "command"
             else "the server's default", "load": _wrk_version(), "pinning": pinning,
             "workers": 1, "commands": {"electron": " ".join(target.electron),
                                        "baseline": " ".join(target.baseline)},

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from .._arena import Arena
 from .._arena_of_pools import ArenaOfPools
+from .._context import current_arena_var, register_lazy_marker
 from .._errors import InsufficientCapacity, PoolClosed, PoolExhausted
 from ..aio._request_memory import (
     LENDING,
@@ -44,6 +45,8 @@ SCOPE_KEY: Final = "electron.request"
 UNMATCHED: Final = "(unmatched)"
 _BODILESS: Final = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 _log = logging.getLogger("electron.asgi")
+_set_arena = current_arena_var.set
+_reset_arena = current_arena_var.reset
 
 
 def route_of(scope: Scope) -> str:
@@ -110,6 +113,14 @@ class _Request:
             self._give_back()
             raise ended()
         return lease
+
+    def arena(self) -> Arena:
+        """``electron.aio.current_arena()`` while this request is the context's lazy marker
+        (``current_arena=True``): the request's arena, lent on first use. Raises
+        ArenaClosed once the request's memory went back (a task that outlived it)."""
+        if not self.active:
+            raise ended()
+        return (self.lease or self.lend()).arena
 
     def finish(self) -> None:
         """Give the request's memory back now: the response is complete or the application
@@ -192,9 +203,11 @@ class ElectronMiddleware(RequestMemoryOwner):
     :func:`~electron.asgi.read_body` refuses the others. ``exclude``: paths that get no
     memory. While the server runs (ASGI lifespan), the pool is trimmed every
     ``aop.trim_interval`` seconds so that idle memory comes back without traffic.
-    Statistics: :meth:`statistics`, :meth:`route_usage` (routes as the framework's path
-    template), :meth:`add_usage_listener`; ``electron.metrics.Metrics(aop, middleware)``
-    exports them.
+    With ``current_arena=True``, :func:`electron.aio.current_arena` is the request's arena
+    (lent on first use) in the application and in the tasks and threads it starts; it is
+    off by default, as it sets and resets a context variable per request. Statistics:
+    :meth:`statistics`, :meth:`route_usage` (routes as the framework's path template),
+    :meth:`add_usage_listener`; ``electron.metrics.Metrics(aop, middleware)`` exports them.
     """
 
     def __init__(
@@ -208,6 +221,7 @@ class ElectronMiddleware(RequestMemoryOwner):
         body_timeout: float | None = 30.0,
         exclude: Iterable[str] = (),
         max_routes: int = 256,
+        current_arena: bool = False,
     ) -> None:
         if not callable(app):
             raise TypeError(f"app must be an ASGI application, not {type(app).__name__}")
@@ -221,6 +235,7 @@ class ElectronMiddleware(RequestMemoryOwner):
             max_routes=max_routes,
         )
         self.app = app
+        self.current_arena = bool(current_arena)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -252,12 +267,16 @@ class ElectronMiddleware(RequestMemoryOwner):
                 return
             request.lease = Lease(self, scope, arena)
         scope[SCOPE_KEY] = request
+        # The request is current_arena()'s lazy marker until first use (opt-in).
+        token = _set_arena(request) if self.current_arena else None  # type: ignore[arg-type]
         try:
             await self.app(scope, receive, request.send)
         except BaseException as exc:
             if not await self._answered(exc, request, send):
                 raise
         finally:
+            if token is not None:
+                _reset_arena(token)
             request.finish()
 
     def _refuses_expect(self, scope: Scope) -> bool:
@@ -359,6 +378,9 @@ class ElectronMiddleware(RequestMemoryOwner):
             f"<electron ElectronMiddleware aop={self.aop!r} "
             f"in_flight={self._lent - self._released}>"
         )
+
+
+register_lazy_marker(_Request, _Request.arena)
 
 
 def request_of(scope: Scope) -> _Request:

@@ -9,4 +9,6 @@ __all__ = ("MiddlewareOptions",)
 
 class MiddlewareOptions(RequestMemoryOptions, total=False):
     """The options :func:`~electron.asgi.setup` passes on to the middleware: those of the
-    aiohttp glue but ``current_arena``."""
+    aiohttp glue."""
+
+    current_arena: bool

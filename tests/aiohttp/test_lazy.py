@@ -524,3 +524,51 @@ async def test_the_helpers_work_on_a_clone(aop: electron.ArenaOfPools, lend_firs
     assert all(arena is arenas[0] for arena in arenas)
     assert mw.statistics().requests == 1
     await eventually(lambda: nothing_lent(aop), "everything back")
+
+
+async def test_the_aiohttp_and_asgi_glues_serve_current_arena_in_one_process(
+    aop: electron.ArenaOfPools,
+) -> None:
+    """Each glue registers its own lazy marker: an ASGI request served inside an aiohttp
+    handler (both with ``current_arena=True``) gets its own pool's arena, and the aiohttp
+    handler its own again afterwards."""
+    httpx = pytest.importorskip("httpx")
+    starlette = pytest.importorskip("starlette.applications")
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from electron.asgi import setup as asgi_setup
+
+    asgi_aop = electron.ArenaOfPools(arena_size=4096)
+    arenas: dict[str, electron.Arena] = {}
+
+    async def asgi_handler(request: object) -> Response:
+        arenas["asgi"] = current_arena()
+        return Response(b"asgi")
+
+    asgi_app = starlette.Starlette(routes=[Route("/", asgi_handler)])
+    asgi_setup(asgi_app, asgi_aop, current_arena=True)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        arenas["aiohttp"] = current_arena()
+        transport = httpx.ASGITransport(asgi_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://asgi") as c:
+            inner = (await c.get("/")).content
+        assert current_arena() is arenas["aiohttp"]
+        return web.Response(body=b"aiohttp+" + inner)
+
+    app = web.Application()
+    mw = setup(app, aop, current_arena=True)
+    app.router.add_get("/", handler)
+    async with (
+        serve(app) as url,
+        aiohttp.ClientSession() as session,
+        session.get(url + "/") as resp,
+    ):
+        assert await resp.read() == b"aiohttp+asgi"
+    assert arenas["asgi"] is not arenas["aiohttp"]
+    assert (aop.statistics().arenas_created, asgi_aop.statistics().arenas_created) == (1, 1)
+    assert mw.statistics().requests == 1
+    assert nothing_lent(aop)
+    assert nothing_lent(asgi_aop)
+    asgi_aop.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -25,10 +26,16 @@ def _loadtest(*args: str, timeout: float = 100) -> subprocess.CompletedProcess[s
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SERVER.exists(), reason="examples/server.py not written yet")
-def test_two_second_compare_run_against_the_example_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("server", "script"), [("aiohttp", "server.py"),
+                                                ("asgi", "asgi_server.py")])
+def test_two_second_compare_run_against_the_example_server(tmp_path: Path, server: str,
+                                                           script: str) -> None:
+    if server == "asgi" and importlib.util.find_spec("uvicorn") is None:
+        pytest.skip("uvicorn is not installed")
     out = tmp_path / "report"
     proc = _loadtest("--compare", "--duration", "1", "--rounds", "1", "--warmup", "0.2",
-                     "--concurrency", "8", "--no-sweep", "--output", str(out))
+                     "--concurrency", "8", "--no-sweep", "--output", str(out),
+                     "--server", server)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"Report: {out / 'report.md'}" in proc.stdout
     md = (out / "report.md").read_text()
@@ -49,6 +56,9 @@ def test_two_second_compare_run_against_the_example_server(tmp_path: Path) -> No
         assert s["rss_mib"]["peak"] > 0
     assert e["stats_before"]["active_arenas"] == 0
     assert e["active_arenas_after"] == 0
+    assert f"examples/{script} " in e["command"]
+    assert b["command"] == e["command"] + " --no-electron"
+    assert f"(`examples/{script}`) was put under load" in md
     assert sc["comparison"]["throughput_ratio"] > 0
     assert report["server_bound"]["skipped"] == "--no-sweep was given"
     assert "Verdict: none. The server-bound measurement was skipped: --no-sweep" in proc.stdout
@@ -167,10 +177,19 @@ def test_bad_options_exit_2_without_starting_anything(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("other", [("--server-script", "x.py"), ("--url", "http://h:1")])
+def test_the_server_option_does_not_go_with_another_server(tmp_path: Path,
+                                                           other: tuple[str, str]) -> None:
+    proc = _loadtest("--server", "asgi", *other, "--output", str(tmp_path / "r"), timeout=30)
+    assert proc.returncode == 2
+    assert "--server starts an example" in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_help_explains_every_option() -> None:
     proc = _loadtest("--help", timeout=30)
     assert proc.returncode == 0
-    for option in ("--compare", "--url", "--scenario", "--concurrency", "--duration",
-                   "--requests", "--mix", "--procs", "--output", "--quick", "stress", "soak",
-                   "burst", "slow-readers"):
+    for option in ("--compare", "--url", "--server", "asgi", "--scenario", "--concurrency",
+                   "--duration", "--requests", "--mix", "--procs", "--output", "--quick",
+                   "stress", "soak", "burst", "slow-readers"):
         assert option in proc.stdout

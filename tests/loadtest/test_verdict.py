@@ -330,3 +330,36 @@ def test_without_wrk_or_against_url_servers_the_part_is_skipped_with_the_reason(
     remote = resolve("mixed", {"compare": True, "url": "http://127.0.0.1:1",
                                "baseline_url": "http://127.0.0.1:2"})
     assert "--url" in run_server_bound(remote)["skipped"]
+
+
+@pytest.mark.parametrize(("server", "script"), [("aiohttp", "server.py"),
+                                                ("asgi", "asgi_server.py")])
+def test_the_server_bound_part_sweeps_the_example_the_load_test_started(
+        monkeypatch: pytest.MonkeyPatch, server: str, script: str) -> None:
+    """``--server asgi`` makes the wrk part compare examples/asgi_server.py with its own
+    ``--no-electron`` baseline, on uvloop like the aiohttp example."""
+    from bench._lt._config import resolve
+    from bench._lt._server import EXAMPLES
+
+    targets: list[Any] = []
+
+    def fake_sweep_route(route: Any, target: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        targets.append(target)
+        return {"route": route.name, "kind": route.kind, "sides": {}}
+
+    monkeypatch.setattr("bench._lt._serverbound.shutil.which", lambda name: "/usr/bin/wrk")
+    monkeypatch.setattr("bench.sweep.sweep_route", fake_sweep_route)
+    monkeypatch.setattr("bench.sweep._wrk_version", lambda: "wrk 4")
+    cfg = resolve("mixed", {"quick": True, "compare": True,
+                            "server_script": EXAMPLES[server]})
+    doc = run_server_bound(cfg)
+    assert doc["ran"] is True
+    assert len(targets) == len(doc["routes"]) == 5  # one per route of the mix
+    target = targets[0]
+    assert target.name == server
+    assert target.electron[1].endswith(f"examples/{script}")
+    assert target.electron[-2:] == ["--loop", "uvloop"]
+    assert target.baseline == [*target.electron, "--no-electron"]
+    assert doc["config"]["loop"] == "uvloop"
+    assert doc["config"]["commands"]["electron"].endswith(f"{script} --host 127.0.0.1 --port 0 "
+                                                          "--loop uvloop")

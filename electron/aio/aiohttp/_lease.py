@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from ..._arena import Arena
-from ..._context import current_arena_var, set_lazy_resolver
+from ..._context import current_arena_var, register_lazy_marker
 from .._request_memory import LENDING, RequestLease, ended
 from .._wait import acquire_arena
 from ._aiohttp_internals import key_of
@@ -164,14 +164,12 @@ async def lease_of_async(request: web.BaseRequest) -> Lease:
     return _lend(key, request, await acquire_arena(owner.aop, owner.acquire_timeout))
 
 
-def _resolve_lazy(marker: object) -> Arena:
+def _resolve_lazy(marker: web.BaseRequest) -> Arena:
     """``current_arena()`` met the middleware's lazy marker (a request): lend its arena."""
-    if not isinstance(marker, web.BaseRequest):
-        raise LookupError(f"no current arena: the context holds {marker!r}")  # noqa: TRY004
     key = key_of(marker)
     arena = (LEASES.get(key) or _lend(key, marker)).arena
     current_arena_var.set(arena)  # later lookups in this context are direct
     return arena
 
 
-set_lazy_resolver(_resolve_lazy)
+register_lazy_marker(web.BaseRequest, _resolve_lazy)
