@@ -8,7 +8,7 @@ import contextlib
 import functools
 import logging
 import weakref
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Unpack
 
 from aiohttp import web
@@ -90,23 +90,10 @@ class Middleware(RequestMemoryOwner):
         self,
         *,
         aop: ArenaOfPools,
-        acquire_timeout: float | None = 1.0,
-        retry_after: int = 1,
-        body_limit: int = 1 << 20,
-        body_timeout: float | None = 30.0,
-        exclude: Iterable[str] = (),
-        max_routes: int = 256,
         current_arena: bool = False,
+        **options: Unpack[RequestMemoryOptions],
     ) -> None:
-        super().__init__(
-            aop=aop,
-            acquire_timeout=acquire_timeout,
-            retry_after=retry_after,
-            body_limit=body_limit,
-            body_timeout=body_timeout,
-            exclude=exclude,
-            max_routes=max_routes,
-        )
+        super().__init__(aop=aop, **options)
         self.current_arena = bool(current_arena)
 
     def _unavailable(self) -> web.HTTPServiceUnavailable:
