@@ -149,7 +149,7 @@ async def test_routes_are_bounded_and_unmatched_requests_grouped(
     aop: electron.ArenaOfPools,
 ) -> None:
     app = web.Application()
-    mw = setup(app, aop, current_arena=True, max_routes=3)
+    mw = setup(app, aop, as_middleware=True, current_arena=True, max_routes=3)
     seen: list[tuple[str, int]] = []
     mw.add_usage_listener(lambda route, n: seen.append((route, n)))
 
@@ -187,7 +187,7 @@ async def test_routes_are_bounded_and_unmatched_requests_grouped(
 
 async def test_unmatched_route_label(aop: electron.ArenaOfPools) -> None:
     app = web.Application()
-    mw = setup(app, aop, current_arena=True)
+    mw = setup(app, aop, as_middleware=True, current_arena=True)
 
     @web.middleware
     async def lends(request: web.Request, handler: Handler) -> web.StreamResponse:

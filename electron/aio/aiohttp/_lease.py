@@ -93,9 +93,10 @@ ACTIVE: dict[object, Middleware] = {}
 LEASES: dict[object, Lease] = {}
 
 _NO_ARENA = (
-    "this request has no electron arena (here): install the middleware with "
-    "electron.aio.aiohttp.setup(app, aop) (or middleware(aop=...)) and use the helpers from "
-    "the handler (or a middleware inside electron's); excluded paths get none"
+    "this request has no electron arena (here): set the app up with "
+    "electron.aio.aiohttp.setup(app, aop) and use the helpers from a route's handler; for "
+    "your own middlewares to use them too, setup(app, aop, as_middleware=True) (or "
+    "middleware(aop=...) first in the app's middlewares); excluded paths get none"
 )
 
 
