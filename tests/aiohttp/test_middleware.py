@@ -816,3 +816,23 @@ async def test_a_subapp_with_its_own_setup(aop: electron.ArenaOfPools, as_middle
         assert (outer.statistics().requests, inner.statistics().requests) == (2, 1)
         assert inner_aop.statistics().arenas_created == 1
     assert inner_aop.closed
+
+
+async def test_a_class_based_view_is_served(aop: electron.ArenaOfPools) -> None:
+    """A route whose handler is a ``web.View`` class is wrapped like a function's."""
+    app = web.Application()
+    mw = setup(app, aop)
+
+    class Report(web.View):
+        async def get(self) -> web.StreamResponse:
+            buf = request_buffer(self.request, 300_000)
+            buf.write(body_of(300_000, 2))
+            return PooledResponse(buf)
+
+    route = app.router.add_view("/report", Report)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        async with session.get(url + "/report") as resp:
+            assert await resp.read() == body_of(300_000, 2)
+        assert inspect.unwrap(route.handler) is Report
+    await eventually(all_back(aop), "the view's buffer back")
+    assert mw.statistics().requests == 1
