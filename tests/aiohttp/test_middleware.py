@@ -601,40 +601,45 @@ async def test_setup_serves_every_route_and_closes_on_cleanup(as_middleware: boo
     assert aop.closed
 
 
-async def test_own_middlewares_are_outside_electron_unless_as_middleware() -> None:
+@pytest.mark.parametrize("as_middleware", [False, True], ids=["routes", "middleware"])
+async def test_own_middlewares_are_outside_electron_unless_as_middleware(
+    as_middleware: bool,
+) -> None:
     """With setup's default a middleware of the app's gets a LookupError that says how to
     let it use electron memory; with as_middleware=True it gets the request's arena."""
-    for as_middleware in (False, True):
-        aop = electron.ArenaOfPools(arena_size=4096)
-        app = web.Application()
-        setup(app, aop, as_middleware=as_middleware)
-        seen: list[object] = []
+    aop = electron.ArenaOfPools(arena_size=4096)
+    app = web.Application()
+    setup(app, aop, as_middleware=as_middleware)
+    seen: list[object] = []
 
-        @web.middleware
-        async def mine(request: web.Request, handler: Handler) -> web.StreamResponse:
-            try:
-                seen.append(request_arena(request))
-            except LookupError as exc:
-                seen.append(exc)
-            return await handler(request)
-
-        async def hi(request: web.Request) -> web.StreamResponse:
+    @web.middleware
+    async def mine(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
             seen.append(request_arena(request))
-            return web.Response(text="hi")
+        except LookupError as exc:
+            seen.append(exc)
+        return await handler(request)
 
-        app.middlewares.append(mine)
-        app.router.add_get("/", hi)
-        async with serve(app) as url, aiohttp.ClientSession() as session:
-            async with session.get(url + "/") as resp:
-                assert await resp.text() == "hi"
-        first, second = seen
-        assert isinstance(second, electron.Arena)
-        if as_middleware:
-            assert first is second
-        else:
-            assert isinstance(first, LookupError)
-            assert "as_middleware=True" in str(first)
-        assert aop.closed
+    async def hi(request: web.Request) -> web.StreamResponse:
+        seen.append(request_arena(request))
+        return web.Response(text="hi")
+
+    app.middlewares.append(mine)
+    app.router.add_get("/", hi)
+    async with (
+        serve(app) as url,
+        aiohttp.ClientSession() as session,
+        session.get(url + "/") as resp,
+    ):
+        assert await resp.text() == "hi"
+    first, second = seen
+    assert isinstance(second, electron.Arena)
+    if as_middleware:
+        assert first is second
+    else:
+        assert isinstance(first, LookupError)
+        assert "as_middleware=True" in str(first)
+    assert aop.closed
 
 
 async def test_each_route_is_wrapped_once() -> None:

@@ -1,11 +1,11 @@
 """electron.aio.aiohttp: an arena per aiohttp request, and pooled bodies sent without copying.
 
-``setup(app, aop)`` gives every route request-scoped memory. Inside a handler :func:`request_arena` (and, with
-``setup(app, aop, current_arena=True)``, ``electron.aio.current_arena()``) is the request's
-arena (lent on first use), :func:`request_buffer` and
-:func:`read_body` give pooled buffers that go back with it, and :class:`PooledResponse` sends
-pooled memory without copying. Everything goes back only once the transport no longer
-references it. Needs the ``aiohttp`` extra.
+``setup(app, aop)`` gives every route request-scoped memory. Inside a handler
+:func:`request_arena` (and, with ``setup(app, aop, current_arena=True)``,
+``electron.aio.current_arena()``) is the request's arena (lent on first use),
+:func:`request_buffer` and :func:`read_body` give pooled buffers that go back with it, and
+:class:`PooledResponse` sends pooled memory without copying. Everything goes back only once
+the transport no longer references it. Needs the ``aiohttp`` extra.
 """
 
 from __future__ import annotations

@@ -7,12 +7,13 @@ import asyncio
 import contextlib
 import functools
 import logging
+import types
 import weakref
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from typing import Any, Unpack
 
 from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
+from aiohttp.abc import AbstractStreamWriter, AbstractView
 from aiohttp.typedefs import Handler
 
 from ..._arena_of_pools import ArenaOfPools
@@ -194,10 +195,39 @@ class Middleware(RequestMemoryOwner):
             weakref.finalize(request, lease.release_after_flush)
 
     def _served(self, handler: Handler) -> Handler:
-        """``handler`` run by :meth:`serve` (what :func:`setup` makes a route's handler)."""
-        served = functools.update_wrapper(functools.partial(self.serve, handler), handler)
+        """``handler`` run by :meth:`serve` (what :func:`setup` makes a route's handler).
+
+        A class-based view (an ``AbstractView`` such as ``web.View``) stays one: its handler
+        becomes a subclass whose instances run under :meth:`serve`, since libraries tell
+        views by ``route.handler`` and ``match_info.handler`` being a ``web.View`` subclass
+        (aiohttp-cors reads a ``CorsViewMixin``'s config from it, aiohttp-apispec a view's
+        schemas)."""
+        view: object = handler
+        if isinstance(view, type) and issubclass(view, AbstractView):
+            served: Handler = self._served_view(view)
+        else:
+            served = functools.update_wrapper(functools.partial(self.serve, handler), handler)
         setattr(served, _SERVED_BY, self)
         return served
+
+    def _served_view(self, view: type[AbstractView]) -> Any:
+        """A subclass of ``view`` (same name, doc and module, ``__wrapped__`` the view) whose
+        instances, awaited by aiohttp, run as ``view``'s would under :meth:`serve`."""
+        serve, run = self.serve, view.__await__
+
+        def __await__(instance: AbstractView) -> Generator[Any, None, web.StreamResponse]:
+            handler = functools.partial(_RunView, run, instance)
+            return serve(handler, instance.request).__await__()
+
+        namespace = {
+            "__slots__": (),
+            "__await__": __await__,
+            "__module__": view.__module__,
+            "__qualname__": view.__qualname__,
+            "__doc__": view.__doc__,
+            "__wrapped__": view,
+        }
+        return types.new_class(view.__name__, (view,), exec_body=lambda ns: ns.update(namespace))
 
     def _refusing_oversized(self, inner: ExpectHandler) -> ExpectHandler:
         """A route's ``Expect`` handler that answers ``Expect: 100-continue`` with 413, before
@@ -217,6 +247,23 @@ class Middleware(RequestMemoryOwner):
 
     def __repr__(self) -> str:
         return f"<electron Middleware aop={self.aop!r} in_flight={self._lent - self._released}>"
+
+
+class _RunView:
+    """Awaiting it runs a view instance as its class's own ``__await__`` does."""
+
+    __slots__ = ("_instance", "_run")
+
+    def __init__(
+        self,
+        run: Callable[[AbstractView], Generator[Any, None, web.StreamResponse]],
+        instance: AbstractView,
+        request: web.Request,
+    ) -> None:
+        self._run, self._instance = run, instance
+
+    def __await__(self) -> Generator[Any, None, web.StreamResponse]:
+        return self._run(self._instance)
 
 
 def middleware(*, aop: ArenaOfPools, **options: Unpack[MiddlewareOptions]) -> Middleware:
