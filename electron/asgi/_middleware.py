@@ -30,7 +30,7 @@ from ..aio._request_memory import (
 from ..aio._trim import trim_periodically
 from ..aio._wait import acquire_arena
 from ._errors import BodyRefused, ClientDisconnected
-from ._servers import safe_body, server_of
+from ._servers import DRAINS, PART, safe_body, server_of
 
 __all__ = ("SCOPE_KEY", "ElectronMiddleware", "Message", "Receive", "Scope", "Send")
 
@@ -155,6 +155,10 @@ class _Request:
         if kind == "http.response.body":
             body = message.get("body", b"")
             if type(body) is not bytes:
+                if type(body) is memoryview and self.lease is not None and body.c_contiguous:
+                    server = self.server
+                    if server in DRAINS:
+                        return self._send_parts(message, body, server)
                 message = {**message, "body": safe_body(body, self.server, self.chunked)}
             if not message.get("more_body", False):
                 self.complete = True
@@ -168,6 +172,32 @@ class _Request:
             self.headers = message.get("headers", ())
         return self._send(message)
 
+    async def _send_parts(self, message: Message, body: memoryview, server: str) -> None:
+        """A pooled body to a server whose ``send`` waits for its transport (``DRAINS``): in
+        parts of at most ``PART`` bytes, each as ``safe_body`` makes it, so that the server's
+        copies (out of the pool's budget) are one part at a time; the final body ends with
+        an empty final message, which the server writes once its transport drained below
+        its high-water mark, and the memory goes back once that returned."""
+        final = not message.get("more_body", False)
+        if final:
+            self.complete = True
+        view = body if body.ndim == 1 and body.format == "B" else body.cast("B")
+        try:
+            for start in range(0, view.nbytes, PART):
+                part = view[start : start + PART]
+                try:
+                    safe = safe_body(part, server, self.chunked)
+                    await self._send({**message, "body": safe, "more_body": True})
+                finally:
+                    _release(part)
+            if final:
+                await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            if view is not body:
+                _release(view)
+            if final:
+                self.finish()
+
     async def _send_final(self, message: Message) -> None:
         """The final body of a request that used memory: the memory goes back once the
         server has it (copied in ``send``, or a copy of ours)."""
@@ -175,6 +205,13 @@ class _Request:
             await self._send(message)
         finally:
             self.finish()
+
+
+def _release(view: memoryview) -> None:
+    """Release a view of pooled memory now, so that the memory can go back; one a server
+    still holds stays exported, and the pool quarantines its region instead of reusing it."""
+    with contextlib.suppress(BufferError):
+        view.release()
 
 
 class ElectronMiddleware(RequestMemoryOwner):

@@ -27,7 +27,7 @@ from electron.asgi import (
     setup,
 )
 from electron.asgi import _middleware as asgi_middleware
-from electron.asgi._servers import safe_body, server_of
+from electron.asgi._servers import COPIES_IN_SEND, DRAINS, PART, safe_body, server_of
 
 pytestmark = pytest.mark.anyio
 
@@ -330,3 +330,53 @@ async def test_the_body_policy_per_server(module: str, chunked: bool, copied: bo
     assert safe_body(b"x", server, chunked) == b"x"
     assert server_of(lambda m: None) == ""  # type: ignore[arg-type,return-value]
 
+
+
+class _Recorder:
+    """A server's ``send`` that records each body and whether the request's memory was
+    still lent while the server had it."""
+
+    def __init__(self, mw: ElectronMiddleware) -> None:
+        self.mw = mw
+        self.bodies: list[tuple[bytes, bool, bool, int]] = []  # body, copied, more, lent
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            body = message.get("body", b"")
+            lent = self.mw.statistics().in_flight
+            more = message.get("more_body", False)
+            self.bodies.append((bytes(body), type(body) is bytes, more, lent))
+
+
+@pytest.mark.parametrize("module", sorted(DRAINS))
+async def test_a_pooled_body_reaches_a_server_that_drains_in_parts(module: str) -> None:
+    """Where the server's send waits for its transport, a pooled body goes in parts of at
+    most PART bytes (the server's copies, out of the budget, stay one part at a time), and
+    an empty final body, during which the memory is still lent: it goes back only once the
+    server's transport drained. The server is recognised through Starlette's error
+    middleware, which setup() puts electron's middleware inside."""
+    with electron.ArenaOfPools(arena_size=16 << 10, max_bytes=8 << 20) as aop:
+        app, mw = make_app(aop)
+        server = type("RequestResponseCycle", (_Recorder,), {"__module__": module})(mw)
+        n = 2 * PART + 1000
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": f"/pooled/{n}",
+            "headers": [],
+            "query_string": b"",
+        }
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        await app(scope, receive, server.send)
+        bodies = server.bodies
+        sizes = [(len(body), more) for body, _, more, _ in bodies]
+        assert sizes == [(PART, True), (PART, True), (1000, True), (0, False)]
+        assert b"".join(body for body, _, _, _ in bodies) == b"p" * n
+        copies = module not in COPIES_IN_SEND  # uvicorn, httptools, with Content-Length
+        assert all(copied is copies for _, copied, _, _ in bodies[:-1])
+        assert [lent for _, _, _, lent in bodies] == [1, 1, 1, 1]  # lent until the last returned
+        assert mw.statistics().in_flight == 0
+        nothing_lent(aop)
