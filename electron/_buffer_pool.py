@@ -146,7 +146,7 @@ class BufferPool:
                 self._reused += 1
             elif budget is not None and not budget._make_room_locked(size):
                 too_large = budget._too_large(size)
-                raise too_large or PoolExhausted("buffer", 0, budget._limit_text())
+                raise too_large or PoolExhausted("buffer", 0, budget._limit_text(), size)
             else:
                 self._created += 1
             self._active += 1
@@ -287,7 +287,7 @@ class BufferPool:
                 self._pooled_bytes -= new
                 self._reused += 1
             elif budget is not None and not budget._make_room_locked(new - capacity):
-                raise PoolExhausted("buffer growth", 0, budget._limit_text())
+                raise PoolExhausted("buffer growth", 0, budget._limit_text(), new - capacity)
             self._active_bytes += new - capacity
             if budget is not None:
                 budget._note_reserved_locked()

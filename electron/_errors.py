@@ -77,12 +77,17 @@ class InsufficientCapacity(ElectronError, MemoryError):
 
 
 class PoolExhausted(ElectronError, TimeoutError):
-    """The pool's budget stayed exhausted for longer than the caller agreed to wait."""
+    """The pool's budget stayed exhausted for longer than the caller agreed to wait.
 
-    def __init__(self, what: str, timeout: float | None, limit: str) -> None:
+    ``nbytes``: the bytes that were asked for, where known (a buffer, a buffer's growth)."""
+
+    def __init__(
+        self, what: str, timeout: float | None, limit: str, nbytes: int | None = None
+    ) -> None:
         self.what = what
         self.timeout = timeout
         self.limit = limit
+        self.nbytes = nbytes
         waited = "without waiting" if not timeout else f"after waiting {timeout:g}s"
         super().__init__(
             f"no {what} available {waited}: {limit}; raise the budget, "

@@ -21,7 +21,7 @@ from .._arena import Arena
 from .._arena_of_pools import ArenaOfPools
 from .._buffer import Buffer
 from .._checks import check_size, check_timeout
-from .._errors import ArenaClosed
+from .._errors import ArenaClosed, PoolExhausted
 
 __all__ = (
     "LENDING",
@@ -265,6 +265,18 @@ class RequestLease:
             buf.close()
             raise ended()
         return buf
+
+    def outgrows(self, exc: PoolExhausted) -> bool:
+        """Whether what ``exc`` refused, beside what this request holds itself, is more than
+        the whole ``max_bytes``: waiting for other requests could never make it fit."""
+        limit = self.owner.aop.max_bytes
+        if limit is None or exc.nbytes is None or self.released:
+            return False
+        arena = self._arena
+        held = sum(buf.capacity for buf in self.buffers)
+        if arena is not None and not arena.closed:
+            held += arena.capacity
+        return held + exc.nbytes > limit
 
     def _route(self) -> str:
         """The route the request took, for the owner's per-route usage."""

@@ -344,12 +344,16 @@ class ElectronMiddleware(RequestMemoryOwner):
             # The server discards the rest of the body (it does not hand it to anyone).
             await self._answer(send, exc.status, exc.text)
             return True
-        if isinstance(exc, (PoolExhausted, PoolClosed)) and not started:
+        lease = request.lease
+        final = (isinstance(exc, InsufficientCapacity) and exc.where == "budget") or (
+            isinstance(exc, PoolExhausted) and lease is not None and lease.outgrows(exc)
+        )
+        if isinstance(exc, (PoolExhausted, PoolClosed)) and not started and not final:
             self._rejected += 1
             await self._unavailable(send)
             return True
         self._errors += 1
-        if isinstance(exc, InsufficientCapacity) and exc.where == "budget":
+        if final:
             scope = request.scope
             _log.error("electron: %s (%s %s)", exc, scope.get("method"), scope.get("path"))
             if not started:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from .._arena import Arena
 from .._buffer import Buffer
 from .._checks import check_size
-from .._errors import InsufficientCapacity
+from .._errors import InsufficientCapacity, PoolExhausted
 from ..aio._wait import acquire_arena
 from ._errors import BodyRefused, ClientDisconnected
 from ._middleware import Lease, Receive, Scope, _Request, request_of
@@ -100,6 +100,20 @@ async def _next_part(receive: Receive, idle: float | None) -> tuple[bytes, bool]
     return message.get("body", b""), bool(message.get("more_body", False))
 
 
+def _refusal(lease: Lease, exc: InsufficientCapacity | PoolExhausted) -> BodyRefused | None:
+    """The final 413 for a body the budget can never hold: more than the whole budget, or
+    more than it leaves beside what the request holds itself; None when the budget is only
+    spent by other requests for now (PoolExhausted: 503, retry)."""
+    if isinstance(exc, InsufficientCapacity):
+        text = f"413: the request body is larger than {exc.capacity} bytes"
+    elif lease.outgrows(exc):
+        text = "413: the request body does not fit in the server's memory budget"
+    else:
+        return None
+    lease.owner._too_large += 1
+    return BodyRefused(413, text)
+
+
 async def read_body(
     request: HasReceive | Scope, receive: Receive | None = None, *, limit: int | None = None
 ) -> Buffer:
@@ -132,21 +146,23 @@ async def read_body(
     chunk, more = await _next_part(receive, timeout)
     while not chunk and more:  # no memory for a request that sent nothing yet
         chunk, more = await _next_part(receive, timeout)
-    buf = (await _lease_waiting(state)).buffer(len(chunk))
+    lease = await _lease_waiting(state)
+    buf: Buffer | None = None
     size = 0
     while True:
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                owner._too_large += 1
-                raise BodyRefused(413, f"413: the request body is larger than {limit} bytes")
-            try:
-                buf.write(chunk)  # one copy of each part into pooled memory
-            except InsufficientCapacity as exc:  # more than the whole budget: final
-                owner._too_large += 1
-                raise BodyRefused(
-                    413, f"413: the request body is larger than {exc.capacity} bytes"
-                ) from exc
+        if size + len(chunk) > limit:
+            owner._too_large += 1
+            raise BodyRefused(413, f"413: the request body is larger than {limit} bytes")
+        size += len(chunk)
+        try:
+            if buf is None:
+                buf = lease.buffer(len(chunk))
+            buf.write(chunk)  # one copy of each part into pooled memory
+        except (InsufficientCapacity, PoolExhausted) as exc:
+            refusal = _refusal(lease, exc)
+            if refusal is None:
+                raise  # the budget is spent by other requests for now: 503
+            raise refusal from exc
         if not more:
             return buf
         chunk, more = await _next_part(receive, timeout)

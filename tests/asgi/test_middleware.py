@@ -206,6 +206,24 @@ async def test_more_than_the_whole_budget_is_a_final_500() -> None:
         nothing_lent(aop)
 
 
+async def test_what_never_fits_beside_the_requests_own_memory_is_final_not_503() -> None:
+    """A body within the budget, but not beside the arena the request holds itself: waiting
+    for other requests can never make it fit, so the answer is final (500 for a response,
+    413 for an upload), never 503 + Retry-After, which a client would retry forever."""
+    budget = 1 << 20
+    with electron.ArenaOfPools(arena_size=64 << 10, max_bytes=budget) as aop:
+        app, mw = make_app(aop)
+        async with client(app) as c:
+            r = await c.get(f"/pooled/{budget}")  # the whole budget, beside the request's arena
+            assert (r.status_code, r.headers.get("retry-after")) == (500, None)
+            r = await c.post("/upload", content=bytes(budget - 1000))
+            assert (r.status_code, r.headers.get("retry-after")) == (413, None)
+            assert (await c.get(f"/pooled/{budget // 2}")).status_code == 200  # this one fits
+        stats = mw.statistics()
+        assert (stats.rejected, stats.errors, stats.too_large) == (0, 1, 1)
+        nothing_lent(aop)
+
+
 async def test_handler_errors_give_everything_back() -> None:
     with electron.ArenaOfPools(arena_size=16 << 10) as aop:
         app, mw = make_app(aop)

@@ -47,8 +47,14 @@ def test_growth_past_the_budget_is_refused_at_the_write() -> None:
         other = aop.get_buffer(512 << 10)  # half the budget, held elsewhere
         buf = aop.get_buffer(1024)
         buf.write(b"a" * 1024)
-        with pytest.raises(PoolExhausted):
+        with pytest.raises(PoolExhausted) as refused:
             buf.write(b"b" * (600 << 10))  # fits the budget, not beside the other buffer
+        assert refused.value.nbytes is not None  # what the growth asked for, beside 1024
+        assert refused.value.nbytes >= (600 << 10) + 1024 - buf.capacity
+        with pytest.raises(PoolExhausted) as refused:
+            aop.get_buffer(600 << 10)
+        assert refused.value.nbytes is not None
+        assert refused.value.nbytes >= 600 << 10  # its size class
         assert buf.getvalue() == b"a" * 1024  # nothing was lost
         with pytest.raises(InsufficientCapacity, match="whole budget"):
             buf.write(b"c" * (2 * MiB))  # never fits: a final answer
