@@ -47,6 +47,8 @@ _BODILESS: Final = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 _log = logging.getLogger("electron.asgi")
 _set_arena = current_arena_var.set
 _reset_arena = current_arena_var.reset
+#: The scope of a request that ended (whose scope the request no longer refers to).
+_ENDED: Final[Scope] = {}
 
 
 def route_of(scope: Scope) -> str:
@@ -67,7 +69,9 @@ class Lease(RequestLease):
         self.scope = scope
 
     def _route(self) -> str:
-        return route_of(self.scope)
+        """Asked once, at the release, which then also drops the scope: no cycle remains."""
+        scope, self.scope = self.scope, _ENDED
+        return route_of(scope)
 
 
 class _Request:
@@ -315,6 +319,9 @@ class ElectronMiddleware(RequestMemoryOwner):
             if token is not None:
                 _reset_arena(token)
             request.finish()
+            # The scope refers to the request: without it, the request refers to nothing that
+            # refers back, and goes with its last reference, not at the next garbage collection.
+            request.scope = _ENDED
 
     def _refuses_expect(self, scope: Scope) -> bool:
         """``Expect: 100-continue`` with a declared length over the limit: refuse it now,

@@ -4,6 +4,7 @@ bodies (413, 408), errors, cancellation, statistics and metrics; the body policy
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -364,6 +365,33 @@ class _Recorder:
             lent = self.mw.statistics().in_flight
             more = message.get("more_body", False)
             self.bodies.append((bytes(body), type(body) is bytes, more, lent))
+
+
+async def test_a_request_leaves_no_reference_cycle_for_the_garbage_collector() -> None:
+    """The scope refers to the request's state while it is served; afterwards nothing refers
+    back, so a request's objects go as soon as the server drops it, not at the next garbage
+    collection (which, with a request's cycle to find each time, cost the server more than
+    all the rest of the middleware on a hello world)."""
+    with electron.ArenaOfPools(arena_size=16 << 10) as aop:
+        app, mw = make_app(aop)
+        server = type("RequestResponseCycle", (_Recorder,), {"__module__": "x"})(mw)
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        def scope(path: str) -> dict[str, Any]:
+            return {"type": "http", "method": "GET", "path": path, "query_string": b""}
+
+        await app(scope("/"), receive, server.send)  # builds the middleware stack
+        gc.collect()
+        gc.disable()
+        try:
+            for path in ("/", "/pooled/100", "/pooled/100000"):
+                await app(scope(path), receive, server.send)
+            assert gc.collect() == 0
+        finally:
+            gc.enable()
+        nothing_lent(aop)
 
 
 @pytest.mark.parametrize("module", sorted(DRAINS))
