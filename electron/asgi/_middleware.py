@@ -218,6 +218,11 @@ def _release(view: memoryview) -> None:
         view.release()
 
 
+async def _ended(message: Message) -> None:
+    """The ``send`` of a request whose application returned."""
+    raise RuntimeError("electron: this request has ended; its send cannot be used any more")
+
+
 class ElectronMiddleware(RequestMemoryOwner):
     """electron's ASGI middleware: request-scoped pooled memory for every HTTP request.
 
@@ -319,9 +324,11 @@ class ElectronMiddleware(RequestMemoryOwner):
             if token is not None:
                 _reset_arena(token)
             request.finish()
-            # The scope refers to the request: without it, the request refers to nothing that
-            # refers back, and goes with its last reference, not at the next garbage collection.
+            # The scope refers to the request, and the server's objects behind ``send`` to the
+            # scope: without either, the request refers to nothing that refers back, and it
+            # all goes with the server's last reference, not at the next garbage collection.
             request.scope = _ENDED
+            request._send = _ended
 
     def _refuses_expect(self, scope: Scope) -> bool:
         """``Expect: 100-continue`` with a declared length over the limit: refuse it now,

@@ -357,6 +357,7 @@ class _Recorder:
 
     def __init__(self, mw: ElectronMiddleware) -> None:
         self.mw = mw
+        self.scope: dict[str, Any] = {}
         self.bodies: list[tuple[bytes, bool, bool, int]] = []  # body, copied, more, lent
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
@@ -374,20 +375,24 @@ async def test_a_request_leaves_no_reference_cycle_for_the_garbage_collector() -
     all the rest of the middleware on a hello world)."""
     with electron.ArenaOfPools(arena_size=16 << 10) as aop:
         app, mw = make_app(aop)
-        server = type("RequestResponseCycle", (_Recorder,), {"__module__": "x"})(mw)
 
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": b"", "more_body": False}
 
-        def scope(path: str) -> dict[str, Any]:
-            return {"type": "http", "method": "GET", "path": path, "query_string": b""}
+        cycle = type("RequestResponseCycle", (_Recorder,), {"__module__": "x"})
 
-        await app(scope("/"), receive, server.send)  # builds the middleware stack
+        async def serve(path: str) -> None:
+            # A server's object per request, which refers to the scope (as uvicorn's does).
+            server = cycle(mw)
+            server.scope = {"type": "http", "method": "GET", "path": path, "query_string": b""}
+            await app(server.scope, receive, server.send)
+
+        await serve("/")  # builds the middleware stack
         gc.collect()
         gc.disable()
         try:
             for path in ("/", "/pooled/100", "/pooled/100000"):
-                await app(scope(path), receive, server.send)
+                await serve(path)
             assert gc.collect() == 0
         finally:
             gc.enable()
