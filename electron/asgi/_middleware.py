@@ -5,8 +5,9 @@ in its scope (under :data:`SCOPE_KEY`) while the application runs; the helpers o
 ``electron.asgi`` find it there and make the request's one lease (an
 :class:`~electron.aio._request_memory.RequestLease`) on first use. The lease goes back in one
 step once the final ``http.response.body`` was handed to the server (pooled bodies are given
-to the server only where it copies them in ``send``, else as a ``bytes`` copy: see
-``_servers``), or when the application returns or fails, whichever comes first.
+to the server only where it copies them in ``send``, else as a ``bytes`` copy, and where its
+``send`` waits for its transport in parts, then an empty final body: see ``_servers``), or
+when the application returns or fails, whichever comes first.
 """
 
 from __future__ import annotations
