@@ -160,11 +160,15 @@ class _Request:
         if kind == "http.response.body":
             body = message.get("body", b"")
             if type(body) is not bytes:
-                if type(body) is memoryview and self.lease is not None and body.c_contiguous:
-                    server = self.server
-                    if server in DRAINS:
-                        return self._send_parts(message, body, server)
-                message = {**message, "body": safe_body(body, self.server, self.chunked)}
+                server = self.server
+                if (
+                    server in DRAINS
+                    and self.lease is not None
+                    and type(body) is memoryview
+                    and body.c_contiguous
+                ):
+                    return self._send_parts(message, body, server)  # pooled: in parts
+                message = {**message, "body": safe_body(body, server, self.chunked)}
             if not message.get("more_body", False):
                 self.complete = True
                 if self.lease is not None:
