@@ -841,3 +841,39 @@ async def test_a_class_based_view_is_served(aop: electron.ArenaOfPools) -> None:
         assert inspect.unwrap(route.handler) is Report
     await eventually(all_back(aop), "the view's buffer back")
     assert mw.statistics().requests == 1
+
+
+async def test_what_never_fits_beside_the_requests_own_memory_is_final_not_503() -> None:
+    """A body within the budget, but not beside the arena the request holds itself: waiting
+    for other requests can never make it fit, so the answer is final (500 for a response,
+    413 for an upload), never 503 + Retry-After, which a client would retry forever."""
+    budget = 1 << 20
+    aop = electron.ArenaOfPools(arena_size=64 << 10, max_bytes=budget)
+    app = web.Application(client_max_size=2 * budget)
+    mw = setup(app, aop, body_limit=budget)
+
+    async def pooled(request: web.Request) -> web.StreamResponse:
+        request_arena(request).alloc(16)
+        n = int(request.match_info["n"])
+        buf = request_buffer(request, n)
+        buf.write(bytes(n))
+        return PooledResponse(buf)
+
+    async def upload(request: web.Request) -> web.StreamResponse:
+        request_arena(request).alloc(16)
+        return web.Response(text=str(len(await read_body(request))))
+
+    app.router.add_get("/pooled/{n}", pooled)
+    app.router.add_post("/upload", upload)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/pooled/{budget}") as resp:  # beside the arena
+            assert (resp.status, resp.headers.get("Retry-After")) == (500, None)
+            assert "whole budget" in await resp.text()
+        async with session.post(f"{url}/upload", data=bytes(budget - 1000)) as resp:
+            assert (resp.status, resp.headers.get("Retry-After")) == (413, None)
+        async with session.get(f"{url}/pooled/{budget // 2}") as resp:  # this one fits
+            assert resp.status == 200
+            assert len(await resp.read()) == budget // 2
+    await eventually(all_back(aop), "everything back")
+    stats = mw.statistics()
+    assert (stats.rejected, stats.errors, stats.too_large) == (0, 1, 1)

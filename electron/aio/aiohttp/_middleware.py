@@ -129,7 +129,7 @@ class Middleware(RequestMemoryOwner):
         except BaseException as exc:
             if isinstance(exc, web.HTTPException):
                 resp = exc  # aiohttp sends it as the response
-            self._count_failure(exc, request)
+            self._count_failure(exc, request, key)
             raise
         finally:
             if token is not None:
@@ -149,17 +149,30 @@ class Middleware(RequestMemoryOwner):
             raise self._unavailable() from None
         LEASES[key] = Lease(self, key, request, arena)
 
-    def _count_failure(self, exc: BaseException, request: web.Request) -> None:
+    def _count_failure(
+        self, exc: BaseException, request: web.Request, key: AbstractStreamWriter
+    ) -> None:
         """Count what the handler raised. Raised before anything was sent, a budget error
         becomes a 503 (waiting could help), and a request for more memory than the whole
-        budget a final 500 that says so (no Retry-After: retrying cannot help)."""
+        budget, or than it leaves beside what the request holds itself, a final 500 that
+        says so (no Retry-After: retrying cannot help)."""
         if isinstance(exc, asyncio.CancelledError):
             self._cancelled += 1
-        elif isinstance(exc, (PoolExhausted, PoolClosed)) and not sent_anything(request.writer):
+            return
+        never_fits = (isinstance(exc, InsufficientCapacity) and exc.where == "budget") or (
+            isinstance(exc, PoolExhausted)
+            and (lease := LEASES.get(key)) is not None
+            and lease.outgrows(exc)
+        )
+        if (
+            isinstance(exc, (PoolExhausted, PoolClosed))
+            and not never_fits
+            and not sent_anything(request.writer)
+        ):
             raise self._unavailable() from exc
-        elif not isinstance(exc, web.HTTPException):
+        if not isinstance(exc, web.HTTPException):
             self._errors += 1
-            if isinstance(exc, InsufficientCapacity) and exc.where == "budget":
+            if never_fits:
                 _log.error("electron: %s (%s %s)", exc, request.method, request.path)
                 if not sent_anything(request.writer):
                     raise web.HTTPInternalServerError(

@@ -9,7 +9,7 @@ from aiohttp import StreamReader, web
 from ..._arena import Arena
 from ..._buffer import Buffer
 from ..._checks import check_size
-from ..._errors import InsufficientCapacity
+from ..._errors import InsufficientCapacity, PoolExhausted
 from ._lease import lease_of, lease_of_async, owner_of
 
 __all__ = ("read_body", "request_arena", "request_buffer")
@@ -73,6 +73,12 @@ async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Bu
         except InsufficientCapacity as exc:  # more than the whole budget: final
             owner._too_large += 1
             raise web.HTTPRequestEntityTooLarge(max_size=exc.capacity, actual_size=size) from exc
+        except PoolExhausted as exc:
+            if not lease.outgrows(exc):
+                raise  # the budget is spent by other requests for now: 503, retry
+            owner._too_large += 1  # more than it leaves beside the request's own: final
+            most = owner.aop.max_bytes or size
+            raise web.HTTPRequestEntityTooLarge(max_size=most, actual_size=size) from exc
         chunk = await _next_chunk(content, timeout)
     return buf
 
