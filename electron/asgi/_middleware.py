@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, Final
+from typing import Any, Final, Unpack
 
 from .._arena import Arena
 from .._arena_of_pools import ArenaOfPools
@@ -25,6 +25,7 @@ from .._errors import InsufficientCapacity, PoolClosed, PoolExhausted
 from ..aio._request_memory import (
     LENDING,
     RequestLease,
+    RequestMemoryOptions,
     RequestMemoryOwner,
     ended,
 )
@@ -266,25 +267,12 @@ class ElectronMiddleware(RequestMemoryOwner):
         app: ASGIApp,
         *,
         aop: ArenaOfPools,
-        acquire_timeout: float | None = 1.0,
-        retry_after: int = 1,
-        body_limit: int = 1 << 20,
-        body_timeout: float | None = 30.0,
-        exclude: Iterable[str] = (),
-        max_routes: int = 256,
         current_arena: bool = False,
+        **options: Unpack[RequestMemoryOptions],
     ) -> None:
         if not callable(app):
             raise TypeError(f"app must be an ASGI application, not {type(app).__name__}")
-        super().__init__(
-            aop=aop,
-            acquire_timeout=acquire_timeout,
-            retry_after=retry_after,
-            body_limit=body_limit,
-            body_timeout=body_timeout,
-            exclude=exclude,
-            max_routes=max_routes,
-        )
+        super().__init__(aop=aop, **options)
         self.app = app
         self.current_arena = bool(current_arena)
 
