@@ -179,7 +179,12 @@ class _Request:
                 self.active = False
         elif kind == "http.response.start":
             self.started = True
-            self.headers = message.get("headers", ())
+            headers = message.get("headers", ())
+            if type(headers) is not list and type(headers) is not tuple:
+                # Any iterable: the server consumes an iterator, and chunked() reads it later.
+                headers = list(headers)
+                message = {**message, "headers": headers}
+            self.headers = headers
         return self._send(message)
 
     async def _send_parts(self, message: Message, body: memoryview, server: str) -> None:

@@ -431,3 +431,36 @@ async def test_a_pooled_body_reaches_a_server_that_drains_in_parts(module: str) 
         assert [lent for _, _, _, lent in bodies] == [1, 1, 1, 1]  # lent until the last returned
         assert mw.statistics().in_flight == 0
         nothing_lent(aop)
+
+
+async def test_headers_given_as_an_iterator_still_show_the_content_length() -> None:
+    """ASGI allows any iterable of headers; uvicorn consumes them (``list(headers)``). The
+    middleware must still see the Content-Length afterwards: under uvicorn's httptools
+    protocol a body with Content-Length goes to ``transport.write()`` as it is (uvloop keeps
+    referencing it after ``send`` returned), so a pooled body must reach it as a copy."""
+    module = "uvicorn.protocols.http.httptools_impl"
+    with electron.ArenaOfPools(arena_size=16 << 10) as aop:
+
+        class Cycle(_Recorder):
+            async def send(self, message: MutableMapping[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    list(message.get("headers", []))  # as uvicorn does
+                await super().send(message)
+
+        Cycle.__module__ = module
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            buf = request_buffer(scope, 1000)
+            buf.write(b"x" * 1000)
+            headers = iter([(b"content-length", b"1000")])
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": buf.view()})
+
+        mw = ElectronMiddleware(app, aop=aop)
+        server = Cycle(mw)
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+        await mw(scope, None, server.send)  # type: ignore[arg-type]
+        assert [(body, copied) for body, copied, _, _ in server.bodies[:1]] == [
+            (b"x" * 1000, True)
+        ]
+        nothing_lent(aop)
