@@ -21,7 +21,7 @@ from .._arena import Arena
 from .._arena_of_pools import ArenaOfPools
 from .._buffer import Buffer
 from .._checks import check_size, check_timeout
-from .._errors import ArenaClosed, PoolExhausted
+from .._errors import ArenaClosed, InsufficientCapacity, PoolExhausted
 
 __all__ = (
     "LENDING",
@@ -33,6 +33,7 @@ __all__ = (
     "RouteUsage",
     "ended",
     "give_back_body",
+    "never_fits",
 )
 
 #: The route that routes beyond the middleware's ``max_routes`` are counted under.
@@ -218,6 +219,15 @@ class RequestMemoryOwner:
 def ended() -> ArenaClosed:
     """The error of a helper called once its request's memory went back."""
     return ArenaClosed("its request has ended: the request's memory went back with it")
+
+
+def never_fits(exc: BaseException, lease: RequestLease | None) -> bool:
+    """Whether ``exc`` says the request can never get the memory it asked for: more than
+    the whole budget, or more than the budget leaves beside what ``lease`` holds itself.
+    Waiting for other requests cannot help, so the answer is final, not a 503."""
+    if isinstance(exc, InsufficientCapacity):
+        return exc.where == "budget"
+    return isinstance(exc, PoolExhausted) and lease is not None and lease.outgrows(exc)
 
 
 class RequestLease:

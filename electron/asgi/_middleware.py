@@ -21,13 +21,14 @@ from typing import Any, Final, Unpack
 from .._arena import Arena
 from .._arena_of_pools import ArenaOfPools
 from .._context import current_arena_var, register_lazy_marker
-from .._errors import InsufficientCapacity, PoolClosed, PoolExhausted
+from .._errors import PoolClosed, PoolExhausted
 from ..aio._request_memory import (
     LENDING,
     RequestLease,
     RequestMemoryOptions,
     RequestMemoryOwner,
     ended,
+    never_fits,
 )
 from ..aio._trim import trim_periodically
 from ..aio._wait import acquire_arena
@@ -357,9 +358,7 @@ class ElectronMiddleware(RequestMemoryOwner):
             await self._answer(send, exc.status, exc.text)
             return True
         lease = request.lease
-        final = (isinstance(exc, InsufficientCapacity) and exc.where == "budget") or (
-            isinstance(exc, PoolExhausted) and lease is not None and lease.outgrows(exc)
-        )
+        final = never_fits(exc, lease)
         if isinstance(exc, (PoolExhausted, PoolClosed)) and not started and not final:
             self._rejected += 1
             await self._unavailable(send)

@@ -18,8 +18,8 @@ from aiohttp.typedefs import Handler
 
 from ..._arena_of_pools import ArenaOfPools
 from ..._context import current_arena_var
-from ..._errors import InsufficientCapacity, PoolClosed, PoolExhausted
-from .._request_memory import RequestMemoryOptions, RequestMemoryOwner
+from ..._errors import PoolClosed, PoolExhausted
+from .._request_memory import RequestMemoryOptions, RequestMemoryOwner, never_fits
 from .._trim import trim_periodically
 from .._wait import acquire_arena
 from ._aiohttp_internals import (
@@ -159,20 +159,16 @@ class Middleware(RequestMemoryOwner):
         if isinstance(exc, asyncio.CancelledError):
             self._cancelled += 1
             return
-        never_fits = (isinstance(exc, InsufficientCapacity) and exc.where == "budget") or (
-            isinstance(exc, PoolExhausted)
-            and (lease := LEASES.get(key)) is not None
-            and lease.outgrows(exc)
-        )
+        final = never_fits(exc, LEASES.get(key))
         if (
             isinstance(exc, (PoolExhausted, PoolClosed))
-            and not never_fits
+            and not final
             and not sent_anything(request.writer)
         ):
             raise self._unavailable() from exc
         if not isinstance(exc, web.HTTPException):
             self._errors += 1
-            if never_fits:
+            if final:
                 _log.error("electron: %s (%s %s)", exc, request.method, request.path)
                 if not sent_anything(request.writer):
                     raise web.HTTPInternalServerError(
