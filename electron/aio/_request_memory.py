@@ -288,6 +288,20 @@ class RequestLease:
             held += arena.capacity
         return held + exc.nbytes > limit
 
+    def refused_body(self, exc: InsufficientCapacity | PoolExhausted) -> int | None:
+        """The limit a body that failed to grow with ``exc`` can never exceed, counted as a
+        final 413: more than the whole budget (``exc.capacity``), or than it leaves beside
+        what this request holds itself (``max_bytes``); None when other requests only spent
+        the budget for now (a 503, retry)."""
+        if isinstance(exc, InsufficientCapacity):
+            most = exc.capacity
+        elif self.outgrows(exc):
+            most = self.owner.aop.max_bytes or 0
+        else:
+            return None
+        self.owner._too_large += 1
+        return most
+
     def _route(self) -> str:
         """The route the request took, for the owner's per-route usage."""
         return "(unmatched)"

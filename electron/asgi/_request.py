@@ -101,17 +101,15 @@ async def _next_part(receive: Receive, idle: float | None) -> tuple[bytes, bool]
 
 
 def _refusal(lease: Lease, exc: InsufficientCapacity | PoolExhausted) -> BodyRefused | None:
-    """The final 413 for a body the budget can never hold: more than the whole budget, or
-    more than it leaves beside what the request holds itself; None when the budget is only
-    spent by other requests for now (PoolExhausted: 503, retry)."""
-    if isinstance(exc, InsufficientCapacity):
-        text = f"413: the request body is larger than {exc.capacity} bytes"
-    elif lease.outgrows(exc):
-        text = "413: the request body does not fit in the server's memory budget"
-    else:
+    """The final 413 for a body the budget can never hold (see
+    :meth:`~electron.aio._request_memory.RequestLease.refused_body`); None when the budget
+    is only spent by other requests for now (PoolExhausted: 503, retry)."""
+    most = lease.refused_body(exc)
+    if most is None:
         return None
-    lease.owner._too_large += 1
-    return BodyRefused(413, text)
+    if isinstance(exc, InsufficientCapacity):
+        return BodyRefused(413, f"413: the request body is larger than {most} bytes")
+    return BodyRefused(413, "413: the request body does not fit in the server's memory budget")
 
 
 async def read_body(

@@ -70,14 +70,10 @@ async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Bu
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
         try:
             buf.write(chunk)
-        except InsufficientCapacity as exc:  # more than the whole budget: final
-            owner._too_large += 1
-            raise web.HTTPRequestEntityTooLarge(max_size=exc.capacity, actual_size=size) from exc
-        except PoolExhausted as exc:
-            if not lease.outgrows(exc):
+        except (InsufficientCapacity, PoolExhausted) as exc:
+            most = lease.refused_body(exc)
+            if most is None:
                 raise  # the budget is spent by other requests for now: 503, retry
-            owner._too_large += 1  # more than it leaves beside the request's own: final
-            most = owner.aop.max_bytes or size
             raise web.HTTPRequestEntityTooLarge(max_size=most, actual_size=size) from exc
         chunk = await _next_chunk(content, timeout)
     return buf
