@@ -245,7 +245,8 @@ def _electron_routes(
     return [
         web.get("/json", json_doc),
         web.get("/bytes/{n}", pooled_bytes),
-        web.post("/upload", upload),
+        # Expect: 100-continue over --upload-limit: 413 before the client sends the body.
+        web.post("/upload", upload, expect_handler=electron_aiohttp.refuse_oversized()),
         web.get("/render", render),
         web.get("/stats", stats),
     ]

@@ -46,7 +46,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: The scope key under which the middleware keeps a request's state while it is served.
 SCOPE_KEY: Final = "electron.request"
 UNMATCHED: Final = "(unmatched)"
-_BODILESS: Final = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 _log = logging.getLogger("electron.asgi")
 _set_arena = current_arena_var.set
 _reset_arena = current_arena_var.reset
@@ -256,9 +255,10 @@ class ElectronMiddleware(RequestMemoryOwner):
     if none comes; a :class:`~electron.PoolExhausted` the application raises before it
     started its response is answered the same way, and an
     :class:`~electron.InsufficientCapacity` for more than the whole budget with a final
-    ``500``. ``Expect: 100-continue`` with a declared ``Content-Length`` over ``body_limit``
-    (or the whole budget) is refused with ``413`` before the client sends the body;
-    :func:`~electron.asgi.read_body` refuses the others. ``exclude``: paths that get no
+    ``500``. :func:`~electron.asgi.read_body` refuses a declared ``Content-Length`` over
+    its limit with ``413`` before it asks the server for the body (so before the client
+    sends it, under a server that answers ``Expect: 100-continue`` on the application's
+    first ``receive``, as uvicorn does). ``exclude``: paths that get no
     memory. While the server runs (ASGI lifespan), the pool is trimmed every
     ``aop.trim_interval`` seconds so that idle memory comes back without traffic.
     With ``current_arena=True``, :func:`electron.aio.current_arena` is the request's arena
@@ -294,14 +294,6 @@ class ElectronMiddleware(RequestMemoryOwner):
             # An outer electron middleware serves it, or it is excluded.
             await self.app(scope, receive, send)
             return
-        if scope.get("method") not in _BODILESS and self._refuses_expect(scope):
-            await self._answer(
-                send,
-                413,
-                "413: the request body is larger than allowed",
-                [(b"connection", b"close")],
-            )
-            return
         request = _Request(self, scope, send)
         if self._bounded and not self.aop.can_lend_now():
             try:
@@ -328,19 +320,6 @@ class ElectronMiddleware(RequestMemoryOwner):
             # all goes with the server's last reference, not at the next garbage collection.
             request.scope = _ENDED
             request._send = _ended
-
-    def _refuses_expect(self, scope: Scope) -> bool:
-        """``Expect: 100-continue`` with a declared length over the limit: refuse it now,
-        before the server asks the client for the body (it does on the first receive)."""
-        length = None
-        expects = False
-        for name, value in scope.get("headers", ()):
-            if name == b"expect":
-                expects = value.lower() == b"100-continue"
-            elif name == b"content-length":
-                with contextlib.suppress(ValueError):
-                    length = int(value)
-        return expects and self._refuses_length(length) is not None
 
     async def _answered(self, exc: BaseException, request: _Request, send: Send) -> bool:
         """Count what the application raised; answer it when nothing was sent yet and

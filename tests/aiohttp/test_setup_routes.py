@@ -14,7 +14,13 @@ import pytest
 from aiohttp import web
 
 import electron
-from electron.aio.aiohttp import PooledResponse, request_arena, request_buffer, setup
+from electron.aio.aiohttp import (
+    PooledResponse,
+    refuse_oversized,
+    request_arena,
+    request_buffer,
+    setup,
+)
 from electron.aio.aiohttp._middleware import _serve_routes
 from tests.support import anyio_backend, eventually, serve, serve_port  # noqa: F401 - anyio_backend: the asyncio-only backends
 
@@ -98,7 +104,7 @@ async def test_aiohttp_cors_class_based_view(
 ) -> None:
     """aiohttp-cors finds a view's own CORS config through ``match_info.handler`` being the
     ``web.View`` subclass (``CorsViewMixin``): setup must leave that working."""
-    aiohttp_cors: Any = pytest.importorskip("aiohttp_cors")  # not a dev dependency
+    aiohttp_cors: Any = pytest.importorskip("aiohttp_cors")
 
     class Items(web.View, aiohttp_cors.CorsViewMixin):  # type: ignore[misc]
         cors_config: ClassVar = {
@@ -145,9 +151,14 @@ async def _first_status(port: int, path: str, declared: int, host: str = "x") ->
         await writer.wait_closed()
 
 
-async def test_expect_continue_refused_on_every_served_route(aop: electron.ArenaOfPools) -> None:
-    """413 before the body for the app's routes, a plain sub-app's, a domain sub-app's and a
-    view's; a sub-app with its own setup (a larger limit) decides for its routes."""
+@pytest.mark.parametrize("as_middleware", [False, True], ids=["routes", "middleware"])
+async def test_refuse_oversized_answers_before_the_body_on_the_routes_that_ask(
+    aop: electron.ArenaOfPools, as_middleware: bool
+) -> None:
+    """413 before the body on the routes that ask (``expect_handler=refuse_oversized()``):
+    the app's, a view's, a plain sub-app's, a domain sub-app's, by the limit of the
+    middleware that serves them (a sub-app with a setup of its own: its own, unless an outer
+    middleware serves it) or the route's own; 100 Continue below it and on other routes."""
 
     async def upload(request: web.Request) -> web.StreamResponse:
         return web.Response(text="ok")
@@ -156,13 +167,16 @@ async def test_expect_continue_refused_on_every_served_route(aop: electron.Arena
         async def post(self) -> web.StreamResponse:
             return web.Response(text="ok")
 
+    asks = refuse_oversized()
     app = web.Application()
-    setup(app, aop, body_limit=1000)
+    mw = setup(app, aop, body_limit=1000, as_middleware=as_middleware)
     plain, domain, own = web.Application(), web.Application(), web.Application()
     setup(own, electron.ArenaOfPools(arena_size=4096), body_limit=10_000)
     for a in (app, plain, domain, own):
-        a.router.add_post("/up", upload)
-    app.router.add_view("/view", Upload)
+        a.router.add_post("/up", upload, expect_handler=asks)
+    app.router.add_post("/not-asked", upload)
+    app.router.add_post("/own-limit", upload, expect_handler=refuse_oversized(limit=20_000))
+    app.router.add_view("/view", Upload, expect_handler=asks)
     app.add_subapp("/plain", plain)
     app.add_subapp("/own", own)
     app.add_domain("example.com", domain)
@@ -175,8 +189,14 @@ async def test_expect_continue_refused_on_every_served_route(aop: electron.Arena
         ):
             assert await _first_status(port, path, 5000, host) == b"413", (path, host)
             assert await _first_status(port, path, 500, host) == b"100", (path, host)
-        assert await _first_status(port, "/own/up", 5000) == b"100"
-        assert await _first_status(port, "/own/up", 50_000) == b"413"
+        assert await _first_status(port, "/not-asked", 5000) == b"100"
+        assert await _first_status(port, "/own-limit", 15_000) == b"100"
+        assert await _first_status(port, "/own-limit", 25_000) == b"413"
+        # The outer middleware, run first, serves the sub-app; wrapped routes, its own.
+        own_limit = 1000 if as_middleware else 10_000
+        assert await _first_status(port, "/own/up", own_limit) == b"100"
+        assert await _first_status(port, "/own/up", own_limit + 1) == b"413"
+    assert mw.statistics().too_large == 5 + as_middleware
 
 
 async def test_a_class_based_view_stays_a_view_and_is_served(aop: electron.ArenaOfPools) -> None:
@@ -248,19 +268,14 @@ async def test_a_view_under_the_budget_and_cancelled() -> None:
     assert mw.statistics().rejected == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="before and after the route wrapping: the Expect handler refuses by body_limit "
-    "(read_body's default) on every route, even one that never calls read_body",
-)
 @pytest.mark.parametrize("prefix", ["", "/sub"], ids=["app", "subapp"])
 async def test_expect_continue_does_not_refuse_what_the_route_accepts(
     aop: electron.ArenaOfPools, prefix: str
 ) -> None:
     """A route that takes its body without electron (request.read(), with the app's own
-    client_max_size) accepts a 2 MiB upload: it should not matter whether the client sent
-    ``Expect: 100-continue`` first (curl does for large bodies). body_limit is documented as
-    read_body's default limit."""
+    client_max_size) accepts a 2 MiB upload: it must not matter whether the client sent
+    ``Expect: 100-continue`` first (curl does for large bodies). body_limit is read_body's
+    default limit, not the route's."""
 
     async def upload(request: web.Request) -> web.StreamResponse:
         return web.Response(text=str(len(await request.read())))

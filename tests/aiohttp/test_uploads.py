@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 import electron
-from electron.aio.aiohttp import read_body, setup
+from electron.aio.aiohttp import read_body, refuse_oversized, setup
 from tests.support import anyio_backend, eventually, serve_port  # noqa: F401 - asyncio only
 
 pytestmark = pytest.mark.anyio
@@ -25,7 +25,7 @@ def _app(aop: electron.ArenaOfPools, **options: object) -> web.Application:
         body = await read_body(request)
         return web.Response(text=str(len(body)))
 
-    app.router.add_post("/upload", upload)
+    app.router.add_post("/upload", upload, expect_handler=refuse_oversized())
     return app
 
 

@@ -4,13 +4,16 @@
 :func:`request_arena` (and, with ``setup(app, aop, current_arena=True)``,
 ``electron.aio.current_arena()``) is the request's arena (lent on first use),
 :func:`request_buffer` and :func:`read_body` give pooled buffers that go back with it, and
-:class:`PooledResponse` sends pooled memory without copying. Everything goes back only once
+:class:`PooledResponse` sends pooled memory without copying; a route that reads its body
+with :func:`read_body` refuses an oversized one before it is sent with
+``expect_handler=refuse_oversized()``. Everything goes back only once
 the transport no longer references it. Needs the ``aiohttp`` extra.
 """
 
 from __future__ import annotations
 
 from ..._exports import fix_module_names as _fix_module_names
+from ._expect import refuse_oversized as refuse_oversized
 from ._flush import wait_flushed as wait_flushed
 from ._middleware import AOP_KEY as AOP_KEY
 from ._middleware import MIDDLEWARE_KEY as MIDDLEWARE_KEY
@@ -35,6 +38,7 @@ __all__ = (
     "RouteUsage",
     "middleware",
     "read_body",
+    "refuse_oversized",
     "request_arena",
     "request_buffer",
     "setup",

@@ -16,16 +16,22 @@ from aiohttp import http_writer, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestHandler
-from aiohttp.web_urldispatcher import AbstractRoute, PrefixedSubAppResource
+from aiohttp.web_urldispatcher import (
+    AbstractRoute,
+    PrefixedSubAppResource,
+    _default_expect_handler,
+)
 
 __all__ = (
     "HEADERS_JOIN_BODY",
     "ExpectHandler",
+    "continue_expected",
     "in_request_task",
     "is_uvloop",
     "key_of",
     "must_be_empty_body",
     "own_routes",
+    "replace_handler",
     "send_headers_with_body",
     "sent_anything",
     "transport_of",
@@ -174,18 +180,17 @@ def own_routes(
             yield from resource
 
 
-def replace_handlers(
-    route: AbstractRoute,
-    handler: Callable[[Handler], Handler],
-    expect: Callable[[ExpectHandler], ExpectHandler],
-) -> None:
-    """Make ``handler(h)`` the handler of ``route`` and ``expect(e)`` its ``Expect`` handler.
+def replace_handler(route: AbstractRoute, wrap: Callable[[Handler], Handler]) -> None:
+    """Make ``wrap(h)`` the handler of ``route``, whose handler was ``h``.
 
     aiohttp calls ``route.handler`` for the requests the route matches (through
-    ``match_info.handler``) and answers ``Expect: 100-continue`` with its expect handler
-    before any middleware runs: only that handler can refuse a body before the client sends
-    it. Routes keep them in ``AbstractRoute._handler`` and ``_expect_handler`` (since 0.x;
-    the public ``handler`` property reads the first).
+    ``match_info.handler``). Routes keep it in ``AbstractRoute._handler`` (since 0.x; the
+    public ``handler`` property reads it).
     """
-    route._handler = handler(route._handler)  # type: ignore[assignment]
-    route._expect_handler = expect(route._expect_handler)
+    route._handler = wrap(route._handler)  # type: ignore[assignment]
+
+
+async def continue_expected(request: web.Request) -> None:
+    """Answer ``Expect`` as a route does by default: ``100 Continue`` (417 for another
+    expectation). aiohttp's ``web_urldispatcher._default_expect_handler`` (since 1.x)."""
+    await _default_expect_handler(request)

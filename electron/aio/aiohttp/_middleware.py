@@ -22,13 +22,7 @@ from ..._errors import PoolClosed, PoolExhausted
 from .._request_memory import RequestMemoryOptions, RequestMemoryOwner, never_fits
 from .._trim import trim_periodically
 from .._wait import acquire_arena
-from ._aiohttp_internals import (
-    ExpectHandler,
-    in_request_task,
-    own_routes,
-    replace_handlers,
-    sent_anything,
-)
+from ._aiohttp_internals import in_request_task, own_routes, replace_handler, sent_anything
 from ._lease import ACTIVE, LEASES, Lease
 from ._response import PooledResponse
 
@@ -238,22 +232,6 @@ class Middleware(RequestMemoryOwner):
         }
         return types.new_class(view.__name__, (view,), exec_body=lambda ns: ns.update(namespace))
 
-    def _refusing_oversized(self, inner: ExpectHandler) -> ExpectHandler:
-        """A route's ``Expect`` handler that answers ``Expect: 100-continue`` with 413, before
-        the client sends the body, when the declared length is more than ``body_limit`` or
-        the pool's whole ``max_bytes`` (aiohttp would otherwise say ``100 Continue`` first)."""
-
-        async def expect(request: web.Request) -> web.StreamResponse | None:
-            length = request.content_length
-            limit = None if request.path in self.exclude else self._refuses_length(length)
-            if limit is not None and length is not None:
-                refusal = web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
-                refusal.force_close()  # the body will not come: no lingering read
-                raise refusal
-            return await inner(request)
-
-        return expect
-
     def __repr__(self) -> str:
         return f"<electron Middleware aop={self.aop!r} in_flight={self._lent - self._released}>"
 
@@ -317,7 +295,8 @@ def setup(
     app[AOP_KEY] = aop
     app[MIDDLEWARE_KEY] = mw
     app.cleanup_ctx.append(_trim_while_serving)
-    app.on_startup.append(_serve_routes if not as_middleware else _refuse_oversized_expect)
+    if not as_middleware:
+        app.on_startup.append(_serve_routes)
     app.on_cleanup.append(_close_aop)
     return mw
 
@@ -328,15 +307,7 @@ async def _serve_routes(app: web.Application) -> None:
     mw = app[MIDDLEWARE_KEY]
     for route in own_routes(app, skip=lambda subapp: MIDDLEWARE_KEY in subapp):
         if getattr(route.handler, _SERVED_BY, None) is not mw:  # not already (a restart)
-            replace_handlers(route, mw._served, mw._refusing_oversized)
-
-
-async def _refuse_oversized_expect(app: web.Application) -> None:
-    """With the middleware installed as a middleware: wrap every route's ``Expect``
-    handler (see :meth:`Middleware._refusing_oversized`)."""
-    mw = app[MIDDLEWARE_KEY]
-    for route in own_routes(app, skip=lambda subapp: False):
-        replace_handlers(route, lambda handler: handler, mw._refusing_oversized)
+            replace_handler(route, mw._served)
 
 
 async def _trim_while_serving(app: web.Application) -> AsyncIterator[None]:
