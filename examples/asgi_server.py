@@ -142,8 +142,7 @@ def _electron_routes(aop: electron.ArenaOfPools, mw: ElectronMiddleware) -> list
         if n < shared.POOLED_FROM and "pooled" not in request.query_params:
             return _plain_bytes(n, seed)  # small: plain bytes are faster (examples/server.py)
         buf = request_buffer(request, n)
-        shared._fill(buf.reserve(n), n, seed)  # zeroed like the baseline's bytearray(n)
-        buf.commit(n)
+        shared._write_pattern(buf, n, seed)
         return PooledResponse(buf)
 
     async def upload(request: Request) -> Response:
