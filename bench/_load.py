@@ -294,10 +294,24 @@ def alternate(
     runs: dict[str, list[Load]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
-            load = measure(servers[name], path, seconds, connections, generator)
+            for attempt in range(1, _ATTEMPTS + 1):
+                load = measure(servers[name], path, seconds, connections, generator)
+                print_round(r + 1, rounds, name, load)
+                if load.rps > 0:
+                    break
+                # A round that completed no request measured nothing (the server starved of
+                # CPU by other work, or stuck): run it again rather than divide by zero.
+                if attempt == _ATTEMPTS:
+                    raise RuntimeError(
+                        f"{name}: no request completed in {_ATTEMPTS} runs of {seconds:g} s "
+                        f"on {path}: is the server stuck, or the machine too busy?"
+                    )
+                print(f"  round {r + 1}/{rounds} {name}: no request completed, again", flush=True)
             runs[name].append(load)
-            print_round(r + 1, rounds, name, load)
     return runs
+
+
+_ATTEMPTS = 3  # runs of a round that completed no request before the sweep gives up
 
 
 def print_round(done: int, rounds: int, name: str, load: Load) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench._load import LoadRun, median_interval, parse_wrk, wrk_script
+from bench._load import LoadRun, alternate, median_interval, parse_wrk, wrk_script
 from bench.sweep import (
     BYTES_SIZES,
     MMAP_THRESHOLD,
@@ -331,3 +331,40 @@ def test_the_suite_skips_the_sweep_without_wrk_and_says_why(monkeypatch: pytest.
                        "parts": [{"name": "sweep", "status": "skipped", "reason": reason}]})
     assert f"| `bench.sweep` | n/a skipped: {reason} |" in md
     assert f"\n## bench.sweep\n\nSkipped: {reason}.\n" in md
+
+
+class _FakeServer:
+    """Enough of ``bench._load.Server`` for ``alternate``: no process behind it."""
+
+    url = "http://127.0.0.1:1"
+
+    def rss(self) -> int:
+        return 1 << 20
+
+    def cpu_seconds(self) -> float:
+        return 0.0
+
+
+def test_a_round_that_completed_no_request_is_run_again() -> None:
+    """A round in which wrk completed nothing (the server starved of CPU) is measured again
+    instead of making a ratio divide by zero; a server that never answers stops the sweep
+    with a clear error."""
+    calls: list[str] = []
+    answers = iter([0, 100, 100, 100])
+
+    def generator(url: str, seconds: float, connections: int) -> LoadRun:
+        calls.append(url)
+        n = next(answers)
+        return LoadRun(rps=float(n), requests=n, errors=0)
+
+    servers = {"electron": _FakeServer(), "baseline": _FakeServer()}
+    runs = alternate(servers, "/", 1, 0.5, 1, generator)  # type: ignore[arg-type]
+    assert len(calls) == 3
+    assert [load.rps for load in runs["electron"]] == [100.0]
+    assert [load.rps for load in runs["baseline"]] == [100.0]
+
+    def never(url: str, seconds: float, connections: int) -> LoadRun:
+        return LoadRun(rps=0.0, requests=0, errors=0)
+
+    with pytest.raises(RuntimeError, match="no request completed in 3 runs"):
+        alternate(servers, "/", 1, 0.5, 1, never)  # type: ignore[arg-type]
