@@ -19,7 +19,8 @@ connections (``--port 0`` picks a free port). Routes:
 - ``GET /stats``: the ArenaOfPools' statistics (it does not count itself), plus the
   middleware's counters (``middleware``) and the routes that used most memory
   (``top_routes``)
-- ``GET /metrics``: Prometheus metrics (``electron.metrics``; not with ``--no-electron``)
+- ``GET /metrics``: Prometheus metrics (``electron.metrics`` and the process's own; with
+  ``--no-electron`` the process's own only, so that both servers carry the same libraries)
 
 ``--no-electron`` serves the same routes with plain allocation: the load test's baseline.
 ``--workers N`` runs N processes on one port (SO_REUSEPORT), each with its own ArenaOfPools;
@@ -312,13 +313,13 @@ def make_app(
     app.router.add_get("/", hello)
     if aop is None:
         app.add_routes(_plain_routes())
+        if metrics:
+            _add_process_metrics(app)
     else:
+        # /stats takes no electron memory, so it is neither lent nor counted: no `exclude`
+        # needed (an excluded path costs every request a look at its path).
         mw = electron_aiohttp.setup(
-            app,
-            aop,
-            acquire_timeout=acquire_timeout,
-            body_limit=upload_limit,
-            exclude=("/stats",),
+            app, aop, acquire_timeout=acquire_timeout, body_limit=upload_limit
         )
         app.add_routes(_electron_routes(aop, mw))
         if metrics:
@@ -342,6 +343,24 @@ def _add_metrics(app: web.Application, interval: float) -> None:
         registry = prometheus_client.CollectorRegistry()
         prometheus_client.ProcessCollector(registry=registry)
     metrics.setup_metrics(app, interval=interval, registry=registry)
+
+
+def _add_process_metrics(app: web.Application) -> None:
+    """The baseline's ``GET /metrics``: the process's own figures (prometheus_client's
+    process collector), so that a comparison's two servers carry the same libraries."""
+    try:
+        import prometheus_client
+    except ImportError:
+        print("prometheus-client is not installed: no GET /metrics", file=sys.stderr)
+        return
+    registry = prometheus_client.CollectorRegistry()
+    prometheus_client.ProcessCollector(registry=registry)
+    content_type = {"Content-Type": prometheus_client.CONTENT_TYPE_LATEST}
+
+    async def serve_metrics(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=prometheus_client.generate_latest(registry), headers=content_type)
+
+    app.router.add_get("/metrics", serve_metrics)
 
 
 # -- running it ----------------------------------------------------------------------------
