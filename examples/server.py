@@ -316,10 +316,9 @@ def make_app(
         if metrics:
             _add_process_metrics(app)
     else:
-        # /stats takes no electron memory, so it is neither lent nor counted: no `exclude`
-        # needed (an excluded path costs every request a look at its path).
+        # /stats is excluded: with the budget spent it must answer at once, not wait for it.
         mw = electron_aiohttp.setup(
-            app, aop, acquire_timeout=acquire_timeout, body_limit=upload_limit
+            app, aop, acquire_timeout=acquire_timeout, body_limit=upload_limit, exclude=("/stats",)
         )
         app.add_routes(_electron_routes(aop, mw))
         if metrics:
