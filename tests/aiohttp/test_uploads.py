@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import hashlib
 from collections.abc import Callable
 from unittest import mock
 
@@ -179,3 +181,26 @@ async def test_the_parts_aiohttp_holds_are_taken_one_by_one_as_they_are() -> Non
     with pytest.raises(aiohttp.ClientPayloadError):
         next_part(content)
     assert next_part(EmptyStreamReader()) == b""
+
+
+async def test_a_compressed_body_may_outgrow_its_declared_length() -> None:
+    # aiohttp inflates a gzip body: Content-Length is the compressed size, the buffer taken
+    # for it grows to hold the whole inflated body.
+    aop = electron.ArenaOfPools(arena_size=16 << 10)
+    app = web.Application()
+    setup(app, aop)
+
+    async def upload(request: web.Request) -> web.StreamResponse:
+        body = await read_body(request)
+        return web.Response(body=hashlib.sha256(body.view()).digest())
+
+    app.router.add_post("/upload", upload)
+    raw = b"".join(b"%08d," % i for i in range(100_000))  # 900 KB, a few KB compressed
+    packed = gzip.compress(raw)
+    async with serve_port(app) as port, aiohttp.ClientSession() as session:
+        async with session.post(
+            f"http://127.0.0.1:{port}/upload", data=packed, headers={"Content-Encoding": "gzip"}
+        ) as resp:
+            assert resp.status == 200
+            assert await resp.read() == hashlib.sha256(raw).digest()
+    assert aop.statistics().active_buffers == 0

@@ -78,8 +78,6 @@ async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Bu
         parts.append(chunk)
         if whole is None or 2 * size >= whole:  # else: no memory for the rest yet
             buf = _copy_in(lease, buf, parts, size if whole is None else whole, size)
-            if size == length:
-                return buf  # aiohttp ends the body at its declared length
         chunk = await _next_chunk(content, timeout)
     return _copy_in(lease, buf, parts, size, size)
 
