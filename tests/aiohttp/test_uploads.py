@@ -197,10 +197,12 @@ async def test_a_compressed_body_may_outgrow_its_declared_length() -> None:
     app.router.add_post("/upload", upload)
     raw = b"".join(b"%08d," % i for i in range(100_000))  # 900 KB, a few KB compressed
     packed = gzip.compress(raw)
-    async with serve_port(app) as port, aiohttp.ClientSession() as session:
-        async with session.post(
-            f"http://127.0.0.1:{port}/upload", data=packed, headers={"Content-Encoding": "gzip"}
-        ) as resp:
-            assert resp.status == 200
-            assert await resp.read() == hashlib.sha256(raw).digest()
+    gzipped = {"Content-Encoding": "gzip"}
+    async with (
+        serve_port(app) as port,
+        aiohttp.ClientSession() as session,
+        session.post(f"http://127.0.0.1:{port}/upload", data=packed, headers=gzipped) as resp,
+    ):
+        assert resp.status == 200
+        assert await resp.read() == hashlib.sha256(raw).digest()
     assert aop.statistics().active_buffers == 0
