@@ -128,8 +128,11 @@ async def test_under_a_budget_memory_grows_with_what_arrived() -> None:
     assert seen[0] <= (16 << 10) + 2 * 10_000 + 4096  # type: ignore[operator]
 
 
-async def test_without_a_budget_a_declared_body_takes_one_buffer_once_half_arrived() -> None:
-    aop = electron.ArenaOfPools(arena_size=16 << 10)
+@pytest.mark.parametrize("max_arenas", [None, 64])  # a budget of arenas counts no bytes
+async def test_without_max_bytes_a_declared_body_takes_one_buffer_once_half_arrived(
+    max_arenas: int | None,
+) -> None:
+    aop = electron.ArenaOfPools(arena_size=16 << 10, max_arenas=max_arenas)
     pool = aop.buffer_pool
 
     def look() -> tuple[int, int]:

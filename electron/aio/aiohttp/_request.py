@@ -46,10 +46,11 @@ async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Bu
     declared ``Content-Length`` above it, or above the pool's whole ``max_bytes``, is
     refused with 413 before anything is read, and a chunked body with 413 as soon as it
     grows past it. Memory is taken as the bytes arrive, never for a declared length alone:
-    nothing before the first bytes, then at most about twice what arrived. Without a budget,
-    a declared body is copied once into a buffer of its length, taken when half of it has
-    arrived (until then its parts stay as aiohttp handed them over); under a budget, and for
-    a chunked body, the buffer grows as the bytes arrive, every byte counted. A body whose
+    nothing before the first bytes, then at most about twice what arrived. Without a
+    ``max_bytes`` budget, a declared body is copied once into a buffer of its length, taken
+    when half of it has arrived (until then its parts stay as aiohttp handed them over);
+    under one, and for a chunked body, the buffer grows as the bytes arrive, every byte
+    counted. A body whose
     next part does not arrive within the middleware's ``body_timeout`` is answered 408. If
     the request has no arena yet, it waits for the budget like the middleware does.
     """
@@ -65,8 +66,8 @@ async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Bu
     lease = await lease_of_async(request)
     # A pooled buffer of the declared length: one region and one copy of each part, where
     # growing would copy what arrived at each step and leave a region of every size
-    # behind in the pool. Under a budget the parts kept meanwhile would not be counted.
-    whole = length if length is not None and not owner._bounded else None
+    # behind in the pool. Under max_bytes the parts kept meanwhile would not be counted.
+    whole = length if length is not None and owner.aop.max_bytes is None else None
     parts: list[bytes] = []
     buf: Buffer | None = None
     size = 0
