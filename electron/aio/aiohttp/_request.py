@@ -50,9 +50,9 @@ async def read_body(request: web.BaseRequest, *, limit: int | None = None) -> Bu
     ``max_bytes`` budget, a declared body is copied once into a buffer of its length, taken
     when half of it has arrived (until then its parts stay as aiohttp handed them over);
     under one, and for a chunked body, the buffer grows as the bytes arrive, every byte
-    counted. A body whose
-    next part does not arrive within the middleware's ``body_timeout`` is answered 408. If
-    the request has no arena yet, it waits for the budget like the middleware does.
+    counted. A body whose next part does not arrive within the middleware's
+    ``body_timeout`` is answered 408. If the request has no arena yet, it waits for the
+    budget like the middleware does.
     """
     owner = owner_of(request)
     limit = owner.body_limit if limit is None else check_size(limit, "limit")
