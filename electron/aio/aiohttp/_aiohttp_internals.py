@@ -12,7 +12,7 @@ import operator
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
-from aiohttp import http_writer, web
+from aiohttp import StreamReader, http_writer, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestHandler
@@ -30,6 +30,7 @@ __all__ = (
     "is_uvloop",
     "key_of",
     "must_be_empty_body",
+    "next_part",
     "own_routes",
     "replace_handler",
     "send_headers_with_body",
@@ -65,6 +66,23 @@ def sent_anything(writer: AbstractStreamWriter) -> bool:
     ``AbstractStreamWriter.output_size`` (since 3.5; declared on the ABC but not documented).
     """
     return writer.output_size > 0
+
+
+def next_part(content: StreamReader) -> bytes:
+    """The first part of a request body that aiohttp holds now, as it was handed over
+    (``b""`` when it holds none); raises the body's error (a broken or cut-short body).
+
+    ``StreamReader.read_nowait()`` joins every part held into new ``bytes``: a copy, and for
+    a large body a fresh mapping whose pages fault in, which a reader that copies each part
+    anyway does not need. ``StreamReader._buffer`` and ``_read_nowait_chunk`` (since 3.0;
+    ``EmptyStreamReader``, a request without a body, has no ``_buffer``).
+    """
+    exc = content.exception()
+    if exc is not None:
+        raise exc
+    if not getattr(content, "_buffer", None):  # EmptyStreamReader (no body) has none
+        return b""
+    return content._read_nowait_chunk(-1)
 
 
 def transport_of(writer: AbstractStreamWriter) -> asyncio.Transport | None:
