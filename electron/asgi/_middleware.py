@@ -34,7 +34,15 @@ from ..aio._request_memory import (
 from ..aio._trim import trim_periodically
 from ..aio._wait import acquire_arena
 from ._errors import BodyRefused, ClientDisconnected
-from ._servers import DRAINS, PART, WRITES_AS_IS, fifo_transport, owner_of, safe_body
+from ._servers import (
+    DRAINS,
+    PART,
+    WRITES_AS_IS,
+    fifo_transport,
+    owner_of,
+    safe_body,
+    views_of,
+)
 
 __all__ = ("SCOPE_KEY", "ElectronMiddleware", "Message", "Receive", "Scope", "Send")
 
@@ -228,12 +236,15 @@ class _Request:
         if final:
             self.complete = True
         close = final  # with an empty final body
+        shared: int | None = None  # views of the body's memory before it went out
         view = body if body.ndim == 1 and body.format == "B" else body.cast("B")
         try:
             transport = self._fifo_transport(server)
             high = 0 if transport is None else transport.get_write_buffer_limits()[1]
             if transport is not None and view.nbytes > 2 * high:
                 cut = view.nbytes - high
+                if not self.in_transport:  # else earlier bodies may be held too
+                    shared = views_of(view)
                 self.in_transport = True
                 # Not released afterwards: the transport may still hold this very view.
                 await self._send({**message, "body": view[:cut], "more_body": True})
@@ -252,8 +263,10 @@ class _Request:
                         _release(part)
             if close:
                 await self._send({"type": "http.response.body", "body": b""})
-            if final and self.in_transport:
-                await asyncio.sleep(0)  # as in _send_final
+            if final and self.in_transport and (shared is None or views_of(view) != shared):
+                # The transport still holds a view: uvloop's, until the write's completion
+                # callback, which libuv may run on the next loop iteration (_send_final).
+                await asyncio.sleep(0)
         finally:
             if view is not body:
                 _release(view)

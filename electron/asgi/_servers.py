@@ -47,6 +47,8 @@ whole.
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -62,6 +64,7 @@ __all__ = (
     "owner_of",
     "safe_body",
     "server_of",
+    "views_of",
 )
 
 #: Servers (the module of ``send.__self__``) that copy any body before ``send`` returns.
@@ -139,6 +142,24 @@ def fifo_transport(owner: object) -> asyncio.WriteTransport | None:
     if f"{kind.__module__}.{kind.__qualname__}" not in FIFO_TRANSPORTS:
         return None
     return transport
+
+
+_getrefcount: Final[Callable[[object], int] | None] = getattr(sys, "getrefcount", None)
+
+
+def views_of(view: memoryview) -> int | None:
+    """A count of the memoryviews of the memory behind ``view`` (on CPython, the references
+    to the managed buffer that all views made from one another share), so that a count
+    taken before a body went to a transport and one taken after tell whether the transport
+    still holds a view of it; None where it cannot be told."""
+    referents = gc.get_referents(view)
+    if _getrefcount is None or len(referents) != 1:
+        return None
+    (managed,) = referents
+    if type(managed).__name__ != "managedbuffer":
+        return None
+    del referents
+    return _getrefcount(managed)
 
 
 def safe_body(body: object, server: str, chunked: bool | Callable[[], bool]) -> object:

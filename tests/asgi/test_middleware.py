@@ -496,14 +496,16 @@ HIGH = 64 << 10  # the transport's high-water mark
 
 class TCPTransport:
     """A transport as uvloop's, as far as electron relies on it: ``write()`` keeps a view of
-    what the kernel did not take yet and lets go of it in order once it did, a view the
-    kernel took goes only on the next loop iteration (libuv's completion callback), and
-    writing is paused (``writable``) from above HIGH bytes held to at most 16. The kernel
-    takes ``rate`` bytes per loop iteration (``kernel()``), or with ``rate=None``
-    everything at once."""
+    what the kernel did not take yet and lets go of it in order once it did, and writing is
+    paused (``writable``) from above HIGH bytes held to at most 16. The kernel takes
+    ``rate`` bytes per loop iteration (``kernel()``), or with ``rate=None`` everything at
+    once: then the view goes at once too (uvloop's first try), or with ``late=True`` on the
+    next loop iteration (libuv's completion callback, after a second try completed at
+    once), as it does for what the kernel took later."""
 
-    def __init__(self, rate: int | None) -> None:
+    def __init__(self, rate: int | None, late: bool = True) -> None:
         self.rate = rate
+        self.late = late
         self.held: collections.deque[memoryview] = collections.deque()
         self.sent = bytearray()
         self.writable = asyncio.Event()
@@ -517,7 +519,10 @@ class TCPTransport:
 
     def write(self, data: Any) -> None:
         view = memoryview(data).cast("B")  # an export of the memory, as uvloop's
-        if self.rate is None:
+        if self.rate is None and not self.late:
+            self.sent += view
+            view.release()
+        elif self.rate is None:
             self._took(view, view.nbytes)
         else:
             self.held.append(view)
@@ -558,6 +563,7 @@ class RequestResponseCycle(_Recorder):
         super().__init__(mw)
         self.transport = transport
         self.as_is: list[bool] = []  # each body: the application's memory itself?
+        self.lent_next: list[int] = []  # requests lent when the loop ran on after the last
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
         await self.transport.writable.wait()
@@ -566,19 +572,24 @@ class RequestResponseCycle(_Recorder):
             body = message.get("body", b"")
             self.as_is.append(type(body) is memoryview)
             self.transport.write(body)
+            if not message.get("more_body", False):
+                asyncio.get_running_loop().call_soon(self._lent_next)
+
+    def _lent_next(self) -> None:
+        self.lent_next.append(self.mw.statistics().in_flight)
 
 
 RequestResponseCycle.__module__ = "uvicorn.protocols.http.httptools_impl"
 
 
 async def serve_pooled(
-    aop: electron.ArenaOfPools, n: int, rate: int | None, streamed: bool = False
+    aop: electron.ArenaOfPools, n: int, rate: int | None, streamed: bool = False, late: bool = True
 ) -> RequestResponseCycle:
     """A pooled body of ``n`` bytes (``p`` at first, overwritten by the next loans of its
     memory) to uvicorn's httptools protocol on ``TCPTransport(rate)``, then other requests
     that take the same memory, until the kernel took the first one's."""
     app, mw = make_app(aop)
-    transport = TCPTransport(rate)
+    transport = TCPTransport(rate, late)
     kernel = asyncio.get_running_loop().create_task(transport.kernel())
     server = RequestResponseCycle(mw, transport)
 
@@ -604,6 +615,7 @@ async def serve_pooled(
             await mw({"type": "http", "method": "GET", "path": "/"}, receive, server.send)
         else:
             await serve(server, f"/pooled/{n}")
+        await asyncio.sleep(0)  # the loop runs on (lent_next)
         while transport.held:
             await serve(_Recorder(mw), f"/pooled/{n}")  # lent again, written with p's
             await asyncio.sleep(0)
@@ -613,19 +625,24 @@ async def serve_pooled(
     return server
 
 
-async def test_a_pooled_body_reaches_a_known_transport_as_it_is_but_for_its_tail() -> None:
+@pytest.mark.parametrize("late", [False, True])
+async def test_a_pooled_body_reaches_a_known_transport_as_it_is_but_for_its_tail(
+    late: bool,
+) -> None:
     """uvicorn's httptools protocol on a transport that lets go of what it wrote in order:
     the body goes as it is (no copy), but for a copy of its last HIGH bytes, which ends the
-    response where the transport already wrote the rest. The memory goes back one loop
-    iteration after that (uvloop lets go of memory the kernel took at once in a callback
-    on the next loop iteration; without that wait the pool would find the memory still
-    referenced and quarantine it)."""
+    response where the transport already wrote the rest. The memory goes back as soon as
+    the transport holds no view of it: at once where it let go at once (other requests of
+    the same loop iteration can take it), else one loop iteration later (uvloop lets go of
+    memory the kernel took in a second try in a callback on the next loop iteration;
+    without that wait the pool would find the memory still referenced and quarantine it)."""
     with electron.ArenaOfPools(arena_size=16 << 10) as aop:
         n = 300_000
-        server = await serve_pooled(aop, n, rate=None)
+        server = await serve_pooled(aop, n, rate=None, late=late)
         sizes = [(len(body), copied, more, lent) for body, copied, more, lent in server.bodies]
         assert sizes == [(n - HIGH, False, True, 1), (HIGH, True, False, 1)]
         assert server.as_is == [True, False]
+        assert server.lent_next[0] == (1 if late else 0)
         nothing_lent(aop)
 
 
