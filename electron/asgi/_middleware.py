@@ -230,12 +230,12 @@ class _Request:
         pool's budget) are one part at a time. A final body ends with an empty final
         message, which the server writes once its transport drained below its high-water
         mark (or with the copied tail, where the transport had written all the rest), and
-        the memory goes back once that returned (one loop iteration later where memory
-        went to the transport as it is: ``_send_final``)."""
+        the memory goes back once that returned and the transport holds no view of it (one
+        loop iteration later where it still does: ``_send_final``)."""
         final = not message.get("more_body", False)
         if final:
             self.complete = True
-        close = final  # with an empty final body
+        empty_final = final  # the body ends with an empty final message
         shared: int | None = None  # views of the body's memory before it went out
         view = body if body.ndim == 1 and body.format == "B" else body.cast("B")
         try:
@@ -252,7 +252,7 @@ class _Request:
                 last = final and not transport.get_write_buffer_size()
                 tail = bytes(view[cut:])
                 await self._send({**message, "body": tail, "more_body": not last})
-                close = final and not last
+                empty_final = final and not last
             else:
                 for start in range(0, view.nbytes, PART):
                     part = view[start : start + PART]
@@ -261,7 +261,7 @@ class _Request:
                         await self._send({**message, "body": safe, "more_body": True})
                     finally:
                         _release(part)
-            if close:
+            if empty_final:
                 await self._send({"type": "http.response.body", "body": b""})
             if final and self.in_transport and (shared is None or views_of(view) != shared):
                 # The transport still holds a view: uvloop's, until the write's completion

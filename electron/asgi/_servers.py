@@ -33,11 +33,13 @@ selector transport) gets a pooled body with Content-Length as it is, in one ``se
 for a copy of its last ``high`` bytes in a ``send`` of their own (:func:`fifo_transport`): the
 transport references what ``write()`` got only until it wrote it, in order, and pauses
 uvicorn while it holds more than its high-water mark ``high``, which uvicorn's next
-``send`` waits out. So once the empty final body returned, the transport holds at most
-``high`` bytes, all of them copies, and one loop iteration later nothing of the pooled memory
-(uvloop lets go of it in the write's completion callback, which libuv may run on the next
-iteration). The memory stays lent until then, so the budget counts what the transport still
-has to write; only the tail is outside it. The part sent as it is must be larger than
+``send`` waits out. So once an empty final body returned (or the tail itself, sent as the
+final body where the transport had written all the rest), the transport holds at most
+``high`` bytes, all of them copies, and no view of the pooled memory, or (uvloop, which lets
+go of memory in a write's completion callback that libuv may run on the next iteration) none
+one loop iteration later; :func:`views_of` tells the two apart. The memory stays lent until
+then, so the budget counts what the transport still has to write; only the tail is outside
+it. The part sent as it is must be larger than
 ``high``: uvloop then either hands it to libuv at once or, queued behind earlier writes,
 pauses uvicorn until it has, so it never shares one libuv write with the tail (which would
 reference it until the tail was written too); a body of at most ``2 * high`` bytes is copied
