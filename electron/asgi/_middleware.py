@@ -5,9 +5,10 @@ in its scope (under :data:`SCOPE_KEY`) while the application runs; the helpers o
 ``electron.asgi`` find it there and make the request's one lease (an
 :class:`~electron.aio._request_memory.RequestLease`) on first use. The lease goes back in one
 step once the final ``http.response.body`` was handed to the server (pooled bodies are given
-to the server only where it copies them in ``send``, else as a ``bytes`` copy, and where its
-``send`` waits for its transport in parts, then an empty final body: see ``_servers``), or
-when the application returns or fails, whichever comes first.
+to the server only where it copies them in ``send``, or where its transport lets go of them in
+order, with a copy of their tail, else as a ``bytes`` copy; where its ``send`` waits for its
+transport, followed by an empty final body: see ``_servers``), or when the application
+returns or fails, whichever comes first.
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ from ..aio._request_memory import (
 from ..aio._trim import trim_periodically
 from ..aio._wait import acquire_arena
 from ._errors import BodyRefused, ClientDisconnected
-from ._servers import DRAINS, PART, safe_body, server_of
+from ._servers import (
+    DRAINS,
+    PART,
+    WRITES_AS_IS,
+    fifo_transport,
+    owner_of,
+    safe_body,
+    views_of,
+)
 
 __all__ = ("SCOPE_KEY", "ElectronMiddleware", "Message", "Receive", "Scope", "Send")
 
@@ -51,6 +60,7 @@ _set_arena = current_arena_var.set
 _reset_arena = current_arena_var.reset
 #: The scope of a request that ended (whose scope the request no longer refers to).
 _ENDED: Final[Scope] = {}
+_UNKNOWN: Final = object()
 
 
 def route_of(scope: Scope) -> str:
@@ -84,17 +94,30 @@ class _Request:
     the ``send`` wrapper's two dictionary reads per message, nothing more.
     """
 
-    __slots__ = ("_send", "active", "complete", "headers", "lease", "owner", "scope", "started")
+    __slots__ = (
+        "_send",
+        "_server",
+        "active",
+        "complete",
+        "headers",
+        "in_transport",
+        "lease",
+        "owner",
+        "scope",
+        "started",
+    )
 
     def __init__(self, owner: ElectronMiddleware, scope: Scope, send: Send) -> None:
         self.owner = owner
         self.scope = scope
         self._send = send
+        self._server: object = _UNKNOWN  # the server object behind send, once asked
         self.lease: Lease | None = None
         self.active = True  # the application runs and the response is not complete
         self.started = False  # the response's start (its status) was sent
         self.complete = False  # the final body was handed to the server
         self.headers: Iterable[tuple[bytes, bytes]] = ()  # the response's
+        self.in_transport = False  # pooled memory went to the server's transport as it is
 
     def lend(self, arena: Arena | None = None) -> Lease:
         """The request's lease, made now if it has none: with ``arena`` if given, else,
@@ -142,10 +165,12 @@ class _Request:
                 return
         lease.release()
 
-    @property
-    def server(self) -> str:
-        """The server behind the ``send`` the middleware was given (see ``_servers``)."""
-        return server_of(self._send)
+    def server_object(self) -> object | None:
+        """The server object behind the ``send`` the middleware was given (``_servers``)."""
+        owner = self._server
+        if owner is _UNKNOWN:
+            owner = self._server = owner_of(self._send)
+        return owner
 
     def chunked(self) -> bool:
         """True when the response has no ``Content-Length``: servers send it chunked."""
@@ -161,14 +186,15 @@ class _Request:
         if kind == "http.response.body":
             body = message.get("body", b"")
             if type(body) is not bytes:
-                server = self.server
+                owner = self.server_object()
+                server = "" if owner is None else type(owner).__module__
                 if (
                     server in DRAINS
                     and self.lease is not None
                     and type(body) is memoryview
                     and body.c_contiguous
                 ):
-                    return self._send_parts(message, body, server)  # pooled: in parts
+                    return self._send_pooled(message, body, server)
                 message = {**message, "body": safe_body(body, server, self.chunked)}
             if not message.get("more_body", False):
                 self.complete = True
@@ -187,26 +213,60 @@ class _Request:
             self.headers = headers
         return self._send(message)
 
-    async def _send_parts(self, message: Message, body: memoryview, server: str) -> None:
-        """A pooled body to a server whose ``send`` waits for its transport (``DRAINS``): in
-        parts of at most ``PART`` bytes, each as ``safe_body`` makes it, so that the server's
-        copies (out of the pool's budget) are one part at a time; the final body ends with
-        an empty final message, which the server writes once its transport drained below
-        its high-water mark, and the memory goes back once that returned."""
+    def _fifo_transport(self, server: str) -> asyncio.WriteTransport | None:
+        """The transport a pooled body may reach as it is, but for a copy of its tail
+        (``_servers.fifo_transport``); None if all of it must be copied."""
+        if server not in WRITES_AS_IS or self.chunked():
+            return None
+        return fifo_transport(self.server_object())
+
+    async def _send_pooled(self, message: Message, body: memoryview, server: str) -> None:
+        """A pooled body to a server whose ``send`` waits for its transport (``DRAINS``).
+
+        Where the transport lets go of what it wrote in order (``_servers``), as it is but
+        for a copy of its last ``high`` bytes (the transport's high-water mark): no copy of
+        the rest exists, out of the budget or not. Elsewhere in parts of at most ``PART``
+        bytes, each as ``safe_body`` makes it, so that the server's copies (out of the
+        pool's budget) are one part at a time. A final body ends with an empty final
+        message, which the server writes once its transport drained below its high-water
+        mark (or with the copied tail, where the transport had written all the rest), and
+        the memory goes back once that returned and the transport holds no view of it (one
+        loop iteration later where it still does: ``_send_final``)."""
         final = not message.get("more_body", False)
         if final:
             self.complete = True
+        empty_final = final  # the body ends with an empty final message
+        shared: int | None = None  # views of the body's memory before it went out
         view = body if body.ndim == 1 and body.format == "B" else body.cast("B")
         try:
-            for start in range(0, view.nbytes, PART):
-                part = view[start : start + PART]
-                try:
-                    safe = safe_body(part, server, self.chunked)
-                    await self._send({**message, "body": safe, "more_body": True})
-                finally:
-                    _release(part)
-            if final:
-                await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+            transport = self._fifo_transport(server)
+            high = 0 if transport is None else transport.get_write_buffer_limits()[1]
+            if transport is not None and view.nbytes > 2 * high:
+                cut = view.nbytes - high
+                if not self.in_transport:  # else earlier bodies may be held too
+                    shared = views_of(view)
+                self.in_transport = True
+                # Not released afterwards: the transport may still hold this very view.
+                await self._send({**message, "body": view[:cut], "more_body": True})
+                # The tail ends the response if the transport holds none of the rest.
+                last = final and not transport.get_write_buffer_size()
+                tail = bytes(view[cut:])
+                await self._send({**message, "body": tail, "more_body": not last})
+                empty_final = final and not last
+            else:
+                for start in range(0, view.nbytes, PART):
+                    part = view[start : start + PART]
+                    try:
+                        safe = safe_body(part, server, self.chunked)
+                        await self._send({**message, "body": safe, "more_body": True})
+                    finally:
+                        _release(part)
+            if empty_final:
+                await self._send({"type": "http.response.body", "body": b""})
+            if final and self.in_transport and (shared is None or views_of(view) != shared):
+                # The transport still holds a view: uvloop's, until the write's completion
+                # callback, which libuv may run on the next loop iteration (_send_final).
+                await asyncio.sleep(0)
         finally:
             if view is not body:
                 _release(view)
@@ -215,9 +275,14 @@ class _Request:
 
     async def _send_final(self, message: Message) -> None:
         """The final body of a request that used memory: the memory goes back once the
-        server has it (copied in ``send``, or a copy of ours)."""
+        server has it (copied in ``send``, or a copy of ours), and where pooled memory went
+        to the transport as it is, one loop iteration later: the transport holds none of it
+        any more (``_servers``), but uvloop lets go of memory in a write's completion
+        callback, which libuv may run on the next loop iteration."""
         try:
             await self._send(message)
+            if self.in_transport:
+                await asyncio.sleep(0)
         finally:
             self.finish()
 
@@ -315,11 +380,13 @@ class ElectronMiddleware(RequestMemoryOwner):
             if token is not None:
                 _reset_arena(token)
             request.finish()
-            # The scope refers to the request, and the server's objects behind ``send`` to the
-            # scope: without either, the request refers to nothing that refers back, and it
-            # all goes with the server's last reference, not at the next garbage collection.
+            # The scope refers to the request, and the server's objects behind ``send`` (and
+            # the one the request found there) to the scope: without them, the request refers
+            # to nothing that refers back, and it all goes with the server's last reference,
+            # not at the next garbage collection.
             request.scope = _ENDED
             request._send = _ended
+            request._server = None
 
     async def _answered(self, exc: BaseException, request: _Request, send: Send) -> bool:
         """Count what the application raised; answer it when nothing was sent yet and

@@ -4,6 +4,7 @@ bodies (413, 408), errors, cancellation, statistics and metrics; the body policy
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
@@ -28,7 +29,16 @@ from electron.asgi import (
     setup,
 )
 from electron.asgi import _middleware as asgi_middleware
-from electron.asgi._servers import COPIES_IN_SEND, DRAINS, PART, safe_body, server_of
+from electron.asgi._servers import (
+    COPIES_IN_SEND,
+    DRAINS,
+    FIFO_TRANSPORTS,
+    PART,
+    fifo_transport,
+    owner_of,
+    safe_body,
+    server_of,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -415,8 +425,10 @@ async def test_a_pooled_body_reaches_a_server_that_drains_in_parts(module: str) 
     """Where the server's send waits for its transport, a pooled body goes in parts of at
     most PART bytes (the server's copies, out of the budget, stay one part at a time), and
     an empty final body, during which the memory is still lent: it goes back only once the
-    server's transport drained. The server is recognised through Starlette's error
-    middleware, which setup() puts electron's middleware inside."""
+    server's transport drained. (Under uvicorn's httptools protocol, so where electron
+    does not know its transport: see the tests below for one it knows.) The server is
+    recognised through Starlette's error middleware, which setup() puts electron's
+    middleware inside."""
     with electron.ArenaOfPools(arena_size=16 << 10, max_bytes=8 << 20) as aop:
         app, mw = make_app(aop)
         server = type("RequestResponseCycle", (_Recorder,), {"__module__": module})(mw)
@@ -474,4 +486,224 @@ async def test_headers_given_as_an_iterator_still_show_the_content_length() -> N
         assert [(body, copied) for body, copied, _, _ in server.bodies[:1]] == [
             (b"x" * 1000, True)
         ]
+        nothing_lent(aop)
+
+
+# -- uvicorn's httptools protocol on a transport electron knows --------------------------------
+
+HIGH = 64 << 10  # the transport's high-water mark
+
+
+class TCPTransport:
+    """A transport as uvloop's, as far as electron relies on it: ``write()`` keeps a view of
+    what the kernel did not take yet and lets go of it in order once it did, and writing is
+    paused (``writable``) from above HIGH bytes held to at most 16. The kernel takes
+    ``rate`` bytes per loop iteration (``kernel()``), or with ``rate=None`` everything at
+    once: then the view goes at once too (uvloop's first try), or with ``late=True`` on the
+    next loop iteration (libuv's completion callback, after a second try completed at
+    once), as it does for what the kernel took later."""
+
+    def __init__(self, rate: int | None, late: bool = True) -> None:
+        self.rate = rate
+        self.late = late
+        self.held: collections.deque[memoryview] = collections.deque()
+        self.sent = bytearray()
+        self.writable = asyncio.Event()
+        self.writable.set()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (16, HIGH)
+
+    def get_write_buffer_size(self) -> int:
+        return sum(v.nbytes for v in self.held)
+
+    def write(self, data: Any) -> None:
+        view = memoryview(data).cast("B")  # an export of the memory, as uvloop's
+        if self.rate is None and not self.late:
+            self.sent += view
+            view.release()
+        elif self.rate is None:
+            self._took(view, view.nbytes)
+        else:
+            self.held.append(view)
+            if self.get_write_buffer_size() > HIGH:
+                self.writable.clear()
+
+    def _took(self, view: memoryview, n: int) -> None:
+        self.sent += view[:n]
+        if n == view.nbytes:
+            asyncio.get_running_loop().call_soon(view.release)
+
+    async def kernel(self) -> None:
+        while True:
+            await asyncio.sleep(0)
+            left = self.rate or 0
+            while self.held and left:
+                view = self.held[0]
+                n = min(left, view.nbytes)
+                left -= n
+                self._took(view, n)
+                if n == view.nbytes:
+                    self.held.popleft()
+                else:
+                    self.held[0] = view[n:]
+                    view.release()
+            if self.get_write_buffer_size() <= 16:
+                self.writable.set()
+
+
+TCPTransport.__module__ = "uvloop.loop"
+
+
+class RequestResponseCycle(_Recorder):
+    """uvicorn's httptools protocol, as far as electron relies on it: ``send`` waits while its
+    transport paused writing, then hands the body to ``write()``."""
+
+    def __init__(self, mw: ElectronMiddleware, transport: TCPTransport) -> None:
+        super().__init__(mw)
+        self.transport = transport
+        self.as_is: list[bool] = []  # each body: the application's memory itself?
+        self.lent_next: list[int] = []  # requests lent when the loop ran on after the last
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        await self.transport.writable.wait()
+        await super().send(message)
+        if message["type"] == "http.response.body":
+            body = message.get("body", b"")
+            self.as_is.append(type(body) is memoryview)
+            self.transport.write(body)
+            if not message.get("more_body", False):
+                asyncio.get_running_loop().call_soon(self._lent_next)
+
+    def _lent_next(self) -> None:
+        self.lent_next.append(self.mw.statistics().in_flight)
+
+
+RequestResponseCycle.__module__ = "uvicorn.protocols.http.httptools_impl"
+
+
+async def serve_pooled(
+    aop: electron.ArenaOfPools, n: int, rate: int | None, streamed: bool = False, late: bool = True
+) -> RequestResponseCycle:
+    """A pooled body of ``n`` bytes (``p`` at first, overwritten by the next loans of its
+    memory) to uvicorn's httptools protocol on ``TCPTransport(rate)``, then other requests
+    that take the same memory, until the kernel took the first one's."""
+    app, mw = make_app(aop)
+    transport = TCPTransport(rate, late)
+    kernel = asyncio.get_running_loop().create_task(transport.kernel())
+    server = RequestResponseCycle(mw, transport)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def serve(cycle: Any, path: str) -> None:
+        scope = {"type": "http", "method": "GET", "path": path, "headers": [], "query_string": b""}
+        await app(scope, receive, cycle.send)
+
+    try:
+        if streamed:
+
+            async def stream(scope: Any, receive: Any, send: Any) -> None:
+                buf = request_buffer(scope, n)
+                buf.write(b"p" * n)
+                headers = [(b"content-length", str(n).encode())]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": buf.view(), "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+
+            mw.app = stream
+            await mw({"type": "http", "method": "GET", "path": "/"}, receive, server.send)
+        else:
+            await serve(server, f"/pooled/{n}")
+        await asyncio.sleep(0)  # the loop runs on (lent_next)
+        while transport.held:
+            await serve(_Recorder(mw), f"/pooled/{n}")  # lent again, written with p's
+            await asyncio.sleep(0)
+    finally:
+        kernel.cancel()
+    assert bytes(transport.sent) == b"p" * n
+    return server
+
+
+@pytest.mark.parametrize("late", [False, True])
+async def test_a_pooled_body_reaches_a_known_transport_as_it_is_but_for_its_tail(
+    late: bool,
+) -> None:
+    """uvicorn's httptools protocol on a transport that lets go of what it wrote in order:
+    the body goes as it is (no copy), but for a copy of its last HIGH bytes, which ends the
+    response where the transport already wrote the rest. The memory goes back as soon as
+    the transport holds no view of it: at once where it let go at once (other requests of
+    the same loop iteration can take it), else one loop iteration later (uvloop lets go of
+    memory the kernel took in a second try in a callback on the next loop iteration;
+    without that wait the pool would find the memory still referenced and quarantine it)."""
+    with electron.ArenaOfPools(arena_size=16 << 10) as aop:
+        n = 300_000
+        server = await serve_pooled(aop, n, rate=None, late=late)
+        sizes = [(len(body), copied, more, lent) for body, copied, more, lent in server.bodies]
+        assert sizes == [(n - HIGH, False, True, 1), (HIGH, True, False, 1)]
+        assert server.as_is == [True, False]
+        assert server.lent_next[0] == (1 if late else 0)
+        nothing_lent(aop)
+
+
+async def test_a_slow_reader_holds_the_memory_until_its_transport_wrote_it() -> None:
+    """The same to a client that reads slowly: the transport still holds part of the body
+    after the tail was sent, so an empty final body follows, which the server sends once its
+    transport holds at most HIGH bytes: all of them copies. The memory stays lent until
+    then, and the client gets its own bytes."""
+    with electron.ArenaOfPools(arena_size=16 << 10, max_bytes=8 << 20) as aop:
+        n = 300_000
+        server = await serve_pooled(aop, n, rate=4096)
+        sizes = [(len(body), copied, more, lent) for body, copied, more, lent in server.bodies]
+        assert sizes == [(n - HIGH, False, True, 1), (HIGH, True, True, 1), (0, True, False, 1)]
+        nothing_lent(aop)
+
+
+async def test_pooled_parts_of_a_streamed_response_each_end_with_a_copied_tail() -> None:
+    """A pooled body sent with more to come also ends with a copy of its tail, so that the
+    transport holds none of the pooled memory once the final body (here an empty one the
+    application sends) returned, whatever came in between."""
+    with electron.ArenaOfPools(arena_size=16 << 10) as aop:
+        n = 300_000
+        server = await serve_pooled(aop, n, rate=4096, streamed=True)
+        sizes = [(len(body), copied, more) for body, copied, more, _ in server.bodies]
+        assert sizes == [(n - HIGH, False, True), (HIGH, True, True), (0, True, False)]
+        nothing_lent(aop)
+
+
+class _SSLProtocolTransport(TCPTransport):
+    """A transport electron does not rely on (uvloop's for TLS has its own buffering)."""
+
+
+_SSLProtocolTransport.__module__ = "uvloop.loop"
+
+
+@pytest.mark.parametrize(
+    ("n", "kind", "as_is"),
+    [
+        (2 * HIGH + 1, TCPTransport, True),
+        (2 * HIGH, TCPTransport, False),  # the part sent as it is would not exceed HIGH
+        (2 * HIGH + 1, _SSLProtocolTransport, False),
+    ],
+)
+async def test_which_pooled_bodies_reach_uvicorn_as_they_are(
+    n: int, kind: type[TCPTransport], as_is: bool
+) -> None:
+    """Only a body larger than twice the high-water mark, on a transport electron knows: the
+    part sent as it is must be larger than HIGH, so that uvloop never writes it in one libuv
+    request with the tail (which would keep it referenced until the tail was written too).
+    Other bodies are copied, in parts."""
+    assert "uvloop.loop.TCPTransport" in FIFO_TRANSPORTS
+    with electron.ArenaOfPools(arena_size=16 << 10) as aop:
+        app, mw = make_app(aop)
+        server = RequestResponseCycle(mw, kind(None))
+        assert (fifo_transport(owner_of(server.send)) is not None) is (kind is TCPTransport)
+        scope = {"type": "http", "method": "GET", "path": f"/pooled/{n}", "headers": []}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        await app({**scope, "query_string": b""}, receive, server.send)
+        assert server.as_is[0] is as_is
+        assert len(server.as_is) == (2 if as_is else 2 + (n - 1) // PART)
         nothing_lent(aop)
