@@ -45,9 +45,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
-
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import _callgrind
 from ._harness import Result, add_common_args, write_json
@@ -194,10 +193,10 @@ def count_sides(sides: list[Side], reps: int, n: int) -> list[Result]:
             )
         )
     plain = results[1]
-    for side in (results[0], *results[2:]):
-        side.baseline = plain.name
-        side.ratio = plain.ns_per_op / side.ns_per_op
-        side.extra["added_per_request"] = round(side.ns_per_op - plain.ns_per_op)
+    for result in (results[0], *results[2:]):
+        result.baseline = plain.name
+        result.ratio = plain.ns_per_op / result.ns_per_op
+        result.extra["added_per_request"] = round(result.ns_per_op - plain.ns_per_op)
     return results
 
 
