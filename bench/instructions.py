@@ -1,6 +1,7 @@
 """Instructions per request: what electron adds to a hello world, counted exactly.
 
     python -m bench.instructions [--quick] [--json FILE] [--repeat N] [--requests N]
+                                 [--route hello|pooled] [--sizes 1k,16k,64k]
 
 ``bench.http`` times the hello world end to end, but on a shared 2-core VM the CPU time one
 server spends per request moves by 5-10% from one 3 s round to the next, and an A/A run
@@ -23,6 +24,14 @@ Reported: instructions per request of each side, their ratio (baseline / electro
 hello-world throughput ratio if both ran at the same instructions per cycle) and the
 difference. Kernel work (the socket calls, the same for both sides) is not counted, so
 against the whole CPU time of a request electron's share is smaller still.
+``--route pooled`` counts the pooled response path instead, on the example server
+(``examples/server.py``): ``GET /bytes/N?pooled=1`` (the body built in a pooled buffer and
+returned as a ``PooledResponse``) against ``GET /bytes/N`` on the same server run with
+``--no-electron`` (a ``bytearray`` and a ``web.Response``), for each of ``--sizes``, and
+``GET /bytes/N`` on the electron server (plain ``bytes`` under the middleware) as well. The
+difference is the pooled path's fixed cost: the request's lease, the buffer's loan and return,
+``reserve``'s view and zeroing, the response object.
+
 Needs ``valgrind`` (with ``callgrind_control``); without it the case is skipped, saying so.
 """
 
@@ -36,12 +45,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import _callgrind
 from ._harness import Result, add_common_args, write_json
 from ._load import LISTENING  # the servers' ready line
-from .http import HELLO_TARGET, ROOT
+from .http import EXAMPLE, HELLO_TARGET, ROOT
 
 CONNECTIONS = 32
 WARMUP = 300
@@ -50,9 +60,50 @@ _NAMES = {
     "plain": "without electron",
     "electron-context": "electron, current_arena=True",
 }
+HELLO = b"Hello, World!"
+POOLED_SIZES = (1 << 10, 16 << 10, 64 << 10)
 
 
-async def _load(url: str, requests: int) -> None:
+@dataclass(frozen=True)
+class Side:
+    """One server counted: how to start it, what to ask it and the body to expect."""
+
+    variant: str  # a short name, for the progress lines
+    name: str  # the result's name
+    args: tuple[str, ...]  # ``python -m`` arguments (under valgrind)
+    path: str
+    body: bytes
+
+
+def hello_sides(loop: str) -> list[Side]:
+    """The hello world of ``bench.http`` set up with electron, and without it."""
+    return [
+        Side(v, f"hello: {_NAMES[v]}, instructions/request",
+             ("bench.http", "--serve", v, "--loop", loop), "/", HELLO)
+        for v in ("electron", "plain", "electron-context")
+    ]
+
+
+def pooled_sides(loop: str, size: int) -> list[Side]:
+    """``GET /bytes/{size}`` of the example server: pooled, plain without electron, and
+    plain under electron's middleware."""
+    from examples.server import pattern
+
+    example = (str(EXAMPLE.relative_to(ROOT).with_suffix("")).replace("/", "."),)
+    cmd = (*example, "--host", "127.0.0.1", "--port", "0", "--loop", loop)
+    body = pattern(size, 0)
+    kib = f"{size >> 10} KiB" if size >= 1024 else f"{size} B"
+    return [
+        Side("pooled", f"bytes {kib}: electron, ?pooled=1", cmd,
+             f"/bytes/{size}?pooled=1", body),
+        Side("plain", f"bytes {kib}: without electron", (*cmd, "--no-electron"),
+             f"/bytes/{size}?pooled=1", body),  # ignored, but parsed as on the pooled side
+        Side("unpooled", f"bytes {kib}: electron, plain bytes", cmd, f"/bytes/{size}?seed=0",
+             body),
+    ]
+
+
+async def _load(url: str, requests: int, expected: bytes) -> None:
     """Send exactly ``requests`` GETs over ``CONNECTIONS`` keep-alive connections."""
     import aiohttp
 
@@ -64,7 +115,7 @@ async def _load(url: str, requests: int) -> None:
             left -= 1
             async with session.get(url) as resp:
                 body = await resp.read()
-                if resp.status != 200 or body != b"Hello, World!":
+                if resp.status != 200 or body != expected:
                     raise RuntimeError(f"bad response: {resp.status} {body[:60]!r}")
 
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
@@ -78,11 +129,11 @@ def _callgrind_control(flag: str, pid: int) -> None:
     )
 
 
-def count(variant: str, requests: int, loop: str) -> float:
-    """User-space instructions per request of one fresh ``variant`` hello-world server."""
+def count(side: Side, requests: int) -> float:
+    """User-space instructions per request of one fresh server of ``side``."""
     with tempfile.TemporaryDirectory(prefix="electron-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
-        cmd = _callgrind.command(out, "bench.http", "--serve", variant, "--loop", loop)
+        cmd = _callgrind.command(out, *side.args)
         env = _callgrind.environment()  # the two sides' dicts and sets are laid out alike
         proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
@@ -92,13 +143,13 @@ def count(variant: str, requests: int, loop: str) -> float:
             line = proc.stdout.readline()
             match = LISTENING.search(line)
             if match is None:
-                raise RuntimeError(f"{variant}: no 'listening on' line (got {line!r})")
-            url = match.group(1)
-            asyncio.run(_load(url, WARMUP))
+                raise RuntimeError(f"{side.name}: no 'listening on' line (got {line!r})")
+            url = match.group(1) + side.path
+            asyncio.run(_load(url, WARMUP, side.body))
             _callgrind_control("-z", proc.pid)
             for stale in Path(tmp).iterdir():
                 stale.unlink()
-            asyncio.run(_load(url, requests))
+            asyncio.run(_load(url, requests, side.body))
             _callgrind_control("-d", proc.pid)
             dumps = [p.read_text() for p in Path(tmp).iterdir()]
         finally:
@@ -108,49 +159,92 @@ def count(variant: str, requests: int, loop: str) -> float:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-    return _callgrind.total(dumps, variant) / requests
+    return _callgrind.total(dumps, side.name) / requests
 
 
-def run(quick: bool, repeat: int | None, requests: int | None, loop: str) -> list[Result]:
-    """Count both sides ``repeat`` times, alternating; fill in the ratio and the target."""
-    reps = repeat or (1 if quick else 2)
-    n = requests or (1000 if quick else 3000)
-    counts: dict[str, list[float]] = {"electron": [], "plain": [], "electron-context": []}
-    order = ("electron", "plain", "electron-context")
+def count_sides(sides: list[Side], reps: int, n: int) -> list[Result]:
+    """Count each side ``reps`` times, alternating the order; one result per side (the
+    median), in ``sides``' order. The first side is compared with the second (the
+    baseline) and with every later one."""
+    counts: dict[str, list[float]] = {side.name: [] for side in sides}
     for r in range(reps):
-        for variant in order if r % 2 == 0 else order[::-1]:
+        for side in sides if r % 2 == 0 else sides[::-1]:
             t0 = time.monotonic()
-            counts[variant].append(count(variant, n, loop))
+            counts[side.name].append(count(side, n))
             print(
-                f"  {variant:16} {counts[variant][-1]:12,.0f} instructions/request "
-                f"({n} requests, {time.monotonic() - t0:.0f} s)",
+                f"  {side.variant:16} {side.path:24} {counts[side.name][-1]:12,.0f} "
+                f"instructions/request ({n} requests, {time.monotonic() - t0:.0f} s)",
                 flush=True,
             )
     results = []
-    for variant, values in counts.items():
+    for name, values in counts.items():
         spread = (max(values) - min(values)) / min(values)
         results.append(
             Result(
                 "instructions",
-                f"hello: {_NAMES[variant]}, instructions/request",
+                name,
                 statistics.median(values),
                 extra={
                     "unit": "instructions per request (callgrind Ir, user space)",
                     "counts": [round(v) for v in values],
                     "spread": round(spread, 5),
                     "requests": n,
-                    "loop": loop,
                 },
             )
         )
-    electron, plain, context = results
-    for side in (electron, context):
-        side.baseline = plain.name
-        side.ratio = plain.ns_per_op / side.ns_per_op
-        side.extra["added_per_request"] = round(side.ns_per_op - plain.ns_per_op)
+    plain = results[1]
+    for result in (results[0], *results[2:]):
+        result.baseline = plain.name
+        result.ratio = plain.ns_per_op / result.ns_per_op
+        result.extra["added_per_request"] = round(result.ns_per_op - plain.ns_per_op)
+    return results
+
+
+def run(
+    quick: bool, repeat: int | None, requests: int | None, loop: str
+) -> list[Result]:
+    """The hello world: count the three sides; fill in the ratio and the target."""
+    reps = repeat or (1 if quick else 2)
+    n = requests or (1000 if quick else 3000)
+    results = count_sides(hello_sides(loop), reps, n)
+    for r in results:
+        r.extra["loop"] = loop
+    electron = results[0]
     electron.target = f">= {HELLO_TARGET}"  # the default set-up; current_arena=True is opt-in
     electron.passed = electron.ratio is not None and electron.ratio >= HELLO_TARGET
     return results
+
+
+def run_pooled(
+    quick: bool, repeat: int | None, requests: int | None, loop: str, sizes: list[int]
+) -> list[Result]:
+    """The pooled path of the example server at each size (a diagnostic: no target)."""
+    reps = repeat or (1 if quick else 2)
+    n = requests or (1000 if quick else 3000)
+    results = []
+    for size in sizes:
+        for r in count_sides(pooled_sides(loop, size), reps, n):
+            r.extra["loop"] = loop
+            results.append(r)
+    return results
+
+
+def _print_pooled(results: list[Result], loop: str) -> None:
+    print(f"\nGET /bytes/N, user-space instructions per request (callgrind; loop {loop})")
+    for r in results:
+        added = r.extra.get("added_per_request")
+        more = "" if added is None else f"  {added:+9,} vs plain (ratio {r.ratio:.3f})"
+        print(f"  {r.name:40} {r.ns_per_op:9,.0f}{more}  (spread {r.extra['spread']:.3%})")
+
+
+def _sizes(text: str) -> list[int]:
+    units = {"k": 1 << 10, "m": 1 << 20}
+    sizes = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        scale = units.get(part[-1:], 1)
+        sizes.append(int(part[:-1] if scale > 1 else part) * scale)
+    return sizes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,12 +252,30 @@ def main(argv: list[str] | None = None) -> int:
     add_common_args(parser)
     parser.add_argument("--requests", type=int, help="requests counted per server")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument(
+        "--route",
+        choices=("hello", "pooled"),
+        default="hello",
+        help="hello: bench.http's hello world (default); pooled: the example server's "
+        "GET /bytes/N?pooled=1 against GET /bytes/N without electron",
+    )
+    parser.add_argument(
+        "--sizes", type=_sizes, default=list(POOLED_SIZES),
+        help="body sizes of --route pooled, e.g. 1k,16k,64k (the default)",
+    )
     args = parser.parse_args(argv)
     missing = [tool for tool in ("valgrind", "callgrind_control") if not shutil.which(tool)]
     if missing:
         print(f"skipped: {' and '.join(missing)} not installed (Debian: apt install valgrind)")
         if args.json:
             write_json(args.json, "instructions", [])
+        return 0
+    if args.route == "pooled":
+        results = run_pooled(args.quick, args.repeat, args.requests, args.loop, args.sizes)
+        _print_pooled(results, args.loop)
+        if args.json:
+            write_json(args.json, "instructions", results)
+            print(f"wrote {args.json}")
         return 0
     results = run(args.quick, args.repeat, args.requests, args.loop)
     electron = results[0]

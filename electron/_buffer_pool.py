@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, SupportsIndex
 
 from ._buffer import Buffer, _LentBuffer
 from ._checks import check_size
-from ._errors import ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
+from ._errors import DoubleRelease, ForeignObject, InvalidArgument, PoolClosed, PoolExhausted
 from ._leaks import SAMPLE_EVERY, LeakDetection, capture, level_from, report_leak
 from ._lock import PoolLock
 from ._regions import IdleRegions, RegionHolder
@@ -185,11 +185,13 @@ class BufferPool:
         if lock.held():  # a finalizer run inside one of our locked sections: later
             lock.defer(functools.partial(self.put, buf))
             return
-        mv = buf._claim(lock, "buffer")  # the handle is ours alone from here
-        clean = buf._detach(mv)
-        region = buf._region
-        buf._region = _NO_REGION  # the dead handle must not keep the memory reachable
-        with lock:
+        with lock:  # one section: claiming the handle, killing it and taking it back
+            mv = buf._mv
+            if mv is None:
+                raise DoubleRelease("buffer", buf._trace)
+            clean = buf._detach(mv)  # the handle is dead (ours alone) from here
+            region = buf._region
+            buf._region = _NO_REGION  # the dead handle must not keep the memory reachable
             self._take_back_locked(region, clean)
             # Interpreted, this frame's reference would outlive the lock: whoever is lent
             # the region next would count it as someone still holding the memory.

@@ -21,9 +21,13 @@ def check_size(value: object, name: str = "n") -> int:
     strings and None raise :class:`TypeError`; negative or huge values raise
     :class:`~electron.InvalidArgument`.
     """
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
+    n: int
+    if type(value) is int:  # the usual case: no attribute lookup, no call
+        n = value
+    elif isinstance(value, bool) or not hasattr(value, "__index__"):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    n: int = operator.index(value)  # type: ignore[call-overload,unused-ignore]
+    else:
+        n = operator.index(value)  # type: ignore[call-overload,unused-ignore]
     if n < 0 or n > MAX_SIZE:
         raise InvalidArgument(name, value, f"an int in [0, {MAX_SIZE}]")
     return n

@@ -26,6 +26,7 @@ from .._errors import ArenaClosed, InsufficientCapacity, PoolExhausted
 __all__ = (
     "LENDING",
     "OTHER_ROUTES",
+    "UNMATCHED",
     "MiddlewareStatistics",
     "RequestLease",
     "RequestMemoryOptions",
@@ -38,6 +39,8 @@ __all__ = (
 
 #: The route that routes beyond the middleware's ``max_routes`` are counted under.
 OTHER_ROUTES = "(other)"
+#: The route of a request that matched none of the app's routes (a 404 or 405).
+UNMATCHED = "(unmatched)"
 
 _log = logging.getLogger("electron.aio")
 
@@ -166,14 +169,9 @@ class RequestMemoryOwner:
 
     def _record(self, route: str, nbytes: int) -> None:
         """A request of ``route`` that used electron memory gave back ``nbytes``."""
-        routes = self._routes
-        usage = routes.get(route)
+        usage = self._routes.get(route)
         if usage is None:
-            if len(routes) >= self.max_routes:
-                route = OTHER_ROUTES
-                usage = routes.get(route)
-            if usage is None:
-                usage = routes[route] = [0, 0, 0]
+            route, usage = self._new_route(route)
         usage[0] += 1
         usage[1] += nbytes
         if nbytes > usage[2]:
@@ -183,6 +181,18 @@ class RequestMemoryOwner:
                 listener(route, nbytes)
             except Exception:  # a metrics hook must never break a release
                 _log.exception("electron: a usage listener failed")
+
+    def _new_route(self, route: str) -> tuple[str, list[int]]:
+        """The usage record a route seen for the first time is counted in: its own, or
+        beyond ``max_routes`` that of :data:`OTHER_ROUTES`; and that route."""
+        routes = self._routes
+        if len(routes) >= self.max_routes:
+            route = OTHER_ROUTES
+            usage = routes.get(route)
+            if usage is not None:
+                return route, usage
+        usage = routes[route] = [0, 0, 0]
+        return route, usage
 
     def add_usage_listener(self, listener: Callable[[str, int], object]) -> None:
         """Call ``listener(route, nbytes)`` whenever a request that used electron memory
@@ -304,7 +314,7 @@ class RequestLease:
 
     def _route(self) -> str:
         """The route the request took, for the owner's per-route usage."""
-        return "(unmatched)"
+        return UNMATCHED
 
     def _release_first(self) -> BaseException | None:
         """Give back what must go before the buffers (a response's body); the error, if any."""
@@ -337,7 +347,7 @@ class RequestLease:
         try:
             route = self._route()
         except Exception:  # the route is for statistics: never let it break a release
-            route = "(unmatched)"
+            route = UNMATCHED
         owner._record(route, used)
         if error is not None:
             raise error

@@ -185,6 +185,40 @@ async def test_routes_are_bounded_and_unmatched_requests_grouped(
         mw.add_usage_listener("not callable")  # type: ignore[arg-type]
 
 
+async def test_setup_names_each_route_as_its_request_matched_it(
+    aop: electron.ArenaOfPools,
+) -> None:
+    """setup knows a route's name when it wraps its handler: a sub-app's prefix, a dynamic
+    route's template and a class-based view's path are the names its requests are counted
+    under, as the request's own match would say."""
+    app = web.Application()
+    mw = setup(app, aop)
+    sub = web.Application()
+
+    async def item(request: web.Request) -> web.StreamResponse:
+        request_buffer(request, 100)
+        return web.Response(text=request.match_info["id"])
+
+    class Report(web.View):
+        async def get(self) -> web.StreamResponse:
+            request_buffer(self.request, 300)
+            return web.Response(text="report")
+
+    sub.router.add_get("/items/{id}", item)
+    app.router.add_view("/report", Report)
+    app.add_subapp("/sub", sub)
+    async with serve(app) as url, aiohttp.ClientSession() as session:
+        for path in ("/sub/items/1", "/sub/items/2", "/report"):
+            async with session.get(url + path) as resp:
+                assert resp.status == 200
+    await settled(aop, mw)
+    usage = {r.route: (r.requests, r.bytes_total) for r in mw.route_usage()}
+    assert usage == {
+        "/sub/items/{id}": (2, 2 * size_class(100)),
+        "/report": (1, size_class(300)),
+    }
+
+
 async def test_unmatched_route_label(aop: electron.ArenaOfPools) -> None:
     app = web.Application()
     mw = setup(app, aop, as_middleware=True, current_arena=True)

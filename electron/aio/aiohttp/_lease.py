@@ -18,7 +18,7 @@ from aiohttp.abc import AbstractStreamWriter
 
 from ..._arena import Arena
 from ..._context import current_arena_var, register_lazy_marker
-from .._request_memory import LENDING, RequestLease, ended
+from .._request_memory import LENDING, UNMATCHED, RequestLease, ended
 from .._wait import acquire_arena
 from ._aiohttp_internals import key_of
 from ._flush import release_after_flush
@@ -27,7 +27,17 @@ if TYPE_CHECKING:
     from ._middleware import Middleware
     from ._response import PooledResponse
 
-__all__ = ("ACTIVE", "LEASES", "Lease", "lease_of", "lease_of_async", "owner_of", "route_of")
+__all__ = (
+    "ACTIVE",
+    "LEASES",
+    "Lease",
+    "lease_of",
+    "lease_of_async",
+    "owner_of",
+    "route_name",
+    "route_of",
+)
+
 
 
 class Lease(RequestLease):
@@ -42,16 +52,14 @@ class Lease(RequestLease):
     __slots__ = ("response", "route", "writer")
 
     def __init__(
-        self,
-        owner: Middleware,
-        writer: AbstractStreamWriter,
-        request: web.BaseRequest,
-        arena: Arena | None = None,
+        self, owner: Middleware, writer: AbstractStreamWriter, arena: Arena | None = None
     ) -> None:
-        super().__init__(owner, arena)
+        RequestLease.__init__(self, owner, arena)
         self.writer = writer
-        self.route = route_of(request)
         self.response: PooledResponse | None = None
+        # Set by whoever takes the lease out of LEASES (the middleware, once the handler is
+        # done): by then the route is known, for setup's routes without a lookup.
+        self.route = UNMATCHED
 
     def _route(self) -> str:
         return self.route
@@ -76,11 +84,15 @@ class Lease(RequestLease):
 
 def route_of(request: web.BaseRequest) -> str:
     """The canonical path of the route ``request`` matched (bounded cardinality)."""
-    match_info = getattr(request, "match_info", None)
-    route = getattr(match_info, "route", None)
+    return route_name(getattr(getattr(request, "match_info", None), "route", None))
+
+
+def route_name(route: object) -> str:
+    """The canonical path of an aiohttp route (``"(unmatched)"`` for aiohttp's system
+    routes, 404 and 405, which have no resource)."""
     resource = getattr(route, "resource", None)
     if resource is None:
-        return "(unmatched)"  # 404 / 405: aiohttp's system route
+        return UNMATCHED
     return str(resource.canonical)
 
 
@@ -111,7 +123,7 @@ def _lend(key: object, request: web.BaseRequest, arena: Arena | None = None) -> 
             if arena is None and owner._bounded:
                 # Under a budget the request's arena is what admission counts and waits for.
                 arena = owner.aop.get_arena(0)  # PoolExhausted beyond the budget
-            lease = LEASES[key] = Lease(owner, key, request, arena)  # type: ignore[arg-type]
+            lease = LEASES[key] = Lease(owner, key, arena)  # type: ignore[arg-type]
             arena = None
     if arena is not None:
         arena.close()  # another of the request's tasks made the lease first, or it ended
@@ -121,6 +133,7 @@ def _lend(key: object, request: web.BaseRequest, arena: Arena | None = None) -> 
         # The handler finished (in another thread) while this one lent. Whoever takes the
         # lease out of LEASES, this thread or the middleware, gives it back.
         if LEASES.pop(key, None) is not None:
+            lease.route = route_of(request)
             lease.release()
         raise ended()
     return lease

@@ -23,7 +23,7 @@ from .._request_memory import RequestMemoryOptions, RequestMemoryOwner, never_fi
 from .._trim import trim_periodically
 from .._wait import acquire_arena
 from ._aiohttp_internals import in_request_task, own_routes, replace_handler, sent_anything
-from ._lease import ACTIVE, LEASES, Lease
+from ._lease import ACTIVE, LEASES, Lease, route_name, route_of
 from ._response import PooledResponse
 
 __all__ = ("AOP_KEY", "MIDDLEWARE_KEY", "Middleware", "MiddlewareOptions", "middleware", "setup")
@@ -102,11 +102,20 @@ class Middleware(RequestMemoryOwner):
         self, request: web.Request, handler: Handler
     ) -> Coroutine[Any, Any, web.StreamResponse]:
         """Serve ``request`` with ``handler`` (the middleware protocol of aiohttp)."""
-        return self.serve(handler, request)
+        return self._serve(None, handler, request)
 
-    async def serve(self, handler: Handler, request: web.Request) -> web.StreamResponse:
-        """Run ``handler`` for ``request`` with request-scoped memory: :func:`setup` makes
-        ``partial(serve, handler)`` each route's handler."""
+    def serve(
+        self, handler: Handler, request: web.Request
+    ) -> Coroutine[Any, Any, web.StreamResponse]:
+        """Run ``handler`` for ``request`` with request-scoped memory (awaitable): what
+        :func:`setup` makes each route's handler, which also knows the route."""
+        return self._serve(None, handler, request)
+
+    async def _serve(
+        self, route: str | None, handler: Handler, request: web.Request
+    ) -> web.StreamResponse:
+        """:meth:`serve`, for a request of ``route`` (its name for :meth:`route_usage`;
+        None: looked up from the request, when the request used memory)."""
         key = request._payload_writer  # key_of(request), inline: see _aiohttp_internals
         if key in ACTIVE or (self.exclude and request.path in self.exclude):
             # An outer electron middleware (a parent app's) serves it, or it is excluded.
@@ -131,6 +140,7 @@ class Middleware(RequestMemoryOwner):
             del ACTIVE[key]
             # After ACTIVE, as _lend expects; most requests use no memory, LEASES is empty.
             if LEASES and (lease := LEASES.pop(key, None)) is not None:
+                lease.route = route_of(request) if route is None else route
                 self._give_back(lease, request, resp)
         return resp
 
@@ -141,7 +151,7 @@ class Middleware(RequestMemoryOwner):
             arena = await acquire_arena(self.aop, self.acquire_timeout)
         except (PoolExhausted, PoolClosed):
             raise self._unavailable() from None
-        LEASES[key] = Lease(self, key, request, arena)
+        LEASES[key] = Lease(self, key, arena)
 
     def _count_failure(
         self, exc: BaseException, request: web.Request, key: AbstractStreamWriter
@@ -179,8 +189,8 @@ class Middleware(RequestMemoryOwner):
         once aiohttp has written the response and the transport flushed it."""
         if not sent_anything(lease.writer) and (
             resp is None
-            or (isinstance(resp, web.Response) and type(resp.body) in _BYTES)
             or (isinstance(resp, PooledResponse) and resp.released)
+            or (isinstance(resp, web.Response) and type(resp.body) in _BYTES)
         ):
             lease.release()
             return
@@ -197,8 +207,9 @@ class Middleware(RequestMemoryOwner):
             # aiohttp drops the request (a PooledResponse gives it back earlier itself).
             weakref.finalize(request, lease.release_after_flush)
 
-    def _served(self, handler: Handler) -> Handler:
-        """``handler`` run by :meth:`serve` (what :func:`setup` makes a route's handler).
+    def _served(self, handler: Handler, route: str) -> Handler:
+        """``handler`` run by :meth:`serve` (what :func:`setup` makes the handler of a route
+        named ``route``).
 
         A class-based view (an ``AbstractView`` such as ``web.View``) stays one: its handler
         becomes a subclass whose instances run under :meth:`serve`, since libraries tell
@@ -207,20 +218,22 @@ class Middleware(RequestMemoryOwner):
         schemas)."""
         view: object = handler
         if isinstance(view, type) and issubclass(view, AbstractView):
-            served: Handler = self._served_view(view)
+            served: Handler = self._served_view(view, route)
         else:
-            served = functools.update_wrapper(functools.partial(self.serve, handler), handler)
+            served = functools.update_wrapper(
+                functools.partial(self._serve, route, handler), handler
+            )
         setattr(served, _SERVED_BY, self)
         return served
 
-    def _served_view(self, view: type[AbstractView]) -> Any:
+    def _served_view(self, view: type[AbstractView], route: str) -> Any:
         """A subclass of ``view`` (same name, doc and module, ``__wrapped__`` the view) whose
         instances, awaited by aiohttp, run as ``view``'s would under :meth:`serve`."""
-        serve, run = self.serve, view.__await__
+        serve, run = self._serve, view.__await__
 
         def __await__(instance: AbstractView) -> Generator[Any, None, web.StreamResponse]:
             handler = functools.partial(_RunView, run, instance)
-            return serve(handler, instance.request).__await__()
+            return serve(route, handler, instance.request).__await__()
 
         namespace = {
             "__slots__": (),
@@ -276,8 +289,9 @@ def setup(
     """Give every route of ``app`` (and of its sub-apps) request-scoped memory over ``aop``,
     and return the :class:`Middleware` that serves them, for its statistics.
 
-    When the app starts, each route's handler is wrapped (``partial(mw.serve, handler)``,
-    with the handler's name, doc and ``__wrapped__``): a request then costs what a request to
+    When the app starts, each route's handler is wrapped (a ``partial`` of ``mw.serve`` that
+    also knows the route's name, with the handler's name, doc and ``__wrapped__``): a
+    request then costs what a request to
     an app without middlewares costs, since aiohttp runs its middleware machinery only for
     apps that have middlewares. A sub-app with a ``setup`` of its own serves its own routes.
     With ``as_middleware=True`` the middleware is instead the app's outermost one, so that
@@ -307,7 +321,7 @@ async def _serve_routes(app: web.Application) -> None:
     mw = app[MIDDLEWARE_KEY]
     for route in own_routes(app, skip=lambda subapp: MIDDLEWARE_KEY in subapp):
         if getattr(route.handler, _SERVED_BY, None) is not mw:  # not already (a restart)
-            replace_handler(route, mw._served)
+            replace_handler(route, functools.partial(mw._served, route=route_name(route)))
 
 
 async def _trim_while_serving(app: web.Application) -> AsyncIterator[None]:

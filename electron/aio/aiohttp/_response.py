@@ -50,6 +50,17 @@ class PooledResponse(web.StreamResponse):
     back with it.
     """
 
+    # What a response holds until its body goes back; a copied body holds none of them.
+    _lease: Lease | None = None  # the request's lease, when the response goes back with it
+    _writer: AbstractStreamWriter | None = None
+    _sent = False
+    _released = False
+    _copy: bytes | None = None  # a small body, copied at once (see COPY_MAX)
+    _view: memoryview | None = None  # a larger body, sent as it is
+    _buffer: Buffer | None = None  # the Buffer behind it
+    _own_view = False  # whether _view was made here (a bytes-like body), to release
+    _on_release: Callable[[], object] | None = None
+
     def __init__(
         self,
         body: Buffer | BytesLike,
@@ -62,28 +73,19 @@ class PooledResponse(web.StreamResponse):
         on_release: Callable[[], object] | None = None,
     ) -> None:
         super().__init__(status=status, reason=reason, headers=headers)
-        self._on_release = on_release
-        self._lease: Lease | None = None
-        self._writer: AbstractStreamWriter | None = None
-        self._sent = False
-        self._released = False
-        self._copy: bytes | None = None  # a small body, copied at once (see COPY_MAX)
-        self._view: memoryview | None = None
+        view: memoryview | None = None
         if isinstance(body, Buffer):
-            self._buffer: Buffer | None = body
-            self._own_view = False
+            buf: Buffer | None = body
             length = len(body)
             if length <= COPY_MAX:
                 self._copy = body.getvalue()
             else:
-                self._view = body.view()  # released when the buffer goes back
+                view = body.view()  # released when the buffer goes back
         else:
-            self._buffer = None
-            self._own_view = True
+            buf = None
             view = memoryview(body)
             if view.format != "B" or view.ndim != 1:
                 view = view.cast("B")  # raises TypeError for a non-contiguous view
-            self._view = view
             length = view.nbytes
             if length <= COPY_MAX:
                 self._copy = bytes(view)
@@ -96,8 +98,12 @@ class PooledResponse(web.StreamResponse):
             fields[hdrs.CONTENT_TYPE] = content_type
         elif charset is not None:
             self.charset = charset
-        if self._copy is not None:
-            self._release_body()  # the copy is all the response needs
+        if self._copy is not None:  # the copy is all the response needs: give it all back
+            self._released = True
+            give_back_body(view, buf is None, on_release, buf)
+        else:
+            self._view, self._buffer, self._on_release = view, buf, on_release
+            self._own_view = buf is None
 
     @property
     def released(self) -> bool:
@@ -132,10 +138,8 @@ class PooledResponse(web.StreamResponse):
             await super().write_eof()
             return
         self._sent = True
-        if self._copy is not None:
-            if not must_be_empty_body(self):
-                await self.write(self._copy)
-            await super().write_eof()
+        if self._copy is not None:  # sent with the headers, as web.Response sends bytes
+            await super().write_eof(b"" if must_be_empty_body(self) else self._copy)
             return
         lease = self._lease
         try:
